@@ -1,0 +1,65 @@
+//! Softmax cross-entropy (mean over the batch) and accuracy on the CPU.
+//!
+//! Per row: `m = max_j z_j`, `lse = m + ln Σ_j exp(z_j - m)` (subtracting the max keeps
+//! exp from overflowing), `loss_i = lse - z_label`, `p_j = exp(z_j - lse)`.
+//! `loss = Σ_i loss_i / n`; `dz_ij = dloss · (p_ij - [j = label_i]) / n`.
+
+pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> (f32, Vec<f32>) {
+    let n = labels.len();
+    let mut probs = vec![0.0; logits.len()];
+    let mut total = 0.0f32;
+    for (i, (row, p_row)) in logits
+        .chunks(classes)
+        .zip(probs.chunks_mut(classes))
+        .enumerate()
+    {
+        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
+        let lse = max + sum.ln();
+        for (p, z) in p_row.iter_mut().zip(row) {
+            *p = (z - lse).exp();
+        }
+        total += lse - row[labels[i] as usize];
+    }
+    (total / n as f32, probs)
+}
+
+pub fn cross_entropy_backward(
+    probs: &[f32],
+    labels: &[u32],
+    dloss: f32,
+    classes: usize,
+) -> Vec<f32> {
+    let scale = dloss / labels.len() as f32;
+    let mut dz = vec![0.0; probs.len()];
+    for (i, (p_row, d_row)) in probs
+        .chunks(classes)
+        .zip(dz.chunks_mut(classes))
+        .enumerate()
+    {
+        for (j, (d, p)) in d_row.iter_mut().zip(p_row).enumerate() {
+            let target = if j == labels[i] as usize { 1.0 } else { 0.0 };
+            *d = (p - target) * scale;
+        }
+    }
+    dz
+}
+
+/// Index of the first largest value of a row (torch.argmax's tie rule).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
+}
+
+pub fn correct_count(logits: &[f32], labels: &[u32], classes: usize) -> usize {
+    logits
+        .chunks(classes)
+        .zip(labels)
+        .filter(|(row, &label)| argmax(row) == label as usize)
+        .count()
+}

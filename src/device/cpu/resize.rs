@@ -1,0 +1,43 @@
+//! Bilinear resize of u8 images to floats in [0, 1], as
+//! `F.interpolate(x.float() / 255, size, mode="bilinear", align_corners=False)`.
+//!
+//! For output row `oy`: `src = max((oy + 0.5) · in/out - 0.5, 0)`, `y0 = ⌊src⌋`,
+//! `y1 = min(y0 + 1, in - 1)`, `ly = src - y0`; the same for columns; then
+//! `out = (1-ly)·((1-lx)·x00 + lx·x01) + ly·((1-lx)·x10 + lx·x11)`,
+//! evaluated in that order (columns first), as PyTorch's CPU kernel does.
+
+use rayon::prelude::*;
+
+/// Source index, its neighbour and the neighbour's weight, per output coordinate.
+pub fn bilinear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
+    let scale = input as f32 / output as f32;
+    (0..output)
+        .map(|o| {
+            let src = (scale * (o as f32 + 0.5) - 0.5).max(0.0);
+            let i0 = (src as usize).min(input - 1);
+            let i1 = if i0 + 1 < input { i0 + 1 } else { i0 };
+            (i0, i1, src - i0 as f32)
+        })
+        .collect()
+}
+
+pub fn resize(images: &[u8], h: usize, w: usize, indices: &[u32], size: usize) -> Vec<f32> {
+    let rows = bilinear_taps(h, size);
+    let cols = bilinear_taps(w, size);
+    let mut out = vec![0.0; indices.len() * size * size];
+    out.par_chunks_mut(size * size)
+        .zip(indices)
+        .for_each(|(plane, &index)| {
+            let start = index as usize * h * w;
+            let image = &images[start..start + h * w];
+            let px = |y: usize, x: usize| image[y * w + x] as f32 / 255.0;
+            for (oy, &(y0, y1, ly)) in rows.iter().enumerate() {
+                for (ox, &(x0, x1, lx)) in cols.iter().enumerate() {
+                    let top = (1.0 - lx) * px(y0, x0) + lx * px(y0, x1);
+                    let bottom = (1.0 - lx) * px(y1, x0) + lx * px(y1, x1);
+                    plane[oy * size + ox] = (1.0 - ly) * top + ly * bottom;
+                }
+            }
+        });
+    out
+}

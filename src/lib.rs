@@ -1,0 +1,19 @@
+//! A small deep-learning engine that trains GoogLeNet (Inception v1) on Fashion-MNIST.
+//!
+//! Layers: `tensor` (data on a device) → `device` (the op set, per device) → `ops`
+//! (shape-checked calls into the device) → `autograd` (the tape) → `nn` (layers,
+//! GoogLeNet) and `optim` (Adam).
+
+pub mod autograd;
+pub mod device;
+pub mod nn;
+pub mod ops;
+pub mod optim;
+pub mod tensor;
+
+pub use autograd::{Gradients, Tape, Var};
+pub use device::Device;
+pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
+pub use ops::{ByteImages, Labels};
+pub use optim::Adam;
+pub use tensor::Tensor;

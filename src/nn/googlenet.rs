@@ -1,0 +1,264 @@
+//! GoogLeNet (Inception v1) as the tutorial builds it, stage by stage.
+//!
+//! The stages and their names follow the tutorial's module tree, so parameter names
+//! (`conv1.0.weight`, `conv2.2.bias`, `inception_4e.branch3_2.weight`, `fc.weight`)
+//! match a PyTorch `state_dict`. Where the tutorial has `AvgPool2d(7)` this model
+//! averages each whole plane: the same at 224x224, and small images still work.
+
+use std::fmt::Write;
+
+use anyhow::{ensure, Result};
+
+use super::inception::{Inception, InceptionChannels};
+use super::layers::{Conv2d, Linear};
+use super::params::{Init, ParamBuilder, Parameters};
+use crate::autograd::{Tape, Var};
+use crate::device::geometry::window_output;
+use crate::device::Device;
+use crate::tensor::Tensor;
+
+/// The shape of the network's ends.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GoogLeNetConfig {
+    pub in_channels: usize,
+    pub classes: usize,
+    /// Drop probability before the classifier.
+    pub dropout: f32,
+}
+
+impl Default for GoogLeNetConfig {
+    /// The tutorial's: grey images, ten classes, dropout 0.4.
+    fn default() -> Self {
+        GoogLeNetConfig {
+            in_channels: 1,
+            classes: 10,
+            dropout: 0.4,
+        }
+    }
+}
+
+/// Whether dropout is active (training) or the identity (evaluation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Dropout on; `dropout_seed` picks the mask (use a new one every step).
+    Train {
+        dropout_seed: u64,
+    },
+    Eval,
+}
+
+enum Stage {
+    /// Conv 7x7/2 pad 3, ReLU, max pool 3/2 pad 1 (`conv1.0` is the conv).
+    Conv1(Conv2d),
+    /// Conv 1x1, ReLU, conv 3x3 pad 1, ReLU, max pool 3/2 pad 1 (`conv2.0`, `conv2.2`).
+    Conv2(Conv2d, Conv2d),
+    Inception(Box<Inception>),
+    /// Max pool 3/2 pad 1.
+    MaxPool,
+    /// Average over each whole plane.
+    AvgPool,
+    Dropout(f32),
+    /// Flatten, then the classifier.
+    Fc(Linear),
+}
+
+/// One line of the model summary.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StageSummary {
+    pub name: String,
+    /// `[C, H, W]` of one image after this stage (`[classes]` after `fc`).
+    pub output: Vec<usize>,
+    pub params: usize,
+}
+
+pub struct GoogLeNet {
+    config: GoogLeNetConfig,
+    stages: Vec<(String, Stage)>,
+}
+
+/// The paper's Inception table: (name, in, c1, (c2a, c2b), (c3a, c3b), c4), with the
+/// max pools between groups.
+const INCEPTION_TABLE: [(&str, [usize; 6], [usize; 1]); 9] = [
+    ("inception_3a", [192, 64, 96, 128, 16, 32], [32]),
+    ("inception_3b", [256, 128, 128, 192, 32, 96], [64]),
+    ("inception_4a", [480, 192, 96, 208, 16, 48], [64]),
+    ("inception_4b", [512, 160, 112, 224, 24, 64], [64]),
+    ("inception_4c", [512, 128, 128, 256, 24, 64], [64]),
+    ("inception_4d", [512, 112, 144, 288, 32, 64], [64]),
+    ("inception_4e", [528, 256, 160, 320, 32, 128], [128]),
+    ("inception_5a", [832, 256, 160, 320, 32, 128], [128]),
+    ("inception_5b", [832, 384, 192, 384, 48, 128], [128]),
+];
+
+impl GoogLeNet {
+    /// Builds the model and its freshly initialised parameters.
+    pub fn new(
+        device: &Device,
+        config: GoogLeNetConfig,
+        init: Init,
+        seed: u64,
+    ) -> Result<(GoogLeNet, Parameters)> {
+        let mut b = ParamBuilder::new(device, seed, init);
+        let mut stages = Vec::new();
+        stages.push((
+            "conv1".to_string(),
+            Stage::Conv1(Conv2d::new(
+                &mut b,
+                "conv1.0",
+                config.in_channels,
+                64,
+                7,
+                2,
+                3,
+            )?),
+        ));
+        stages.push((
+            "conv2".to_string(),
+            Stage::Conv2(
+                Conv2d::new(&mut b, "conv2.0", 64, 64, 1, 1, 0)?,
+                Conv2d::new(&mut b, "conv2.2", 64, 192, 3, 1, 1)?,
+            ),
+        ));
+        for (name, [c_in, c1, c2a, c2b, c3a, c3b], [c4]) in INCEPTION_TABLE {
+            let channels = InceptionChannels {
+                c_in,
+                c1,
+                c2: (c2a, c2b),
+                c3: (c3a, c3b),
+                c4,
+            };
+            stages.push((
+                name.to_string(),
+                Stage::Inception(Box::new(Inception::new(&mut b, name, channels)?)),
+            ));
+            match name {
+                "inception_3b" => stages.push(("max_pool3".to_string(), Stage::MaxPool)),
+                "inception_4e" => stages.push(("max_pool4".to_string(), Stage::MaxPool)),
+                _ => {}
+            }
+        }
+        stages.push(("avg_pool".to_string(), Stage::AvgPool));
+        stages.push(("dropout".to_string(), Stage::Dropout(config.dropout)));
+        stages.push((
+            "fc".to_string(),
+            Stage::Fc(Linear::new(&mut b, "fc", 1024, config.classes)?),
+        ));
+        Ok((GoogLeNet { config, stages }, b.finish()))
+    }
+
+    pub fn config(&self) -> GoogLeNetConfig {
+        self.config
+    }
+
+    /// Logits `[n, classes]` for images `[n, in_channels, h, w]`.
+    pub fn forward(
+        &self,
+        tape: &mut Tape,
+        params: &Parameters,
+        images: &Tensor,
+        mode: Mode,
+    ) -> Result<Var> {
+        let [_, c, _, _] = images.dims4("GoogLeNet input")?;
+        ensure!(
+            c == self.config.in_channels,
+            "GoogLeNet expects {} input channel(s), got images of shape {:?}",
+            self.config.in_channels,
+            images.shape()
+        );
+        let mut x = tape.constant(images.clone());
+        for (_, stage) in &self.stages {
+            x = match stage {
+                Stage::Conv1(conv) => {
+                    let y = conv.forward_relu(tape, params, &x)?;
+                    tape.max_pool(&y, 3, 2, 1)?
+                }
+                Stage::Conv2(reduce, conv) => {
+                    let y = reduce.forward_relu(tape, params, &x)?;
+                    let y = conv.forward_relu(tape, params, &y)?;
+                    tape.max_pool(&y, 3, 2, 1)?
+                }
+                Stage::Inception(block) => block.forward(tape, params, &x)?,
+                Stage::MaxPool => tape.max_pool(&x, 3, 2, 1)?,
+                Stage::AvgPool => tape.global_avg_pool(&x)?,
+                Stage::Dropout(p) => match mode {
+                    Mode::Train { dropout_seed } if *p > 0.0 => {
+                        tape.dropout(&x, *p, dropout_seed)?
+                    }
+                    _ => x,
+                },
+                Stage::Fc(fc) => {
+                    let flat = tape.flatten(&x)?;
+                    fc.forward(tape, params, &flat)?
+                }
+            };
+        }
+        Ok(x)
+    }
+
+    /// Each stage's output shape and parameter count for `size x size` inputs,
+    /// computed from the geometry alone (nothing runs).
+    pub fn summary(&self, params: &Parameters, size: usize) -> Result<Vec<StageSummary>> {
+        let pool = |[n, c, h, w]: [usize; 4]| -> Result<[usize; 4]> {
+            Ok([n, c, window_output(h, 3, 2, 1)?, window_output(w, 3, 2, 1)?])
+        };
+        let mut shape = [1, self.config.in_channels, size, size];
+        let mut rows = Vec::new();
+        for (name, stage) in &self.stages {
+            let output: Vec<usize> = match stage {
+                Stage::Conv1(conv) => {
+                    shape = pool(conv.output_shape(shape)?)?;
+                    shape[1..].to_vec()
+                }
+                Stage::Conv2(reduce, conv) => {
+                    shape = pool(conv.output_shape(reduce.output_shape(shape)?)?)?;
+                    shape[1..].to_vec()
+                }
+                Stage::Inception(block) => {
+                    shape = block.output_shape(shape);
+                    shape[1..].to_vec()
+                }
+                Stage::MaxPool => {
+                    shape = pool(shape)?;
+                    shape[1..].to_vec()
+                }
+                Stage::AvgPool => {
+                    shape = [shape[0], shape[1], 1, 1];
+                    shape[1..].to_vec()
+                }
+                Stage::Dropout(_) => shape[1..].to_vec(),
+                Stage::Fc(fc) => vec![fc.out_features()],
+            };
+            let prefix = format!("{}.", name);
+            let count = params
+                .iter()
+                .filter(|p| p.name.starts_with(&prefix))
+                .map(|p| p.value.numel())
+                .sum();
+            rows.push(StageSummary {
+                name: name.clone(),
+                output,
+                params: count,
+            });
+        }
+        Ok(rows)
+    }
+}
+
+/// The summary as a table, like the tutorial's walk over `named_children`.
+pub fn format_summary(rows: &[StageSummary], size: usize, in_channels: usize) -> String {
+    let mut out = String::new();
+    let total: usize = rows.iter().map(|r| r.params).sum();
+    let _ = writeln!(out, "GoogLeNet on {in_channels}x{size}x{size} inputs");
+    let _ = writeln!(out, "{:<14} {:>16} {:>12}", "stage", "output", "parameters");
+    for row in rows {
+        let shape = row
+            .output
+            .iter()
+            .map(|d| d.to_string())
+            .collect::<Vec<_>>()
+            .join("x");
+        let _ = writeln!(out, "{:<14} {:>16} {:>12}", row.name, shape, row.params);
+    }
+    let _ = writeln!(out, "{:<14} {:>16} {:>12}", "total", "", total);
+    out
+}

@@ -1,0 +1,71 @@
+//! The Inception block: four branches over one input, concatenated on channels.
+//!
+//!   branch 1: 1x1 conv, ReLU
+//!   branch 2: 1x1 conv, ReLU, 3x3 conv (pad 1), ReLU
+//!   branch 3: 1x1 conv, ReLU, 5x5 conv (pad 2), ReLU
+//!   branch 4: 3x3 max pool (stride 1, pad 1), 1x1 conv, ReLU
+
+use anyhow::Result;
+
+use super::layers::Conv2d;
+use super::params::{ParamBuilder, Parameters};
+use crate::autograd::{Tape, Var};
+
+/// Output channels of an Inception block: `(in, c1, (c2a, c2b), (c3a, c3b), c4)`
+/// in the paper's table.
+#[derive(Clone, Copy, Debug)]
+pub struct InceptionChannels {
+    pub c_in: usize,
+    pub c1: usize,
+    pub c2: (usize, usize),
+    pub c3: (usize, usize),
+    pub c4: usize,
+}
+
+impl InceptionChannels {
+    pub fn out(&self) -> usize {
+        self.c1 + self.c2.1 + self.c3.1 + self.c4
+    }
+}
+
+pub struct Inception {
+    channels: InceptionChannels,
+    branch1: Conv2d,
+    branch2_1: Conv2d,
+    branch2_2: Conv2d,
+    branch3_1: Conv2d,
+    branch3_2: Conv2d,
+    branch4_2: Conv2d,
+}
+
+impl Inception {
+    /// Parameters are named `<name>.branch1.weight`, `<name>.branch2_1.weight`, ...;
+    /// `branch4_1` is the parameterless max pool.
+    pub fn new(b: &mut ParamBuilder, name: &str, ch: InceptionChannels) -> Result<Self> {
+        let c_in = ch.c_in;
+        Ok(Inception {
+            channels: ch,
+            branch1: Conv2d::new(b, &format!("{name}.branch1"), c_in, ch.c1, 1, 1, 0)?,
+            branch2_1: Conv2d::new(b, &format!("{name}.branch2_1"), c_in, ch.c2.0, 1, 1, 0)?,
+            branch2_2: Conv2d::new(b, &format!("{name}.branch2_2"), ch.c2.0, ch.c2.1, 3, 1, 1)?,
+            branch3_1: Conv2d::new(b, &format!("{name}.branch3_1"), c_in, ch.c3.0, 1, 1, 0)?,
+            branch3_2: Conv2d::new(b, &format!("{name}.branch3_2"), ch.c3.0, ch.c3.1, 5, 1, 2)?,
+            branch4_2: Conv2d::new(b, &format!("{name}.branch4_2"), c_in, ch.c4, 1, 1, 0)?,
+        })
+    }
+
+    pub fn forward(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
+        let b1 = self.branch1.forward_relu(tape, params, x)?;
+        let b2 = self.branch2_1.forward_relu(tape, params, x)?;
+        let b2 = self.branch2_2.forward_relu(tape, params, &b2)?;
+        let b3 = self.branch3_1.forward_relu(tape, params, x)?;
+        let b3 = self.branch3_2.forward_relu(tape, params, &b3)?;
+        let b4 = tape.max_pool(x, 3, 1, 1)?;
+        let b4 = self.branch4_2.forward_relu(tape, params, &b4)?;
+        tape.concat_channels(&[&b1, &b2, &b3, &b4])
+    }
+
+    pub fn output_shape(&self, [n, _, h, w]: [usize; 4]) -> [usize; 4] {
+        [n, self.channels.out(), h, w]
+    }
+}

@@ -1,0 +1,84 @@
+//! Conv2d and Linear: parameters plus the op that uses them.
+
+use anyhow::Result;
+
+use super::params::{ParamBuilder, ParamId, Parameters};
+use crate::autograd::{Tape, Var};
+use crate::device::geometry::window_output;
+
+/// `nn.Conv2d(c_in, c_out, k, stride, pad)` with a bias.
+pub struct Conv2d {
+    weight: ParamId,
+    bias: ParamId,
+    c_out: usize,
+    k: usize,
+    stride: usize,
+    pad: usize,
+}
+
+impl Conv2d {
+    pub fn new(
+        b: &mut ParamBuilder,
+        name: &str,
+        c_in: usize,
+        c_out: usize,
+        k: usize,
+        stride: usize,
+        pad: usize,
+    ) -> Result<Self> {
+        let (weight, bias) = b.weight_and_bias(name, &[c_out, c_in, k, k])?;
+        Ok(Conv2d {
+            weight,
+            bias,
+            c_out,
+            k,
+            stride,
+            pad,
+        })
+    }
+
+    pub fn forward(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
+        let w = tape.param(params, self.weight);
+        let b = tape.param(params, self.bias);
+        tape.conv2d(x, &w, &b, self.stride, self.pad)
+    }
+
+    /// Convolution then ReLU, the pairing every GoogLeNet convolution uses.
+    pub fn forward_relu(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
+        let y = self.forward(tape, params, x)?;
+        tape.relu(&y)
+    }
+
+    pub fn output_shape(&self, [n, _, h, w]: [usize; 4]) -> Result<[usize; 4]> {
+        Ok([
+            n,
+            self.c_out,
+            window_output(h, self.k, self.stride, self.pad)?,
+            window_output(w, self.k, self.stride, self.pad)?,
+        ])
+    }
+}
+
+/// `nn.Linear(inp, out)`.
+pub struct Linear {
+    weight: ParamId,
+    bias: ParamId,
+    out: usize,
+}
+
+impl Linear {
+    pub fn new(b: &mut ParamBuilder, name: &str, inp: usize, out: usize) -> Result<Self> {
+        let (weight, bias) = b.weight_and_bias(name, &[out, inp])?;
+        Ok(Linear { weight, bias, out })
+    }
+
+    pub fn forward(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
+        let w = tape.param(params, self.weight);
+        let b = tape.param(params, self.bias);
+        tape.linear(x, &w, &b)
+    }
+
+    pub fn out_features(&self) -> usize {
+        self.out
+    }
+}

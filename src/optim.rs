@@ -1,0 +1,89 @@
+//! Adam, with PyTorch's defaults and arithmetic (see the CPU kernel for the math).
+
+use anyhow::{ensure, Result};
+
+use crate::autograd::Gradients;
+use crate::device::geometry::AdamStep;
+use crate::device::Buffer;
+use crate::nn::Parameters;
+use crate::tensor::Tensor;
+
+pub struct Adam {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    /// Steps taken so far.
+    step: u64,
+    /// First and second moment estimates, one per parameter.
+    m: Vec<Tensor>,
+    v: Vec<Tensor>,
+}
+
+impl Adam {
+    /// Adam over `params` with betas (0.9, 0.999) and eps 1e-8, as `torch.optim.Adam`.
+    pub fn new(params: &Parameters, lr: f64) -> Result<Adam> {
+        let zeros = || {
+            params
+                .iter()
+                .map(|p| Tensor::zeros(p.value.device(), p.value.shape()))
+                .collect::<Result<Vec<_>>>()
+        };
+        Ok(Adam {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            step: 0,
+            m: zeros()?,
+            v: zeros()?,
+        })
+    }
+
+    pub fn steps_taken(&self) -> u64 {
+        self.step
+    }
+
+    /// Updates every parameter that has a gradient, in one device call; a parameter
+    /// without one is left alone, state included (as PyTorch skips `grad is None`).
+    pub fn step(&mut self, params: &mut Parameters, grads: &Gradients) -> Result<()> {
+        ensure!(
+            grads.0.len() == params.len() && self.m.len() == params.len(),
+            "adam: {} gradients and {} moment slots for {} parameters",
+            grads.0.len(),
+            self.m.len(),
+            params.len()
+        );
+        self.step += 1;
+        let hyper = AdamStep {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            step: self.step,
+        };
+        let mut p_bufs: Vec<&mut Buffer<f32>> = Vec::new();
+        let mut g_bufs: Vec<&Buffer<f32>> = Vec::new();
+        let mut m_bufs = Vec::new();
+        let mut v_bufs = Vec::new();
+        let mut device = None;
+        for (((p, g), m), v) in params
+            .values_mut()
+            .zip(&grads.0)
+            .zip(self.m.iter_mut())
+            .zip(self.v.iter_mut())
+        {
+            let Some(g) = g else { continue };
+            p.ensure_same_shape(g, "adam: parameter and gradient")?;
+            device.get_or_insert_with(|| p.device().clone());
+            g_bufs.push(g.buffer());
+            m_bufs.push(m.buffer_mut()?);
+            v_bufs.push(v.buffer_mut()?);
+            p_bufs.push(p.buffer_mut()?);
+        }
+        let Some(device) = device else { return Ok(()) };
+        device
+            .backend()
+            .adam_step(&mut p_bufs, &g_bufs, &mut m_bufs, &mut v_bufs, &hyper)
+    }
+}
