@@ -56,6 +56,16 @@ impl Parameters {
         self.list.iter().position(|p| p.name == name).map(ParamId)
     }
 
+    /// Adds a parameter; its name must be new.
+    pub fn push(&mut self, name: &str, value: Tensor) -> Result<ParamId> {
+        ensure!(self.find(name).is_none(), "parameter {name} already exists");
+        self.list.push(Parameter {
+            name: name.to_string(),
+            value,
+        });
+        Ok(ParamId(self.list.len() - 1))
+    }
+
     /// Replaces a parameter's value with one of the same shape.
     pub fn set(&mut self, id: ParamId, value: Tensor) -> Result<()> {
         let slot = &mut self.list[id.0];
@@ -129,8 +139,7 @@ impl ParamBuilder {
 
     fn push(&mut self, name: String, shape: &[usize], data: Vec<f32>) -> Result<ParamId> {
         let value = Tensor::from_vec(&self.device, shape, data)?;
-        self.params.list.push(Parameter { name, value });
-        Ok(ParamId(self.params.list.len() - 1))
+        self.params.push(&name, value)
     }
 
     pub fn finish(self) -> Parameters {
