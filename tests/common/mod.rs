@@ -1,0 +1,42 @@
+//! Helpers shared by the integration tests.
+
+#![allow(dead_code)]
+
+use anyhow::Result;
+use googlenet::{Device, Tensor};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+/// Stamps each named test body, a `fn(Device) -> anyhow::Result<()>` in the calling
+/// file, as one `#[test]` per device, in a module named after the device.
+#[macro_export]
+macro_rules! device_tests {
+    ($($name:ident),* $(,)?) => {
+        mod cpu {
+            $(
+                #[test]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name(googlenet::Device::cpu())
+                }
+            )*
+        }
+    };
+}
+
+/// A tensor of uniform values in [lo, hi) drawn from `seed`.
+pub fn random_tensor(device: &Device, shape: &[usize], lo: f32, hi: f32, seed: u64) -> Result<Tensor> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    let n = shape.iter().product();
+    Tensor::from_vec(device, shape, (0..n).map(|_| rng.gen_range(lo..hi)).collect())
+}
+
+/// Asserts `|a - b| <= atol + rtol * |b|` elementwise, naming the first offender.
+pub fn assert_close(actual: &[f32], expected: &[f32], atol: f32, rtol: f32, what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            (a - e).abs() <= atol + rtol * e.abs(),
+            "{what}: element {i}: got {a}, expected {e} (atol {atol}, rtol {rtol})"
+        );
+    }
+}
