@@ -4,6 +4,11 @@
 //! (shape-checked calls into the device) → `autograd` (the tape) → `nn` (layers,
 //! GoogLeNet) and `optim` (Adam).
 
+// Every op allocates its output: glibc's allocator returns big blocks to the kernel
+// and faults them in again each time, which cost a third of a small training step.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 pub mod autograd;
 pub mod device;
 pub mod nn;

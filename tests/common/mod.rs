@@ -24,10 +24,20 @@ macro_rules! device_tests {
 }
 
 /// A tensor of uniform values in [lo, hi) drawn from `seed`.
-pub fn random_tensor(device: &Device, shape: &[usize], lo: f32, hi: f32, seed: u64) -> Result<Tensor> {
+pub fn random_tensor(
+    device: &Device,
+    shape: &[usize],
+    lo: f32,
+    hi: f32,
+    seed: u64,
+) -> Result<Tensor> {
     let mut rng = StdRng::seed_from_u64(seed);
     let n = shape.iter().product();
-    Tensor::from_vec(device, shape, (0..n).map(|_| rng.gen_range(lo..hi)).collect())
+    Tensor::from_vec(
+        device,
+        shape,
+        (0..n).map(|_| rng.gen_range(lo..hi)).collect(),
+    )
 }
 
 /// Asserts `|a - b| <= atol + rtol * |b|` elementwise, naming the first offender.

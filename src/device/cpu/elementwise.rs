@@ -19,9 +19,10 @@ pub fn add(a: &[f32], b: &[f32]) -> Vec<f32> {
     map2(a, b, |x, y| x + y)
 }
 
-/// `y = max(x, 0)`; NaN stays NaN, as in PyTorch.
+/// `y = max(x, 0)` as PyTorch computes it (`clamp_min(x, 0)`, i.e. `x < 0 ? 0 : x`):
+/// NaN stays NaN and -0.0 stays -0.0.
 pub fn relu_forward(x: &[f32]) -> Vec<f32> {
-    map2(x, x, |v, _| if v > 0.0 || v.is_nan() { v } else { 0.0 })
+    map2(x, x, |v, _| if v < 0.0 { 0.0 } else { v })
 }
 
 pub fn relu_backward(y: &[f32], dy: &[f32]) -> Vec<f32> {

@@ -1,7 +1,9 @@
 //! Softmax cross-entropy (mean over the batch) and accuracy on the CPU.
 //!
-//! Per row: `m = max_j z_j`, `lse = m + ln Σ_j exp(z_j - m)` (subtracting the max keeps
-//! exp from overflowing), `loss_i = lse - z_label`, `p_j = exp(z_j - lse)`.
+//! Per row: `m = max_j z_j`, `s = ln Σ_j exp(z_j - m)` (subtracting the max keeps exp
+//! from overflowing), `log p_j = (z_j - m) - s`, `loss_i = -log p_label`, `p_j = exp(log p_j)`.
+//! The log-probabilities are grouped as PyTorch's log_softmax groups them: folding `m + s`
+//! first would round away `s` against a large `m` (pytorch/pytorch#11752).
 //! `loss = Σ_i loss_i / n`; `dz_ij = dloss · (p_ij - [j = label_i]) / n`.
 
 pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> (f32, Vec<f32>) {
@@ -15,11 +17,11 @@ pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> 
     {
         let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
         let sum: f32 = row.iter().map(|z| (z - max).exp()).sum();
-        let lse = max + sum.ln();
+        let log_sum = sum.ln();
         for (p, z) in p_row.iter_mut().zip(row) {
-            *p = (z - lse).exp();
+            *p = ((z - max) - log_sum).exp();
         }
-        total += lse - row[labels[i] as usize];
+        total -= (row[labels[i] as usize] - max) - log_sum;
     }
     (total / n as f32, probs)
 }
