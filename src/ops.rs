@@ -57,6 +57,26 @@ impl Labels {
     }
 }
 
+/// `x -> (x - mean) / std`, applied to freshly resized images.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Normalize {
+    pub mean: f32,
+    pub std: f32,
+}
+
+impl Normalize {
+    /// The identity: inputs stay in [0, 1].
+    pub const NONE: Normalize = Normalize {
+        mean: 0.0,
+        std: 1.0,
+    };
+    /// Fashion-MNIST's training-set pixel mean and standard deviation.
+    pub const FASHION_MNIST: Normalize = Normalize {
+        mean: 0.2860,
+        std: 0.3530,
+    };
+}
+
 /// A set of u8 grey images `[count, h, w]` kept on a device, from which batches are cut.
 pub struct ByteImages {
     buffer: Buffer<u8>,
@@ -90,6 +110,16 @@ impl ByteImages {
     /// Images `indices`, bilinearly resized to `size x size`, as a `[B, 1, size, size]`
     /// batch of floats in [0, 1].
     pub fn resize_batch(&self, indices: &[u32], size: usize) -> Result<Tensor> {
+        self.resize_batch_normalized(indices, size, Normalize::NONE)
+    }
+
+    /// As `resize_batch`, then `(x - mean) / std` (torchvision's Normalize).
+    pub fn resize_batch_normalized(
+        &self,
+        indices: &[u32],
+        size: usize,
+        norm: Normalize,
+    ) -> Result<Tensor> {
         ensure!(size > 0, "image size must be positive");
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.count) {
             anyhow::bail!(
@@ -104,6 +134,7 @@ impl ByteImages {
             self.w,
             &indices_buffer,
             size,
+            norm,
         )?;
         Ok(Tensor::from_buffer(
             &self.device,
@@ -376,6 +407,17 @@ pub fn cross_entropy_bwd(probs: &Probabilities, labels: &Labels, dloss: &Tensor)
         classes,
     )?;
     Ok(Tensor::from_buffer(probs.0.device(), &[n, classes], dz))
+}
+
+/// Index of the first largest value of a row (torch.argmax's tie rule).
+pub fn argmax(row: &[f32]) -> usize {
+    let mut best = 0;
+    for (j, &v) in row.iter().enumerate() {
+        if v > row[best] {
+            best = j;
+        }
+    }
+    best
 }
 
 /// Rows whose first largest logit is at the label.

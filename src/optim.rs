@@ -44,6 +44,28 @@ impl Adam {
         self.step
     }
 
+    /// The first and second moment estimates, in parameter order.
+    pub fn moments(&self) -> (&[Tensor], &[Tensor]) {
+        (&self.m, &self.v)
+    }
+
+    /// Continues from saved state: `steps` taken and the moments after them.
+    pub fn restore(&mut self, steps: u64, m: Vec<Tensor>, v: Vec<Tensor>) -> Result<()> {
+        ensure!(
+            m.len() == self.m.len() && v.len() == self.v.len(),
+            "adam: saved state has {} moments, the model has {} parameters",
+            m.len(),
+            self.m.len()
+        );
+        for (old, new) in self.m.iter().zip(&m).chain(self.v.iter().zip(&v)) {
+            old.ensure_same_shape(new, "adam: saved moment")?;
+        }
+        self.step = steps;
+        self.m = m;
+        self.v = v;
+        Ok(())
+    }
+
     /// Updates every parameter that has a gradient, in one device call; a parameter
     /// without one is left alone, state included (as PyTorch skips `grad is None`).
     pub fn step(&mut self, params: &mut Parameters, grads: &Gradients) -> Result<()> {

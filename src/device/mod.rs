@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Result};
 
+use crate::ops::Normalize;
 pub use cpu::CpuBackend;
 use geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 
@@ -156,7 +157,8 @@ pub trait Backend: Send + Sync {
     ) -> Result<usize>;
 
     /// Gathers `images [count, h, w]` (u8) at `indices` and resizes each to
-    /// `size x size` floats in [0, 1]: bilinear, align_corners=False.
+    /// `size x size` floats in [0, 1] (bilinear, align_corners=False), then
+    /// normalises them: `(x - mean) / std`.
     fn resize_images(
         &self,
         images: &Buffer<u8>,
@@ -164,6 +166,7 @@ pub trait Backend: Send + Sync {
         w: usize,
         indices: &Buffer<u32>,
         size: usize,
+        norm: Normalize,
     ) -> Result<Buffer<f32>>;
 
     /// One Adam step over every parameter, in place.
@@ -190,12 +193,21 @@ impl Device {
     pub fn parse(name: &str) -> Result<Device> {
         match name {
             "cpu" | "auto" => Ok(Device::cpu()),
-            other => bail!("unknown device {other:?}: expected cpu or auto"),
+            "cuda" => bail!("--device cuda: this build has no CUDA device yet; use --device cpu"),
+            other if other.starts_with("cuda:") => {
+                bail!("--device {other}: this build has no CUDA device yet; use --device cpu")
+            }
+            other => bail!("--device {other:?} is unknown: expected auto, cpu, cuda or cuda:N"),
         }
     }
 
     pub fn name(&self) -> String {
         self.0.name()
+    }
+
+    /// Whether this device is a GPU (the CPU is the only device in this build).
+    pub fn is_gpu(&self) -> bool {
+        false
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

@@ -80,6 +80,20 @@ impl Parameters {
         Ok(())
     }
 
+    /// Replaces every value, in order; each must keep its parameter's shape.
+    pub fn set_all(&mut self, values: Vec<Tensor>) -> Result<()> {
+        ensure!(
+            values.len() == self.list.len(),
+            "{} values for {} parameters",
+            values.len(),
+            self.list.len()
+        );
+        for (i, value) in values.into_iter().enumerate() {
+            self.set(ParamId(i), value)?;
+        }
+        Ok(())
+    }
+
     /// The values, mutable, for the optimizer.
     pub(crate) fn values_mut(&mut self) -> impl Iterator<Item = &mut Tensor> {
         self.list.iter_mut().map(|p| &mut p.value)

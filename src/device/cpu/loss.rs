@@ -5,6 +5,7 @@
 //! The log-probabilities are grouped as PyTorch's log_softmax groups them: folding `m + s`
 //! first would round away `s` against a large `m` (pytorch/pytorch#11752).
 //! `loss = Σ_i loss_i / n`; `dz_ij = dloss · (p_ij - [j = label_i]) / n`.
+use crate::ops::argmax;
 
 pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> (f32, Vec<f32>) {
     let n = labels.len();
@@ -45,17 +46,6 @@ pub fn cross_entropy_backward(
         }
     }
     dz
-}
-
-/// Index of the first largest value of a row (torch.argmax's tie rule).
-pub fn argmax(row: &[f32]) -> usize {
-    let mut best = 0;
-    for (j, &v) in row.iter().enumerate() {
-        if v > row[best] {
-            best = j;
-        }
-    }
-    best
 }
 
 pub fn correct_count(logits: &[f32], labels: &[u32], classes: usize) -> usize {

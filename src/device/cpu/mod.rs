@@ -14,6 +14,7 @@ use anyhow::{bail, Result};
 
 use super::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use super::{Backend, Buffer};
+use crate::ops::Normalize;
 
 pub struct CpuBackend;
 
@@ -240,6 +241,7 @@ impl Backend for CpuBackend {
         w: usize,
         indices: &Buffer<u32>,
         size: usize,
+        norm: Normalize,
     ) -> Result<Buffer<f32>> {
         Ok(Buffer::Host(resize::resize(
             host(images)?,
@@ -247,6 +249,7 @@ impl Backend for CpuBackend {
             w,
             host(indices)?,
             size,
+            norm,
         )))
     }
 

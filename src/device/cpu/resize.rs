@@ -4,9 +4,12 @@
 //! For output row `oy`: `src = max((oy + 0.5) · in/out - 0.5, 0)`, `y0 = ⌊src⌋`,
 //! `y1 = min(y0 + 1, in - 1)`, `ly = src - y0`; the same for columns; then
 //! `out = (1-ly)·((1-lx)·x00 + lx·x01) + ly·((1-lx)·x10 + lx·x11)`,
-//! evaluated in that order (columns first), as PyTorch's CPU kernel does.
+//! evaluated in that order (columns first), as PyTorch's CPU kernel does; then
+//! `(out - mean) / std` as torchvision's Normalize.
 
 use rayon::prelude::*;
+
+use crate::ops::Normalize;
 
 /// Source index, its neighbour and the neighbour's weight, per output coordinate.
 pub fn bilinear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
@@ -21,7 +24,14 @@ pub fn bilinear_taps(input: usize, output: usize) -> Vec<(usize, usize, f32)> {
         .collect()
 }
 
-pub fn resize(images: &[u8], h: usize, w: usize, indices: &[u32], size: usize) -> Vec<f32> {
+pub fn resize(
+    images: &[u8],
+    h: usize,
+    w: usize,
+    indices: &[u32],
+    size: usize,
+    norm: Normalize,
+) -> Vec<f32> {
     let rows = bilinear_taps(h, size);
     let cols = bilinear_taps(w, size);
     let mut out = vec![0.0; indices.len() * size * size];
@@ -35,7 +45,8 @@ pub fn resize(images: &[u8], h: usize, w: usize, indices: &[u32], size: usize) -
                 for (ox, &(x0, x1, lx)) in cols.iter().enumerate() {
                     let top = (1.0 - lx) * px(y0, x0) + lx * px(y0, x1);
                     let bottom = (1.0 - lx) * px(y1, x0) + lx * px(y1, x1);
-                    plane[oy * size + ox] = (1.0 - ly) * top + ly * bottom;
+                    let value = (1.0 - ly) * top + ly * bottom;
+                    plane[oy * size + ox] = (value - norm.mean) / norm.std;
                 }
             }
         });
