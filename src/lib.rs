@@ -10,15 +10,21 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod autograd;
+pub mod checkpoint;
+pub mod data;
 pub mod device;
+pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
+pub mod plot;
+pub mod presets;
 pub mod tensor;
+pub mod train;
 
 pub use autograd::{Gradients, Tape, Var};
 pub use device::Device;
 pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
-pub use ops::{ByteImages, Labels};
+pub use ops::{ByteImages, Labels, Normalize};
 pub use optim::Adam;
 pub use tensor::Tensor;

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod idx;
+
 use anyhow::Result;
 use googlenet::{Device, Tensor};
 use rand::rngs::StdRng;

@@ -1,0 +1,123 @@
+//! One split (train or test): images and labels, read from a pair of files.
+
+use std::path::Path;
+
+use anyhow::{ensure, Result};
+
+use super::batches::Batch;
+use super::files::{self, DataFile};
+use super::idx;
+
+/// Images and their labels, in file order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Split {
+    /// `len() * rows * cols` bytes, image after image, row after row, 0 = background.
+    pub images: Vec<u8>,
+    /// One label per image, each below 10 (see `CLASS_NAMES`).
+    pub labels: Vec<u8>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl Split {
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// A copy of the first `limit` samples (all of them if there are fewer), for
+    /// quick runs.
+    pub fn truncated(&self, limit: usize) -> Split {
+        let n = limit.min(self.len());
+        Split {
+            images: self.images[..n * self.rows * self.cols].to_vec(),
+            labels: self.labels[..n].to_vec(),
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+
+    /// The pixels of sample `i`.
+    pub fn image(&self, i: usize) -> &[u8] {
+        let size = self.rows * self.cols;
+        &self.images[i * size..(i + 1) * size]
+    }
+
+    /// The samples at `indices` (an `epoch_order` chunk), gathered for one step.
+    /// Panics if an index is out of range.
+    pub fn gather(&self, indices: &[u32]) -> Batch {
+        let mut images = Vec::with_capacity(indices.len() * self.rows * self.cols);
+        for &i in indices {
+            images.extend_from_slice(self.image(i as usize));
+        }
+        let labels = indices
+            .iter()
+            .map(|&i| u32::from(self.labels[i as usize]))
+            .collect();
+        Batch {
+            images,
+            labels,
+            rows: self.rows,
+            cols: self.cols,
+        }
+    }
+}
+
+/// Reads and checks one split from `dir`: both files, their MD5 if `verify`, and
+/// that they hold as many images as labels.
+pub(crate) fn read(
+    dir: &Path,
+    images_file: &DataFile,
+    labels_file: &DataFile,
+    verify: bool,
+) -> Result<Split> {
+    let images = Checked::read(dir, images_file, verify)?;
+    let labels = Checked::read(dir, labels_file, verify)?;
+    ensure!(
+        images.idx.count() == labels.idx.count(),
+        "{} holds {} images but {} holds {} labels",
+        images.origin,
+        images.idx.count(),
+        labels.origin,
+        labels.idx.count()
+    );
+    let (rows, cols) = (images.idx.dims[1], images.idx.dims[2]);
+    Ok(Split {
+        images: images.into_data(),
+        labels: labels.into_data(),
+        rows,
+        cols,
+    })
+}
+
+/// One file's content, its format checked and, if asked, its MD5.
+struct Checked {
+    origin: String,
+    content: Vec<u8>,
+    idx: idx::Idx,
+}
+
+impl Checked {
+    fn read(dir: &Path, file: &DataFile, verify: bool) -> Result<Checked> {
+        let (path, content) = files::read(dir, file)?;
+        let origin = path.display().to_string();
+        let idx = idx::parse(&origin, &content, file.kind)?;
+        if verify {
+            files::verify_md5(&origin, &content, file)?;
+        }
+        Ok(Checked {
+            origin,
+            content,
+            idx,
+        })
+    }
+
+    /// The data after the header.
+    fn into_data(mut self) -> Vec<u8> {
+        self.content.drain(..self.idx.offset);
+        self.content
+    }
+}
