@@ -1,0 +1,110 @@
+//! `cargo run --release --bin eval -- CHECKPOINT`: test accuracy and the confusion
+//! matrix of a saved model.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use googlenet::checkpoint::{self, STATE_FILE};
+use googlenet::data::{self, DataOptions, CLASS_NAMES};
+use googlenet::train::{evaluate, RunState, TrainConfig};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+
+/// Evaluates a checkpoint on the Fashion-MNIST test set.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// A checkpoint directory (from `train`) or its model.safetensors.
+    checkpoint: PathBuf,
+    /// Image size (default: the run's, from the checkpoint; 224 for a bare model file).
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Normalise inputs (default: as the run did; false for a bare model file).
+    #[arg(long)]
+    normalize: Option<bool>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    #[arg(long, default_value = "auto")]
+    device: String,
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    #[arg(long)]
+    no_verify: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The run's settings when the checkpoint directory has them, else the tutorial's.
+fn saved_config(args: &Args) -> Result<TrainConfig> {
+    let state_file = args.checkpoint.join(STATE_FILE);
+    if !state_file.exists() {
+        return googlenet::presets::preset("tutorial");
+    }
+    let json = fs::read_to_string(&state_file)
+        .with_context(|| format!("cannot read {}", state_file.display()))?;
+    let state: RunState = serde_json::from_str(&json)
+        .with_context(|| format!("{} is not a run state", state_file.display()))?;
+    Ok(state.config)
+}
+
+fn run(args: Args) -> Result<()> {
+    let device = Device::parse(&args.device)?;
+    let mut config = saved_config(&args)?;
+    config.image_size = args.image_size.unwrap_or(config.image_size);
+    config.normalize = args.normalize.unwrap_or(config.normalize);
+    config.validate()?;
+
+    let (net, mut params) =
+        GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    checkpoint::load_weights(&args.checkpoint, &mut params)?;
+    let data = data::load(&DataOptions {
+        data_dir: args.data_dir.clone(),
+        verify: !args.no_verify,
+        ..DataOptions::default()
+    })?;
+    println!(
+        "model: {} on {}, images {s}x{s}, inputs {}",
+        checkpoint::model_file(&args.checkpoint).display(),
+        device.name(),
+        if config.normalize {
+            "normalised"
+        } else {
+            "in [0, 1]"
+        },
+        s = config.image_size
+    );
+    let (accuracy, confusion) =
+        evaluate(&device, &net, &params, &data.test, &config, args.test_limit)?;
+    let total: u64 = confusion.iter().flatten().sum();
+    println!(
+        "test accuracy: {accuracy:.4} ({} of {total} images)",
+        (accuracy * total as f64).round()
+    );
+    println!("\nconfusion matrix (rows: true class, columns: predicted class)");
+    print!("{:<15}", "");
+    for j in 0..10 {
+        print!("{j:>6}");
+    }
+    println!("{:>9}", "recall");
+    for (i, row) in confusion.iter().enumerate() {
+        print!("{:<15}", format!("{i} {}", CLASS_NAMES[i]));
+        for count in row {
+            print!("{count:>6}");
+        }
+        let n: u64 = row.iter().sum();
+        let recall = if n > 0 { row[i] as f64 / n as f64 } else { 0.0 };
+        println!("{recall:>9.3}");
+    }
+    Ok(())
+}

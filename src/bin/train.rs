@@ -1,0 +1,340 @@
+//! `cargo run --release --bin train`: trains GoogLeNet on Fashion-MNIST.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result};
+use clap::Parser;
+use googlenet::data::{self, DataOptions};
+use googlenet::metrics::{read_records, Record};
+use googlenet::nn::format_summary;
+use googlenet::presets::{preset, PRESETS};
+use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `tutorial`
+/// preset on a GPU, `quick` on the CPU. Every preset setting can be overridden.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    /// tutorial | recommended | quick (default: tutorial on a GPU, quick on the CPU)
+    #[arg(long)]
+    preset: Option<String>,
+    #[arg(long)]
+    epochs: Option<usize>,
+    #[arg(long)]
+    batch_size: Option<usize>,
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Images are resized to SIZE x SIZE.
+    #[arg(long)]
+    image_size: Option<usize>,
+    /// Train on the first N training images only.
+    #[arg(long)]
+    train_limit: Option<usize>,
+    /// Evaluate on the first N test images only.
+    #[arg(long)]
+    test_limit: Option<usize>,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Log loss and accuracy every N batches.
+    #[arg(long)]
+    log_every: Option<usize>,
+    /// Weight initialisation: pytorch (the tutorial's) | kaiming
+    #[arg(long)]
+    init: Option<String>,
+    /// Normalise inputs by Fashion-MNIST's mean and std (true | false).
+    #[arg(long)]
+    normalize: Option<bool>,
+    /// Also write a checkpoint every N steps (one is always written at each epoch end).
+    #[arg(long)]
+    save_every: Option<usize>,
+    /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
+    #[arg(long, default_value = "auto")]
+    device: String,
+    /// Directory with the four Fashion-MNIST files (gz or raw).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Skip the MD5 check of the data files (for other IDX data sets of the same shape).
+    #[arg(long)]
+    no_verify: bool,
+    /// Where metrics, the plot and checkpoints go (default: runs/<preset>-<time>).
+    #[arg(long)]
+    run_dir: Option<PathBuf>,
+    /// Continue the run saved in this checkpoint directory (its settings are used).
+    #[arg(long)]
+    resume: Option<PathBuf>,
+    /// Print the model's stages, output shapes and parameter counts, and exit.
+    #[arg(long)]
+    summary: bool,
+}
+
+fn main() -> ExitCode {
+    match run(Args::parse()) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The preset with every flag the user gave laid over it.
+fn config_from(args: &Args, name: &str) -> Result<TrainConfig> {
+    let mut c = preset(name)?;
+    let limit = |v: Option<usize>, current: Option<usize>| v.map(Some).unwrap_or(current);
+    c.epochs = args.epochs.unwrap_or(c.epochs);
+    c.batch_size = args.batch_size.unwrap_or(c.batch_size);
+    c.lr = args.lr.unwrap_or(c.lr);
+    c.image_size = args.image_size.unwrap_or(c.image_size);
+    c.train_limit = limit(args.train_limit, c.train_limit);
+    c.test_limit = limit(args.test_limit, c.test_limit);
+    c.seed = args.seed.unwrap_or(c.seed);
+    c.log_every = args.log_every.unwrap_or(c.log_every);
+    c.init = args.init.clone().unwrap_or(c.init);
+    c.normalize = args.normalize.unwrap_or(c.normalize);
+    c.save_every = args.save_every.or(c.save_every);
+    c.validate()?;
+    Ok(c)
+}
+
+fn describe(c: &TrainConfig) -> String {
+    let limit = |l: Option<usize>| l.map_or("all".to_string(), |n| n.to_string());
+    format!(
+        "image {s}x{s}, batch {}, lr {}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, seed {}",
+        c.batch_size,
+        c.lr,
+        c.epochs,
+        limit(c.train_limit),
+        limit(c.test_limit),
+        c.init,
+        if c.normalize { "normalised" } else { "in [0, 1]" },
+        c.seed,
+        s = c.image_size,
+    )
+}
+
+fn run(args: Args) -> Result<ExitCode> {
+    let device = Device::parse(&args.device)?;
+    let on_gpu = device.is_gpu();
+    let (name, why) = match &args.preset {
+        Some(name) => (name.clone(), "chosen with --preset".to_string()),
+        None if on_gpu => ("tutorial".to_string(), "a GPU is present".to_string()),
+        None => (
+            "quick".to_string(),
+            "no GPU, and the tutorial's 224x224 run takes days on a CPU; pass --preset tutorial to run it anyway".to_string(),
+        ),
+    };
+    if !PRESETS.contains(&name.as_str()) {
+        anyhow::bail!(
+            "--preset {name:?} is unknown: expected one of {}",
+            PRESETS.join(", ")
+        );
+    }
+
+    if args.summary {
+        let config = config_from(&args, &name)?;
+        let (net, params) =
+            GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+        let rows = net.summary(&params, config.image_size)?;
+        print!("{}", format_summary(&rows, config.image_size, 1));
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let (config, run_dir) = match &args.resume {
+        Some(dir) => {
+            let (state, ..) = train::resume(&device, dir)?;
+            let run_dir = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| run_dir_of_checkpoint(dir));
+            println!(
+                "resuming {} at epoch {}, batch {} (step {}); its saved settings are used",
+                dir.display(),
+                state.epoch + 1,
+                state.batch,
+                state.step
+            );
+            (state.config, run_dir)
+        }
+        None => {
+            println!("preset: {name} ({why})");
+            let config = config_from(&args, &name)?;
+            let run_dir = args
+                .run_dir
+                .clone()
+                .unwrap_or_else(|| default_run_dir(&name));
+            (config, run_dir)
+        }
+    };
+    println!("device: {}", device.name());
+    println!("settings: {}", describe(&config));
+
+    let data = data::load(&DataOptions {
+        data_dir: args.data_dir.clone(),
+        verify: !args.no_verify,
+        ..DataOptions::default()
+    })?;
+    println!(
+        "data: {} ({} training, {} test images{})",
+        data.source.display(),
+        data.train.len(),
+        data.test.len(),
+        if args.no_verify {
+            ", not verified"
+        } else {
+            ", verified"
+        }
+    );
+    println!("run directory: {}", run_dir.display());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            eprintln!("\nsecond interrupt: exiting without a checkpoint");
+            std::process::exit(130);
+        }
+        eprintln!("\ninterrupt: stopping after this step and writing a checkpoint (press again to quit at once)");
+    })
+    .context("cannot install the Ctrl-C handler")?;
+
+    let mut observer = Console::new();
+    let outcome = train::train(
+        &device,
+        &data,
+        &run_dir,
+        args.resume.as_deref(),
+        &config,
+        &stop,
+        &mut observer,
+    )?;
+    observer.finish();
+    let plot = plot_run(&run_dir);
+    match outcome {
+        Outcome::Finished { test_accuracy } => {
+            println!("finished: test accuracy {test_accuracy:.4}");
+            println!("metrics: {}", metrics_path(&run_dir).display());
+            report_plot(plot);
+            Ok(ExitCode::SUCCESS)
+        }
+        Outcome::Interrupted { checkpoint } => {
+            println!(
+                "stopped; to continue: cargo run --release --bin train -- --resume {}",
+                checkpoint.display()
+            );
+            report_plot(plot);
+            Ok(ExitCode::from(130))
+        }
+        Outcome::Diverged {
+            step,
+            loss,
+            last_checkpoint,
+        } => {
+            eprintln!("error: the loss became {loss} at step {step}: training diverged (try a lower --lr, or --init kaiming with --normalize true)");
+            match last_checkpoint {
+                Some(path) => eprintln!("the last good checkpoint is {}", path.display()),
+                None => eprintln!("no checkpoint was written before that"),
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+fn default_run_dir(preset: &str) -> PathBuf {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    PathBuf::from("runs").join(format!("{preset}-{secs}"))
+}
+
+/// `<run>/checkpoints/<name>` belongs to `<run>`.
+fn run_dir_of_checkpoint(checkpoint: &Path) -> PathBuf {
+    checkpoint
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn plot_run(run_dir: &Path) -> Result<PathBuf> {
+    let records = read_records(&metrics_path(run_dir))?;
+    let png = run_dir.join("curves.png");
+    googlenet::plot::plot_metrics(&records, &png, "GoogLeNet on Fashion-MNIST")?;
+    Ok(png)
+}
+
+fn report_plot(plot: Result<PathBuf>) {
+    match plot {
+        Ok(path) => println!("plot: {}", path.display()),
+        Err(err) => eprintln!("warning: no plot: {err:#}"),
+    }
+}
+
+/// Prints the run: a progress bar with ETA on a terminal, plain lines otherwise.
+struct Console {
+    bar: Option<ProgressBar>,
+}
+
+impl Console {
+    fn new() -> Console {
+        Console { bar: None }
+    }
+
+    fn line(&self, text: &str) {
+        match &self.bar {
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => println!("{text}"),
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl Observer for Console {
+    fn step(&mut self, epoch: usize, batch: usize, batches: usize, loss: f64) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template(
+                    "epoch {prefix} [{bar:30}] {pos}/{len} batches, {per_sec}, ETA {eta} {msg}",
+                )
+                .expect("valid template")
+                .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_prefix(epoch.to_string());
+        bar.set_position(batch as u64);
+        bar.set_message(format!("loss {loss:.4}"));
+    }
+
+    fn evaluating(&mut self, epoch: usize) {
+        self.finish();
+        println!("epoch {epoch}: evaluating on the test set...");
+    }
+
+    fn record(&mut self, record: &Record) {
+        match record {
+            Record::Log { epoch, batch, step, loss, accuracy, elapsed_s } => self.line(&format!(
+                "epoch {epoch} batch {batch:>5} (step {step:>6})  loss {loss:.4}  accuracy {accuracy:.4}  {elapsed_s:>8.1}s"
+            )),
+            Record::Epoch { epoch, train_loss, train_accuracy, test_accuracy, epoch_time_s, images_per_s, .. } => {
+                self.line(&format!(
+                    "epoch {epoch} done: train loss {train_loss:.4}, train accuracy {train_accuracy:.4}, test accuracy {test_accuracy:.4}, {epoch_time_s:.1}s, {images_per_s:.1} images/s"
+                ))
+            }
+        }
+    }
+
+    fn checkpoint(&mut self, path: &Path) {
+        self.line(&format!("checkpoint: {}", path.display()));
+    }
+}

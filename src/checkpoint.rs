@@ -1,0 +1,207 @@
+//! Checkpoints: a directory holding
+//!   `model.safetensors`      the weights under PyTorch's names (loads into the
+//!                            tutorial's model with `load_state_dict(strict=True)`),
+//!   `optimizer.safetensors`  Adam's moments (`exp_avg.<name>`, `exp_avg_sq.<name>`),
+//!   `state.json`             the run's state: step, epoch, config, seed.
+//! The directory is written under a temporary name and renamed into place, so a
+//! crash leaves either the old checkpoint or the new one, never half of one.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, ensure, Context, Result};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensors};
+
+use crate::nn::Parameters;
+use crate::optim::Adam;
+use crate::tensor::Tensor;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
+pub const STATE_FILE: &str = "state.json";
+
+/// Named f32 tensors as safetensors bytes.
+fn serialize(named: &[(String, &Tensor)]) -> Result<Vec<u8>> {
+    let host: Vec<(String, Vec<usize>, Vec<f32>)> = named
+        .iter()
+        .map(|(name, t)| Ok((name.clone(), t.shape().to_vec(), t.to_vec()?)))
+        .collect::<Result<_>>()?;
+    let views = host
+        .iter()
+        .map(|(name, shape, data)| {
+            let bytes: &[u8] = bytemuck::cast_slice(data);
+            Ok((
+                name.as_str(),
+                TensorView::new(Dtype::F32, shape.clone(), bytes)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(safetensors::serialize(views, None)?)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    let mut file =
+        fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?;
+    file.write_all(bytes)
+        .and_then(|_| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Writes a checkpoint directory at `dir` (replacing one that is there).
+pub fn save(dir: &Path, params: &Parameters, adam: &Adam, state_json: &str) -> Result<()> {
+    let parent = dir
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = dir
+        .file_name()
+        .context("checkpoint path has no file name")?;
+    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
+    let tmp = parent.join(format!(".{}.tmp", name.to_string_lossy()));
+    if tmp.exists() {
+        fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
+    }
+    fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+
+    let weights: Vec<(String, &Tensor)> =
+        params.iter().map(|p| (p.name.clone(), &p.value)).collect();
+    write_synced(&tmp.join(MODEL_FILE), &serialize(&weights)?)?;
+    let (m, v) = adam.moments();
+    let mut moments = Vec::new();
+    for (p, (m, v)) in params.iter().zip(m.iter().zip(v)) {
+        moments.push((format!("exp_avg.{}", p.name), m));
+        moments.push((format!("exp_avg_sq.{}", p.name), v));
+    }
+    write_synced(&tmp.join(OPTIMIZER_FILE), &serialize(&moments)?)?;
+    write_synced(&tmp.join(STATE_FILE), state_json.as_bytes())?;
+
+    if dir.exists() {
+        fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+    }
+    fs::rename(&tmp, dir)
+        .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
+    if let Ok(d) = fs::File::open(parent) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// The file holding the weights: `path` itself, or `model.safetensors` inside it.
+pub fn model_file(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(MODEL_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}
+
+/// Reads the tensors of `groups` (each a name prefix) from `file`, each group in
+/// `params`' order, refusing any name, dtype or shape that differs, and any extra tensor.
+fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<Vec<Tensor>>> {
+    let device = params
+        .iter()
+        .next()
+        .context("model has no parameters")?
+        .value
+        .device()
+        .clone();
+    let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    let tensors = SafeTensors::deserialize(&bytes)
+        .with_context(|| format!("{} is not a safetensors file", file.display()))?;
+    let mut problems = Vec::new();
+    let mut expected = Vec::new();
+    let mut out = Vec::new();
+    for prefix in groups {
+        let mut group = Vec::new();
+        for p in params.iter() {
+            let name = format!("{prefix}{}", p.name);
+            match tensors.tensor(&name) {
+                Err(_) => problems.push(format!("missing {name}")),
+                Ok(view) if view.dtype() != Dtype::F32 => {
+                    problems.push(format!("{name} is {:?}, expected F32", view.dtype()))
+                }
+                Ok(view) if view.shape() != p.value.shape() => problems.push(format!(
+                    "{name} has shape {:?}, expected {:?}",
+                    view.shape(),
+                    p.value.shape()
+                )),
+                Ok(view) => {
+                    let data = view
+                        .data()
+                        .chunks_exact(4)
+                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                        .collect();
+                    group.push(Tensor::from_vec(&device, view.shape(), data)?);
+                }
+            }
+            expected.push(name);
+        }
+        out.push(group);
+    }
+    let mut unexpected: Vec<&str> = tensors
+        .names()
+        .into_iter()
+        .filter(|n| !expected.iter().any(|e| e == n))
+        .collect();
+    unexpected.sort();
+    problems.extend(unexpected.iter().map(|n| format!("unexpected {n}")));
+    if !problems.is_empty() {
+        let more = problems.len().saturating_sub(6);
+        problems.truncate(6);
+        bail!(
+            "{} is not a checkpoint of this model: {}{}",
+            file.display(),
+            problems.join("; "),
+            if more > 0 {
+                format!(" (and {more} more)")
+            } else {
+                String::new()
+            }
+        );
+    }
+    Ok(out)
+}
+
+/// Loads weights saved by `save` (a checkpoint directory or its model file) into
+/// `params`, refusing a file whose names, dtypes or shapes differ from the model's.
+pub fn load_weights(path: &Path, params: &mut Parameters) -> Result<()> {
+    let file = model_file(path);
+    ensure!(file.exists(), "no checkpoint at {}", file.display());
+    let weights = read_groups(&file, params, &[""])?.remove(0);
+    params.set_all(weights)
+}
+
+/// What a checkpoint directory holds besides the weights.
+pub struct Loaded {
+    pub exp_avg: Vec<Tensor>,
+    pub exp_avg_sq: Vec<Tensor>,
+    pub state_json: String,
+}
+
+/// Loads a checkpoint directory: the weights go into `params`; the moments and the
+/// run state are returned for the optimizer and the training loop.
+pub fn load(dir: &Path, params: &mut Parameters) -> Result<Loaded> {
+    ensure!(
+        dir.is_dir(),
+        "{} is not a checkpoint directory",
+        dir.display()
+    );
+    load_weights(dir, params)?;
+    let mut moments = read_groups(
+        &dir.join(OPTIMIZER_FILE),
+        params,
+        &["exp_avg.", "exp_avg_sq."],
+    )?;
+    let exp_avg_sq = moments.pop().expect("two groups");
+    let exp_avg = moments.pop().expect("two groups");
+    let state_file = dir.join(STATE_FILE);
+    let state_json = fs::read_to_string(&state_file)
+        .with_context(|| format!("cannot read {}", state_file.display()))?;
+    Ok(Loaded {
+        exp_avg,
+        exp_avg_sq,
+        state_json,
+    })
+}

@@ -1,0 +1,425 @@
+//! The training loop as a library function: the tutorial's experiment, resumable.
+//!
+//! One step: cut a batch of indices from the epoch's shuffled order, resize those
+//! images on the device, forward, cross-entropy, backward, Adam. Every `log_every`
+//! batches and at each epoch end the run reports (to its `Observer` and to
+//! `metrics.jsonl`); checkpoints go to `<run_dir>/checkpoints/`.
+//!
+//! Everything random is keyed by the seed and a counter (the shuffle by the epoch,
+//! dropout by the step), so a run resumed from a checkpoint takes exactly the steps
+//! the uninterrupted run would have taken.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use anyhow::{ensure, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint;
+use crate::data::{epoch_order, FashionMnist, Split};
+use crate::device::Device;
+use crate::metrics::{MetricsLog, Record};
+use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
+use crate::ops::{self, ByteImages, Labels, Normalize};
+use crate::optim::Adam;
+use crate::{Tape, Tensor};
+
+/// Everything that decides what a run computes.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainConfig {
+    pub preset: String,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub lr: f64,
+    pub image_size: usize,
+    /// Use only the first N training / test images (None: all).
+    pub train_limit: Option<usize>,
+    pub test_limit: Option<usize>,
+    pub seed: u64,
+    pub log_every: usize,
+    /// "pytorch" (the tutorial's default initialisation) or "kaiming".
+    pub init: String,
+    /// Normalise inputs by Fashion-MNIST's mean and std (otherwise they stay in [0, 1]).
+    pub normalize: bool,
+    /// Also checkpoint every N steps (None: only at epoch ends).
+    pub save_every: Option<usize>,
+}
+
+impl TrainConfig {
+    pub fn init(&self) -> Result<Init> {
+        match self.init.as_str() {
+            "pytorch" => Ok(Init::PyTorchDefault),
+            "kaiming" => Ok(Init::KaimingNormal),
+            other => anyhow::bail!("unknown initialisation {other:?}: expected pytorch or kaiming"),
+        }
+    }
+
+    pub fn normalization(&self) -> Normalize {
+        if self.normalize {
+            Normalize::FASHION_MNIST
+        } else {
+            Normalize::NONE
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(self.epochs > 0, "--epochs must be at least 1");
+        ensure!(self.batch_size > 0, "--batch-size must be at least 1");
+        ensure!(
+            self.lr > 0.0 && self.lr.is_finite(),
+            "--lr must be a positive number, got {}",
+            self.lr
+        );
+        ensure!(
+            self.image_size >= 8,
+            "--image-size must be at least 8 (GoogLeNet halves it five times), got {}",
+            self.image_size
+        );
+        ensure!(self.log_every > 0, "--log-every must be at least 1");
+        ensure!(
+            self.train_limit != Some(0),
+            "--train-limit must be at least 1"
+        );
+        ensure!(
+            self.test_limit != Some(0),
+            "--test-limit must be at least 1"
+        );
+        ensure!(
+            self.save_every != Some(0),
+            "--save-every must be at least 1"
+        );
+        self.init()?;
+        Ok(())
+    }
+}
+
+/// Where a run stands; saved in every checkpoint.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunState {
+    pub config: TrainConfig,
+    /// 0-based epoch in progress, and batches of it already done.
+    pub epoch: usize,
+    pub batch: usize,
+    /// Optimizer steps taken in the whole run.
+    pub step: u64,
+    /// Sums over the epoch so far, for its end-of-epoch means.
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: u64,
+    pub epoch_seen: u64,
+    /// Seconds spent in the epoch so far (before an interruption).
+    pub epoch_seconds: f64,
+}
+
+/// What the caller sees as the run goes.
+pub trait Observer {
+    /// After every step.
+    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: f64) {}
+    /// Before evaluating on the test set.
+    fn evaluating(&mut self, _epoch: usize) {}
+    fn record(&mut self, record: &Record);
+    fn checkpoint(&mut self, _path: &Path) {}
+}
+
+/// How a run ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    Finished {
+        test_accuracy: f64,
+    },
+    /// Stopped on request after a step; the checkpoint resumes it.
+    Interrupted {
+        checkpoint: PathBuf,
+    },
+    /// The loss became NaN or infinite; `last_checkpoint` is the newest good one.
+    Diverged {
+        step: u64,
+        loss: f64,
+        last_checkpoint: Option<PathBuf>,
+    },
+}
+
+/// The run directory's layout.
+pub fn metrics_path(run_dir: &Path) -> PathBuf {
+    run_dir.join("metrics.jsonl")
+}
+
+pub fn checkpoints_dir(run_dir: &Path) -> PathBuf {
+    run_dir.join("checkpoints")
+}
+
+/// A fresh run's state, or a checkpoint's.
+pub fn start_state(config: &TrainConfig) -> RunState {
+    RunState {
+        config: config.clone(),
+        epoch: 0,
+        batch: 0,
+        step: 0,
+        epoch_loss_sum: 0.0,
+        epoch_correct: 0,
+        epoch_seen: 0,
+        epoch_seconds: 0.0,
+    }
+}
+
+/// A per-step dropout seed: the run's seed and the step, mixed.
+fn dropout_seed(seed: u64, step: u64) -> u64 {
+    seed.rotate_left(32) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03)
+}
+
+/// The data set on the device, cut to the configured limits.
+struct DeviceSplit {
+    images: ByteImages,
+    labels: Vec<u32>,
+}
+
+impl DeviceSplit {
+    fn upload(device: &Device, split: &Split, limit: Option<usize>) -> Result<DeviceSplit> {
+        let split = split.truncated(limit.unwrap_or(usize::MAX));
+        Ok(DeviceSplit {
+            images: ByteImages::new(
+                device,
+                split.images.clone(),
+                split.len(),
+                split.rows,
+                split.cols,
+            )?,
+            labels: split.labels.iter().map(|&l| l as u32).collect(),
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    fn images(&self, indices: &[u32], config: &TrainConfig) -> Result<Tensor> {
+        self.images
+            .resize_batch_normalized(indices, config.image_size, config.normalization())
+    }
+
+    fn labels(&self, device: &Device, indices: &[u32]) -> Result<Labels> {
+        let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i as usize]).collect();
+        Labels::new(device, &labels, 10)
+    }
+}
+
+/// Test accuracy of the model over a whole split, in evaluation mode.
+pub fn evaluate(
+    device: &Device,
+    net: &GoogLeNet,
+    params: &Parameters,
+    split: &Split,
+    config: &TrainConfig,
+    limit: Option<usize>,
+) -> Result<(f64, Vec<[u64; 10]>)> {
+    let data = DeviceSplit::upload(device, split, limit)?;
+    evaluate_split(net, params, &data, config)
+}
+
+/// Accuracy and the confusion matrix (`confusion[true][predicted]`).
+fn evaluate_split(
+    net: &GoogLeNet,
+    params: &Parameters,
+    data: &DeviceSplit,
+    config: &TrainConfig,
+) -> Result<(f64, Vec<[u64; 10]>)> {
+    let batch = config.batch_size.max(64);
+    let order: Vec<u32> = (0..data.len() as u32).collect();
+    let mut confusion = vec![[0u64; 10]; 10];
+    for indices in order.chunks(batch) {
+        let images = data.images(indices, config)?;
+        let logits = net.forward(&mut Tape::no_grad(), params, &images, Mode::Eval)?;
+        let scores = logits.value.to_vec()?;
+        for (&i, row) in indices.iter().zip(scores.chunks(10)) {
+            confusion[data.labels[i as usize] as usize][ops::argmax(row)] += 1;
+        }
+    }
+    let correct: u64 = (0..10).map(|c| confusion[c][c]).sum();
+    Ok((correct as f64 / data.len() as f64, confusion))
+}
+
+/// Trains from `state` (a fresh `start_state` or a loaded checkpoint's) to the end
+/// of the configured epochs, unless `stop` is raised or the loss diverges.
+pub fn train(
+    device: &Device,
+    data: &FashionMnist,
+    run_dir: &Path,
+    resume_from: Option<&Path>,
+    fresh: &TrainConfig,
+    stop: &AtomicBool,
+    observer: &mut dyn Observer,
+) -> Result<Outcome> {
+    let (mut state, mut params, net, mut adam) = match resume_from {
+        Some(dir) => resume(device, dir)?,
+        None => {
+            fresh.validate()?;
+            let (net, params) = GoogLeNet::new(
+                device,
+                GoogLeNetConfig::default(),
+                fresh.init()?,
+                fresh.seed,
+            )?;
+            let adam = Adam::new(&params, fresh.lr)?;
+            (start_state(fresh), params, net, adam)
+        }
+    };
+    let config = state.config.clone();
+    ensure!(
+        state.epoch < config.epochs,
+        "this run already finished its {} epochs; nothing to resume",
+        config.epochs
+    );
+    let train_set = DeviceSplit::upload(device, &data.train, config.train_limit)?;
+    let test_set = DeviceSplit::upload(device, &data.test, config.test_limit)?;
+    let batches = train_set.len().div_ceil(config.batch_size);
+    let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;
+    let checkpoints = checkpoints_dir(run_dir);
+    let mut last_checkpoint = resume_from.map(Path::to_path_buf);
+    let mut test_accuracy = 0.0;
+
+    while state.epoch < config.epochs {
+        let epoch_start = Instant::now() - std::time::Duration::from_secs_f64(state.epoch_seconds);
+        let order = epoch_order(train_set.len(), config.seed, state.epoch);
+        let (mut window_loss, mut window_correct, mut window_seen) = (0.0f64, 0u64, 0u64);
+        for indices in order.chunks(config.batch_size).skip(state.batch) {
+            let images = train_set.images(indices, &config)?;
+            let labels = train_set.labels(device, indices)?;
+            let mut tape = Tape::new();
+            let mode = Mode::Train {
+                dropout_seed: dropout_seed(config.seed, state.step),
+            };
+            let logits = net.forward(&mut tape, &params, &images, mode)?;
+            let loss = tape.cross_entropy(&logits, &labels)?;
+            let loss_value = loss.value.scalar()? as f64;
+            if !loss_value.is_finite() {
+                return Ok(Outcome::Diverged {
+                    step: state.step + 1,
+                    loss: loss_value,
+                    last_checkpoint,
+                });
+            }
+            let correct = ops::correct_count(&logits.value, &labels)? as u64;
+            let grads = tape.backward(&loss, &params)?;
+            adam.step(&mut params, &grads)?;
+
+            let n = indices.len() as u64;
+            state.step += 1;
+            state.batch += 1;
+            state.epoch_loss_sum += loss_value * n as f64;
+            state.epoch_correct += correct;
+            state.epoch_seen += n;
+            window_loss += loss_value * n as f64;
+            window_correct += correct;
+            window_seen += n;
+            state.epoch_seconds = epoch_start.elapsed().as_secs_f64();
+            observer.step(state.epoch + 1, state.batch, batches, loss_value);
+
+            if state.batch % config.log_every == 0 {
+                let record = Record::Log {
+                    epoch: state.epoch + 1,
+                    batch: state.batch,
+                    step: state.step,
+                    loss: window_loss / window_seen as f64,
+                    accuracy: window_correct as f64 / window_seen as f64,
+                    elapsed_s: state.epoch_seconds,
+                };
+                metrics.write(&record)?;
+                observer.record(&record);
+                (window_loss, window_correct, window_seen) = (0.0, 0, 0);
+            }
+            let interrupted = stop.load(Ordering::SeqCst);
+            let periodic = config
+                .save_every
+                .is_some_and(|every| state.step % every as u64 == 0);
+            if (interrupted || periodic) && state.batch < batches {
+                let path = checkpoints.join(format!("step-{:08}", state.step));
+                save(&path, &params, &adam, &state)?;
+                prune_step_checkpoints(&checkpoints, &path)?;
+                observer.checkpoint(&path);
+                last_checkpoint = Some(path.clone());
+                if interrupted {
+                    return Ok(Outcome::Interrupted { checkpoint: path });
+                }
+            }
+        }
+
+        observer.evaluating(state.epoch + 1);
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let (accuracy, _) = evaluate_split(&net, &params, &test_set, &config)?;
+        test_accuracy = accuracy;
+        let record = Record::Epoch {
+            epoch: state.epoch + 1,
+            step: state.step,
+            train_loss: state.epoch_loss_sum / state.epoch_seen as f64,
+            train_accuracy: state.epoch_correct as f64 / state.epoch_seen as f64,
+            test_accuracy,
+            epoch_time_s: train_seconds,
+            images_per_s: state.epoch_seen as f64 / train_seconds.max(1e-9),
+        };
+        metrics.write(&record)?;
+        observer.record(&record);
+
+        state = RunState {
+            epoch: state.epoch + 1,
+            step: state.step,
+            ..start_state(&config)
+        };
+        let path = checkpoints.join(format!("epoch-{}", state.epoch));
+        save(&path, &params, &adam, &state)?;
+        prune_step_checkpoints(&checkpoints, &path)?;
+        observer.checkpoint(&path);
+        last_checkpoint = Some(path);
+        if stop.load(Ordering::SeqCst) && state.epoch < config.epochs {
+            return Ok(Outcome::Interrupted {
+                checkpoint: last_checkpoint.expect("just saved"),
+            });
+        }
+    }
+    Ok(Outcome::Finished { test_accuracy })
+}
+
+fn save(path: &Path, params: &Parameters, adam: &Adam, state: &RunState) -> Result<()> {
+    let json = serde_json::to_string_pretty(state)?;
+    checkpoint::save(path, params, adam, &json)
+}
+
+/// Periodic checkpoints are superseded by newer ones: keep only `keep` among them.
+fn prune_step_checkpoints(dir: &Path, keep: &Path) -> Result<()> {
+    for entry in fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let path = entry?.path();
+        let is_step = path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("step-"));
+        if is_step && path != keep {
+            fs::remove_dir_all(&path)
+                .with_context(|| format!("cannot remove {}", path.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// The model, optimizer and run state saved in a checkpoint directory.
+pub fn resume(device: &Device, dir: &Path) -> Result<(RunState, Parameters, GoogLeNet, Adam)> {
+    let state_file = dir.join(checkpoint::STATE_FILE);
+    let json = fs::read_to_string(&state_file).with_context(|| {
+        format!(
+            "cannot resume: {} is not a checkpoint directory (no {})",
+            dir.display(),
+            checkpoint::STATE_FILE
+        )
+    })?;
+    let state: RunState = serde_json::from_str(&json)
+        .with_context(|| format!("cannot resume: {} is not a run state", state_file.display()))?;
+    state.config.validate()?;
+    let (net, mut params) = GoogLeNet::new(
+        device,
+        GoogLeNetConfig::default(),
+        state.config.init()?,
+        state.config.seed,
+    )?;
+    let loaded = checkpoint::load(dir, &mut params)?;
+    let mut adam = Adam::new(&params, state.config.lr)?;
+    adam.restore(state.step, loaded.exp_avg, loaded.exp_avg_sq)?;
+    Ok((state, params, net, adam))
+}

@@ -1,0 +1,512 @@
+//! The training loop, checkpoints and the `train` / `eval` programs, end to end on a
+//! tiny crafted data set (48 training and 20 test images of 28x28, each class a
+//! bright band at its own height) at 16x16.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use googlenet::checkpoint;
+use googlenet::data::{FashionMnist, Split};
+use googlenet::metrics::{read_records, Record};
+use googlenet::presets::preset;
+use googlenet::train::{self, Observer, Outcome, TrainConfig};
+use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Mode, Tape};
+
+const SIDE: usize = 28;
+
+/// Class `label`'s image: a band of rows 2·label + 4 .. + 6 on a dim textured background.
+fn band_image(label: u8, variant: usize) -> Vec<u8> {
+    (0..SIDE * SIDE)
+        .map(|i| {
+            let row = i / SIDE;
+            let band = row >= 2 * label as usize + 4 && row < 2 * label as usize + 6;
+            if band {
+                200 + ((i + variant) % 50) as u8
+            } else {
+                ((i * 7 + variant * 13) % 40) as u8
+            }
+        })
+        .collect()
+}
+
+fn band_split(count: usize, offset: usize) -> Split {
+    let labels: Vec<u8> = (0..count).map(|i| ((i * 3 + offset) % 10) as u8).collect();
+    let images = labels
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &l)| band_image(l, i + offset))
+        .collect();
+    Split {
+        images,
+        labels,
+        rows: SIDE,
+        cols: SIDE,
+    }
+}
+
+fn tiny_data() -> FashionMnist {
+    FashionMnist {
+        train: band_split(48, 0),
+        test: band_split(20, 1),
+        source: PathBuf::from("(crafted)"),
+    }
+}
+
+/// The tiny data set as gzip'ed IDX files, for the programs.
+fn tiny_data_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let data = tiny_data();
+    let files = [&data.train, &data.test].map(|s| {
+        (
+            common::idx::images_idx_from(s.len(), SIDE, &s.images),
+            common::idx::labels_idx(&s.labels),
+        )
+    });
+    let [(train_images, train_labels), (test_images, test_labels)] = files;
+    common::idx::write_set(
+        dir.path(),
+        &[train_images, train_labels, test_images, test_labels],
+        true,
+    );
+    dir
+}
+
+fn tiny_config() -> TrainConfig {
+    TrainConfig {
+        epochs: 2,
+        batch_size: 8,
+        image_size: 16,
+        train_limit: None,
+        test_limit: None,
+        log_every: 2,
+        seed: 3,
+        ..preset("quick").unwrap()
+    }
+}
+
+/// Collects records; raises `stop` after step `stop_at`.
+struct Recorder<'a> {
+    records: Vec<Record>,
+    steps: u64,
+    stop_at: Option<u64>,
+    stop: &'a AtomicBool,
+}
+
+impl Observer for Recorder<'_> {
+    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: f64) {
+        self.steps += 1;
+        if Some(self.steps) == self.stop_at {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn record(&mut self, record: &Record) {
+        self.records.push(record.clone());
+    }
+}
+
+fn run(
+    run_dir: &Path,
+    resume: Option<&Path>,
+    config: &TrainConfig,
+    stop_at: Option<u64>,
+) -> Result<(Outcome, Vec<Record>)> {
+    let stop = AtomicBool::new(false);
+    let mut recorder = Recorder {
+        records: Vec::new(),
+        steps: 0,
+        stop_at,
+        stop: &stop,
+    };
+    let outcome = train::train(
+        &Device::cpu(),
+        &tiny_data(),
+        run_dir,
+        resume,
+        config,
+        &stop,
+        &mut recorder,
+    )?;
+    Ok((outcome, recorder.records))
+}
+
+fn final_weights(run_dir: &Path, epochs: usize) -> Vec<u8> {
+    let dir = run_dir.join("checkpoints").join(format!("epoch-{epochs}"));
+    std::fs::read(dir.join(checkpoint::MODEL_FILE)).unwrap()
+}
+
+#[test]
+fn a_run_logs_evaluates_and_checkpoints() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let (outcome, records) = run(tmp.path(), None, &tiny_config(), None)?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    // 48 images in batches of 8: 6 batches an epoch, a log line every 2.
+    let logs = records
+        .iter()
+        .filter(|r| matches!(r, Record::Log { .. }))
+        .count();
+    let epochs = records
+        .iter()
+        .filter(|r| matches!(r, Record::Epoch { .. }))
+        .count();
+    assert_eq!((logs, epochs), (6, 2));
+    assert_eq!(read_records(&train::metrics_path(tmp.path()))?, records);
+    for epoch in [1, 2] {
+        assert!(tmp
+            .path()
+            .join(format!("checkpoints/epoch-{epoch}/model.safetensors"))
+            .exists());
+    }
+    Ok(())
+}
+
+/// The last partial batch is used, and means are per sample: 20 images in batches of 8
+/// are 8 + 8 + 4.
+#[test]
+fn partial_last_batch_counts_per_sample() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config = TrainConfig {
+        epochs: 1,
+        train_limit: Some(20),
+        log_every: 100,
+        ..tiny_config()
+    };
+    let (_, records) = run(tmp.path(), None, &config, None)?;
+    let Some(Record::Epoch {
+        step,
+        train_accuracy,
+        ..
+    }) = records.last()
+    else {
+        panic!("no epoch record")
+    };
+    assert_eq!(*step, 3);
+    let correct = train_accuracy * 20.0;
+    assert!(
+        (correct - correct.round()).abs() < 1e-9,
+        "accuracy {train_accuracy} is not a count over 20 samples"
+    );
+    Ok(())
+}
+
+#[test]
+fn interrupted_and_resumed_run_ends_bit_identical() -> Result<()> {
+    let config = tiny_config();
+    let whole = tempfile::tempdir()?;
+    run(whole.path(), None, &config, None)?;
+
+    let parts = tempfile::tempdir()?;
+    // Step 4 is inside the first epoch; the checkpoint holds the epoch's position.
+    let (outcome, _) = run(parts.path(), None, &config, Some(4))?;
+    let Outcome::Interrupted { checkpoint } = outcome else {
+        panic!("expected an interruption, got {outcome:?}")
+    };
+    assert!(
+        checkpoint.ends_with("step-00000004"),
+        "{}",
+        checkpoint.display()
+    );
+    let (outcome, _) = run(parts.path(), Some(&checkpoint), &config, None)?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+
+    assert_eq!(
+        final_weights(whole.path(), 2),
+        final_weights(parts.path(), 2)
+    );
+    let optimizer = |dir: &Path| {
+        std::fs::read(
+            dir.join("checkpoints/epoch-2")
+                .join(checkpoint::OPTIMIZER_FILE),
+        )
+        .unwrap()
+    };
+    assert_eq!(optimizer(whole.path()), optimizer(parts.path()));
+    Ok(())
+}
+
+#[test]
+fn checkpoint_round_trip_gives_the_same_logits() -> Result<()> {
+    let device = Device::cpu();
+    let (net, params) =
+        GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::KaimingNormal, 5)?;
+    let adam = Adam::new(&params, 1e-3)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("ckpt");
+    checkpoint::save(&dir, &params, &adam, "{}")?;
+
+    let (_, mut loaded) =
+        GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 6)?;
+    checkpoint::load_weights(&dir, &mut loaded)?;
+    let images = common::random_tensor(&device, &[2, 1, 32, 32], 0.0, 1.0, 1)?;
+    let logits = |p| -> Result<Vec<f32>> {
+        net.forward(&mut Tape::no_grad(), p, &images, Mode::Eval)?
+            .value
+            .to_vec()
+    };
+    assert_eq!(logits(&params)?, logits(&loaded)?);
+    Ok(())
+}
+
+#[test]
+fn checkpoint_writes_replace_atomically() -> Result<()> {
+    let device = Device::cpu();
+    let (_, params) = GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let adam = Adam::new(&params, 1e-3)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("step-1");
+    checkpoint::save(&dir, &params, &adam, "first")?;
+    checkpoint::save(&dir, &params, &adam, "second")?;
+    assert_eq!(
+        std::fs::read_to_string(dir.join(checkpoint::STATE_FILE))?,
+        "second"
+    );
+    let names: Vec<String> = std::fs::read_dir(tmp.path())?
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["step-1"], "no temporary directory is left behind");
+
+    // A write that cannot complete (its temporary name is taken by a file) fails
+    // and leaves the previous checkpoint whole.
+    std::fs::write(tmp.path().join(".step-1.tmp"), b"in the way")?;
+    assert!(checkpoint::save(&dir, &params, &adam, "third").is_err());
+    assert_eq!(
+        std::fs::read_to_string(dir.join(checkpoint::STATE_FILE))?,
+        "second"
+    );
+    let (_, mut loaded) =
+        GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 1)?;
+    checkpoint::load_weights(&dir, &mut loaded)?;
+    Ok(())
+}
+
+#[test]
+fn divergence_stops_and_keeps_the_last_good_checkpoint() -> Result<()> {
+    let tmp = tempfile::tempdir()?;
+    let config = TrainConfig {
+        lr: 1e12,
+        epochs: 3,
+        ..tiny_config()
+    };
+    let (outcome, _) = run(tmp.path(), None, &config, None)?;
+    let Outcome::Diverged {
+        loss,
+        last_checkpoint,
+        ..
+    } = outcome
+    else {
+        panic!("expected divergence, got {outcome:?}")
+    };
+    assert!(!loss.is_finite());
+    if let Some(path) = last_checkpoint {
+        assert!(path.join(checkpoint::MODEL_FILE).exists());
+    }
+    Ok(())
+}
+
+fn program(name: &str) -> Command {
+    let exe = match name {
+        "train" => env!("CARGO_BIN_EXE_train"),
+        _ => env!("CARGO_BIN_EXE_eval"),
+    };
+    let mut cmd = Command::new(exe);
+    cmd.env_remove("FASHION_MNIST_DIR");
+    cmd
+}
+
+fn output_of(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().expect("program runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+const TINY_FLAGS: [&str; 8] = [
+    "--preset",
+    "quick",
+    "--image-size",
+    "16",
+    "--batch-size",
+    "8",
+    "--no-verify",
+    "--device=cpu",
+];
+
+#[test]
+fn train_and_eval_programs_end_to_end() {
+    let data = tiny_data_dir();
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("run");
+    let (ok, text) = output_of(
+        program("train")
+            .args(TINY_FLAGS)
+            .args(["--epochs", "1", "--log-every", "2"])
+            .arg("--data-dir")
+            .arg(data.path())
+            .arg("--run-dir")
+            .arg(&run_dir),
+    );
+    assert!(ok, "{text}");
+    for needle in [
+        "preset: quick (chosen with --preset)",
+        "epoch 1 batch     2",
+        "loss",
+        "epoch 1 done: train loss",
+        "test accuracy",
+        "finished: test accuracy",
+    ] {
+        assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
+    }
+    for file in [
+        "metrics.jsonl",
+        "curves.png",
+        "checkpoints/epoch-1/model.safetensors",
+        "checkpoints/epoch-1/optimizer.safetensors",
+        "checkpoints/epoch-1/state.json",
+    ] {
+        assert!(run_dir.join(file).exists(), "{file} missing");
+    }
+
+    let checkpoint = run_dir.join("checkpoints/epoch-1");
+    let (ok, text) = output_of(
+        program("eval")
+            .arg(&checkpoint)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--no-verify", "--device=cpu"]),
+    );
+    assert!(ok, "{text}");
+    assert!(
+        text.contains("test accuracy")
+            && text.contains("Ankle boot")
+            && text.contains("images 16x16"),
+        "{text}"
+    );
+}
+
+#[test]
+fn eval_refuses_a_file_of_another_model() -> Result<()> {
+    let device = Device::cpu();
+    let five_classes = GoogLeNetConfig {
+        classes: 5,
+        ..GoogLeNetConfig::default()
+    };
+    let (_, params) = GoogLeNet::new(&device, five_classes, Init::PyTorchDefault, 0)?;
+    let tmp = tempfile::tempdir()?;
+    let dir = tmp.path().join("other");
+    checkpoint::save(&dir, &params, &Adam::new(&params, 1e-3)?, "{}")?;
+    let (ok, text) = output_of(
+        program("eval")
+            .arg(dir.join(checkpoint::MODEL_FILE))
+            .arg("--device=cpu"),
+    );
+    assert!(!ok);
+    assert!(
+        text.contains("is not a checkpoint of this model")
+            && text.contains("fc.weight has shape [5, 1024], expected [10, 1024]"),
+        "{text}"
+    );
+
+    std::fs::write(tmp.path().join("notes.txt"), "not a tensor file")?;
+    let (ok, text) = output_of(
+        program("eval")
+            .arg(tmp.path().join("notes.txt"))
+            .arg("--device=cpu"),
+    );
+    assert!(
+        !ok && text.contains("notes.txt is not a safetensors file"),
+        "{text}"
+    );
+    Ok(())
+}
+
+#[test]
+fn summary_prints_stage_shapes() {
+    let (ok, text) =
+        output_of(program("train").args(["--summary", "--preset", "tutorial", "--device=cpu"]));
+    assert!(ok, "{text}");
+    assert!(text.contains("on 1x224x224 inputs"), "{text}");
+    assert!(
+        text.lines().any(|l| l.starts_with("inception_4e")
+            && l.contains("832x14x14")
+            && l.contains("868352")),
+        "{text}"
+    );
+    assert!(text.contains("5977530"), "{text}");
+}
+
+#[test]
+fn bad_flags_are_named() {
+    for (flags, needle) in [
+        (vec!["--batch-size", "0"], "--batch-size must be at least 1"),
+        (vec!["--preset", "fast"], "--preset \"fast\" is unknown"),
+        (vec!["--device", "tpu"], "--device \"tpu\" is unknown"),
+        (
+            vec!["--init", "xavier"],
+            "unknown initialisation \"xavier\"",
+        ),
+        (vec!["--image-size", "4"], "--image-size must be at least 8"),
+    ] {
+        let (ok, text) = output_of(program("train").args(&flags).arg("--summary"));
+        assert!(!ok && text.contains(needle), "{flags:?}: {text}");
+    }
+    let (ok, text) =
+        output_of(program("train").args(["--resume", "/nonexistent/checkpoint", "--device=cpu"]));
+    assert!(!ok && text.contains("/nonexistent/checkpoint"), "{text}");
+}
+
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_says_how_to_resume() {
+    let data = tiny_data_dir();
+    let out = tempfile::tempdir().unwrap();
+    let run_dir = out.path().join("run");
+    let mut child = program("train")
+        .args(TINY_FLAGS)
+        .args(["--epochs", "50", "--log-every", "1"])
+        .arg("--data-dir")
+        .arg(data.path())
+        .arg("--run-dir")
+        .arg(&run_dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Interrupt once training is under way (its first log line is in the metrics file).
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while !train::metrics_path(&run_dir).exists() {
+        assert!(Instant::now() < deadline, "training did not start");
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("train exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-INT", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(130), "{text}");
+    let resume_line = text
+        .lines()
+        .find(|l| l.contains("--resume"))
+        .unwrap_or_else(|| panic!("no resume command in:\n{text}"));
+    let path = resume_line.rsplit(' ').next().unwrap();
+    assert!(
+        Path::new(path).join(checkpoint::STATE_FILE).exists(),
+        "{resume_line}"
+    );
+}
