@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# The test suite, with its set-up: the README's test command, and what CI runs.
+# Installs what the tests use when it is missing, then runs `cargo test --release`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# The real Fashion-MNIST files, for the tests that read them (they skip without).
+dataset=/usr/share/datasets/fashion-mnist
+if [ ! -d "$dataset" ]; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "installing Debian's dataset-fashion-mnist..."
+        apt-get update -qq && apt-get install -y -qq dataset-fashion-mnist > /dev/null
+    else
+        echo "note: $dataset is missing; the tests on the real files will be skipped"
+        echo "      (install it with: sudo apt-get install dataset-fashion-mnist)"
+    fi
+fi
+
+cargo test --release "$@"
