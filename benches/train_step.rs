@@ -5,7 +5,8 @@
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Tape, Tensor};
+use googlenet::train::train_step;
+use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Tensor};
 
 const BATCH: usize = 16;
 
@@ -26,19 +27,7 @@ fn median_step(device: &Device, size: usize, steps: usize) -> Result<Duration> {
     // The first step warms the allocator and the thread pool; it is not counted.
     for step in 0..=steps {
         let start = Instant::now();
-        let mut tape = Tape::new();
-        let logits = net.forward(
-            &mut tape,
-            &params,
-            &images,
-            Mode::Train {
-                dropout_seed: step as u64,
-            },
-        )?;
-        let loss = tape.cross_entropy(&logits, &labels)?;
-        let grads = tape.backward(&loss, &params)?;
-        adam.step(&mut params, &grads)?;
-        loss.value.scalar()?;
+        train_step(&net, &mut params, &mut adam, &images, &labels, step as u64)?;
         if step > 0 {
             times.push(start.elapsed());
         }

@@ -204,6 +204,39 @@ impl DeviceSplit {
     }
 }
 
+/// What one training step measured on its batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepResult {
+    /// Mean cross-entropy over the batch.
+    pub loss: f32,
+    /// Images whose largest logit is at their label.
+    pub correct: usize,
+}
+
+/// One optimizer step: forward in training mode, mean cross-entropy, backward, Adam.
+/// A NaN or infinite loss is returned without updating anything.
+pub fn train_step(
+    net: &GoogLeNet,
+    params: &mut Parameters,
+    adam: &mut Adam,
+    images: &Tensor,
+    labels: &Labels,
+    dropout_seed: u64,
+) -> Result<StepResult> {
+    let mut tape = Tape::new();
+    let logits = net.forward(&mut tape, params, images, Mode::Train { dropout_seed })?;
+    let loss = tape.cross_entropy(&logits, labels)?;
+    let result = StepResult {
+        loss: loss.value.scalar()?,
+        correct: ops::correct_count(&logits.value, labels)?,
+    };
+    if result.loss.is_finite() {
+        let grads = tape.backward(&loss, params)?;
+        adam.step(params, &grads)?;
+    }
+    Ok(result)
+}
+
 /// Test accuracy of the model over a whole split, in evaluation mode.
 pub fn evaluate(
     device: &Device,
@@ -285,13 +318,9 @@ pub fn train(
         for indices in order.chunks(config.batch_size).skip(state.batch) {
             let images = train_set.images(indices, &config)?;
             let labels = train_set.labels(device, indices)?;
-            let mut tape = Tape::new();
-            let mode = Mode::Train {
-                dropout_seed: dropout_seed(config.seed, state.step),
-            };
-            let logits = net.forward(&mut tape, &params, &images, mode)?;
-            let loss = tape.cross_entropy(&logits, &labels)?;
-            let loss_value = loss.value.scalar()? as f64;
+            let seed = dropout_seed(config.seed, state.step);
+            let result = train_step(&net, &mut params, &mut adam, &images, &labels, seed)?;
+            let (loss_value, correct) = (result.loss as f64, result.correct as u64);
             if !loss_value.is_finite() {
                 return Ok(Outcome::Diverged {
                     step: state.step + 1,
@@ -299,9 +328,6 @@ pub fn train(
                     last_checkpoint,
                 });
             }
-            let correct = ops::correct_count(&logits.value, &labels)? as u64;
-            let grads = tape.backward(&loss, &params)?;
-            adam.step(&mut params, &grads)?;
 
             let n = indices.len() as u64;
             state.step += 1;

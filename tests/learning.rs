@@ -7,6 +7,7 @@
 mod common;
 
 use anyhow::Result;
+use googlenet::train::train_step;
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Tape, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -49,20 +50,8 @@ fn googlenet_learns_bands(device: Device) -> Result<()> {
     let mut reached = None;
     for step in 1..=MAX_STEPS {
         let (images, labels) = band_batch(&device, &mut rng)?;
-        let mut tape = Tape::new();
-        let logits = net.forward(
-            &mut tape,
-            &params,
-            &images,
-            Mode::Train {
-                dropout_seed: step as u64,
-            },
-        )?;
-        let loss = tape.cross_entropy(&logits, &labels)?;
-        let value = loss.value.scalar()?;
+        let value = train_step(&net, &mut params, &mut adam, &images, &labels, step as u64)?.loss;
         assert!(value.is_finite(), "loss became {value} at step {step}");
-        let grads = tape.backward(&loss, &params)?;
-        adam.step(&mut params, &grads)?;
         if step % 50 == 0 {
             eprintln!("step {step}: loss {value:.4}");
         }

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, ensure, Result};
 
-pub use batches::{batch_count, batches, epoch_order, Batch};
+pub use batches::epoch_order;
 pub use download::OFFICIAL_MIRROR;
 pub use files::{DataFile, Kind, FILES, TEST_IMAGES, TEST_LABELS, TRAIN_IMAGES, TRAIN_LABELS};
 pub use split::Split;

@@ -4,7 +4,6 @@ use std::path::Path;
 
 use anyhow::{ensure, Result};
 
-use super::batches::Batch;
 use super::files::{self, DataFile};
 use super::idx;
 
@@ -35,31 +34,6 @@ impl Split {
         Split {
             images: self.images[..n * self.rows * self.cols].to_vec(),
             labels: self.labels[..n].to_vec(),
-            rows: self.rows,
-            cols: self.cols,
-        }
-    }
-
-    /// The pixels of sample `i`.
-    pub fn image(&self, i: usize) -> &[u8] {
-        let size = self.rows * self.cols;
-        &self.images[i * size..(i + 1) * size]
-    }
-
-    /// The samples at `indices` (an `epoch_order` chunk), gathered for one step.
-    /// Panics if an index is out of range.
-    pub fn gather(&self, indices: &[u32]) -> Batch {
-        let mut images = Vec::with_capacity(indices.len() * self.rows * self.cols);
-        for &i in indices {
-            images.extend_from_slice(self.image(i as usize));
-        }
-        let labels = indices
-            .iter()
-            .map(|&i| u32::from(self.labels[i as usize]))
-            .collect();
-        Batch {
-            images,
-            labels,
             rows: self.rows,
             cols: self.cols,
         }
