@@ -9,16 +9,27 @@
 //! Putting every image in one matrix keeps the GEMM wide even where the planes are
 //! tiny (4x4 and below at 32x32 inputs).
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::gemm::{par_gemm, Mat};
 use crate::device::geometry::ConvGeometry;
 
-/// Offset of kernel tap `k` from output position `o` on an input axis of `len`,
-/// or None in the padding.
-fn source(o: usize, k: usize, g: &ConvGeometry, len: usize) -> Option<usize> {
-    let i = (o * g.stride + k) as isize - g.pad as isize;
-    (i >= 0 && i < len as isize).then_some(i as usize)
+/// The output positions `o` whose kernel tap `k` lands inside an input axis of
+/// `len` (at `o * stride + k - pad`); the others read padding.
+fn inside(k: usize, g: &ConvGeometry, len: usize, out_len: usize) -> Range<usize> {
+    let first = g.pad.saturating_sub(k).div_ceil(g.stride).min(out_len);
+    let end = (len + g.pad)
+        .checked_sub(k + 1)
+        .map_or(0, |m| m / g.stride + 1)
+        .min(out_len);
+    first..end.max(first)
+}
+
+/// Input index of output `o`'s tap `k`; `o` must be `inside`.
+fn source(o: usize, k: usize, g: &ConvGeometry) -> usize {
+    o * g.stride + k - g.pad
 }
 
 fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
@@ -27,16 +38,22 @@ fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let mut col = vec![0.0; g.patch_len() * width];
     col.par_chunks_mut(width).enumerate().for_each(|(r, row)| {
         let (c, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+        let (rows, cols) = (inside(ky, g, g.h, g.oh), inside(kx, g, g.w, g.ow));
+        if cols.is_empty() {
+            return;
+        }
         for n in 0..g.n {
             let image = &x[(n * g.c_in + c) * plane..(n * g.c_in + c + 1) * plane];
             let out = &mut row[n * positions..(n + 1) * positions];
-            for oy in 0..g.oh {
-                let Some(iy) = source(oy, ky, g, g.h) else {
-                    continue;
-                };
-                for ox in 0..g.ow {
-                    if let Some(ix) = source(ox, kx, g, g.w) {
-                        out[oy * g.ow + ox] = image[iy * g.w + ix];
+            for oy in rows.clone() {
+                let in_row = &image[source(oy, ky, g) * g.w..][..g.w];
+                let out_row = &mut out[oy * g.ow..][..g.ow];
+                if g.stride == 1 {
+                    let from = source(cols.start, kx, g);
+                    out_row[cols.clone()].copy_from_slice(&in_row[from..from + cols.len()]);
+                } else {
+                    for ox in cols.clone() {
+                        out_row[ox] = in_row[source(ox, kx, g)];
                     }
                 }
             }
@@ -102,14 +119,12 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
             for kx in 0..g.k {
                 let r = (c * g.k + ky) * g.k + kx;
                 let src = &dcol[r * width + n * positions..r * width + (n + 1) * positions];
-                for oy in 0..g.oh {
-                    let Some(iy) = source(oy, ky, g, g.h) else {
-                        continue;
-                    };
-                    for ox in 0..g.ow {
-                        if let Some(ix) = source(ox, kx, g, g.w) {
-                            dx_p[iy * g.w + ix] += src[oy * g.ow + ox];
-                        }
+                let cols = inside(kx, g, g.w, g.ow);
+                for oy in inside(ky, g, g.h, g.oh) {
+                    let dx_row = &mut dx_p[source(oy, ky, g) * g.w..][..g.w];
+                    let src_row = &src[oy * g.ow..][..g.ow];
+                    for ox in cols.clone() {
+                        dx_row[source(ox, kx, g)] += src_row[ox];
                     }
                 }
             }
