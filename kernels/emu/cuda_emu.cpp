@@ -1,0 +1,779 @@
+// The emulator's runtime: the block scheduler with its barriers, the kernel registry
+// and `emu_launch`. The model it implements is described at the top of
+// cuda_emu.h; this file is how.
+//
+// One OS thread runs one block at a time (`Worker`, a thread-local). A block starts in
+// *plain mode*: a single fiber runs its threads one after another as plain calls. The
+// first thread to reach a barrier (or warp operation) turns the block into *fiber
+// mode*: it keeps that fiber, every thread not yet started gets a fiber of its own,
+// and the threads already finished count as exited. In fiber mode the scheduler runs
+// every ready fiber until it waits or finishes, then releases whatever barriers are
+// complete, and repeats; when nothing is ready and nothing can be released, the block
+// is stuck: barrier divergence, reported with who waits where.
+//
+// Fibers and their stacks are in fiber.h.
+
+#include "cuda_emu.h"
+#include "fiber.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdarg>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+thread_local uint3 threadIdx = {0, 0, 0};
+thread_local uint3 blockIdx = {0, 0, 0};
+thread_local dim3 blockDim;
+thread_local dim3 gridDim;
+
+namespace emu {
+namespace {
+
+// The stacks and switching of fiber.h.
+using fiber::allocate_stack;
+using fiber::Context;
+using fiber::free_stack;
+using fiber::kStackBytes;
+using fiber::make_context;
+using fiber::Stack;
+using fiber::swap_context;
+using fiber::unpoison;
+
+// ---------------------------------------------------------------------------------
+// The kernel registry, filled by EMU_REGISTER's static objects before main.
+
+struct Kernel {
+    void (*run)(void** args);
+    std::string parameters;
+};
+
+std::map<std::string, Kernel, std::less<>>& registry() {
+    static std::map<std::string, Kernel, std::less<>> kernels;
+    return kernels;
+}
+
+// ---------------------------------------------------------------------------------
+// One launch, shared by the OS threads that run its blocks.
+
+struct Launch {
+    const char* name = nullptr;
+    const Kernel* kernel = nullptr;
+    void** args = nullptr;
+    dim3 grid, block;
+    unsigned threads = 0;  // per block
+    uint64_t blocks = 0;
+
+    std::atomic<uint64_t> next_block{0};  // blocks are handed out in order
+    std::atomic<bool> failed{false};
+    std::mutex error_mutex;
+    uint64_t error_block = UINT64_MAX;
+    std::string error;
+
+    // Keeps the error of the lowest failing block. Workers finish the block in hand
+    // before looking at `failed`, and blocks are handed out in order, so every block
+    // below a failing one has run: the report does not depend on thread timing.
+    void report(uint64_t block_index, std::string message) {
+        std::lock_guard<std::mutex> lock(error_mutex);
+        if (block_index < error_block) {
+            error_block = block_index;
+            error = std::move(message);
+        }
+        failed.store(true, std::memory_order_relaxed);
+    }
+};
+
+std::string format(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string format(const char* fmt, ...) {
+    char buffer[512];
+    va_list list;
+    va_start(list, fmt);
+    vsnprintf(buffer, sizeof buffer, fmt, list);
+    va_end(list);
+    return buffer;
+}
+
+const char* base_name(const char* path) {
+    const char* slash = strrchr(path, '/');
+    return slash ? slash + 1 : path;
+}
+
+std::string describe_index(uint3 i) { return format("(%u,%u,%u)", i.x, i.y, i.z); }
+
+// ---------------------------------------------------------------------------------
+// The block scheduler.
+
+enum class Status : uint8_t { Ready, Waiting, Done };
+
+// One emulated thread of the running block, and the barrier it waits at.
+struct Slot {
+    Status status = Status::Ready;
+    bool at_warp = false;  // waits at a warp operation, else at a block barrier
+    BlockOp block_op = BlockOp::Sync;
+    WarpOp warp_op = WarpOp::Sync;
+    unsigned mask = 0;    // warp operation: the lanes named
+    int source = -1;      // shuffle: the lane to read; -1 keeps the thread's own value
+    uint64_t value = 0;   // what it brings: a shuffled value or a predicate
+    uint64_t result = 0;  // what the barrier hands back
+    const char* file = "";
+    int line = 0;
+};
+
+struct Fiber {
+    Context context;
+    Stack stack;
+    void* asan_fake_stack = nullptr;
+    bool abandoned = false;  // left suspended mid-kernel when its block failed
+};
+
+enum class Progress { Finished, Released, Stuck };
+
+[[noreturn]] void fiber_main() noexcept;
+
+class Worker {
+public:
+    ~Worker() {
+        for (auto& fiber : fibers_) free_stack(fiber->stack);
+    }
+
+    // Runs blocks of `launch` until none is left or one failed.
+    void run_blocks(Launch& launch) {
+        launch_ = &launch;
+        blockDim = launch.block;
+        gridDim = launch.grid;
+        threads_ = launch.threads;
+        if (slots_.size() < threads_) slots_.resize(threads_);
+        thread_index_.resize(threads_);
+        for (unsigned t = 0; t < threads_; ++t) {
+            thread_index_[t] = {t % blockDim.x, t / blockDim.x % blockDim.y,
+                                t / blockDim.x / blockDim.y};
+        }
+        while (!launch.failed.load(std::memory_order_relaxed)) {
+            uint64_t block = launch.next_block.fetch_add(1, std::memory_order_relaxed);
+            if (block >= launch.blocks) break;
+            if (!run_block(block)) launch.report(block, std::move(error_));
+        }
+        launch_ = nullptr;
+    }
+
+    // ---- Called from emulated threads (on their fibers). ----
+
+    int block_barrier(BlockOp op, int predicate, const char* file, int line) {
+        Slot& slot = slots_[current_];
+        slot.at_warp = false;
+        slot.block_op = op;
+        slot.value = predicate != 0;
+        slot.file = file;
+        slot.line = line;
+        wait();
+        return (int)slot.result;
+    }
+
+    uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, int width,
+                          const char* file, int line) {
+        unsigned lane = current_ % 32;
+        if (!(mask >> lane & 1)) {
+            fail(format("thread %s calls %s with mask 0x%08x, which leaves out its own lane %u "
+                        "(%s:%d)",
+                        describe_index(threadIdx).c_str(), warp_op_name(op), mask, lane,
+                        base_name(file), line));
+        }
+        if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
+            fail(format("thread %s calls %s with width %d, which is not a power of two up to "
+                        "32 (%s:%d)",
+                        describe_index(threadIdx).c_str(), warp_op_name(op), width,
+                        base_name(file), line));
+        }
+        // The source lane follows PTX's shfl: lanes form segments of `width`; a lane
+        // whose source falls past its segment (or, for up, before it) keeps its value.
+        long long first = lane & ~(unsigned)(width - 1);
+        long long last = first + width - 1;
+        long long source = -1;
+        switch (op) {
+            case WarpOp::ShflIdx: source = first + (arg & (width - 1)); break;
+            case WarpOp::ShflUp: source = lane - arg >= first ? lane - arg : -1; break;
+            case WarpOp::ShflDown: source = lane + arg <= last ? lane + arg : -1; break;
+            case WarpOp::ShflXor: source = (lane ^ arg) <= last ? (lane ^ arg) : -1; break;
+            default: break;
+        }
+        Slot& slot = slots_[current_];
+        slot.at_warp = true;
+        slot.warp_op = op;
+        slot.mask = mask;
+        slot.source = (int)source;
+        slot.value = value;
+        slot.file = file;
+        slot.line = line;
+        wait();
+        return slot.result;
+    }
+
+    unsigned warp_lanes() const {
+        unsigned first = current_ & ~31u;
+        unsigned count = std::min(32u, threads_ - first);
+        return count == 32 ? ~0u : (1u << count) - 1;
+    }
+
+    // The body of every fiber: runs the thread `current_`, and in plain mode every
+    // thread after it, until one reaches a barrier (wait() then switches the block to
+    // fiber mode) or the block is done.
+    void run_threads() {
+        for (;;) {
+            unsigned t = current_;
+            launch_->kernel->run(launch_->args);
+            if (fiber_mode_) {
+                slots_[t].status = Status::Done;
+                return;
+            }
+            if (t + 1 == threads_) return;
+            current_ = t + 1;
+            threadIdx = thread_index_[t + 1];
+        }
+    }
+
+    // ---- Fiber switching, with AddressSanitizer told of each stack change. ----
+
+    // First code a fiber runs. A fiber entered from the scheduler (the plain-mode one
+    // always is) learns the scheduler's stack, which the last switch of a round needs.
+    void entered_fiber() {
+#if EMU_ASAN
+        if (!fiber_mode_) {
+            __sanitizer_finish_switch_fiber(nullptr, &scheduler_stack_bottom_,
+                                             &scheduler_stack_size_);
+        } else {
+            __sanitizer_finish_switch_fiber(nullptr, nullptr, nullptr);
+        }
+#endif
+    }
+
+    // The running thread has finished: passes on, never to come back.
+    [[noreturn]] void leave_fiber_for_good() {
+        pass_on(true);
+        abort();  // nothing resumes a finished fiber
+    }
+
+private:
+    // The fiber the running thread is on: in plain mode every thread runs on fiber 0.
+    Fiber& running_fiber() { return *fibers_[fiber_mode_ ? current_ - base_ : 0]; }
+
+    // Runs one block; false (with error_ set) if it failed.
+    bool run_block(uint64_t index) {
+        const dim3& grid = launch_->grid;
+        blockIdx = {(unsigned)(index % grid.x), (unsigned)(index / grid.x % grid.y),
+                    (unsigned)(index / grid.x / grid.y)};
+        fiber_mode_ = false;
+        failed_ = false;
+        base_ = 0;
+
+        // Plain mode: one fiber runs the threads in order.
+        if (!ensure_fibers(1)) return false;
+        start(*fibers_[0]);
+        resume(0);
+        if (failed_) return fail_block();
+        if (!fiber_mode_) return true;
+
+        // Thread base_ waits at a barrier on fiber 0 (its slot says where). The threads
+        // before it have finished; each later one gets a fiber. Plain mode leaves the
+        // slots alone, which keeps it cheap: they are set here.
+        for (unsigned t = 0; t < base_; ++t) slots_[t].status = Status::Done;
+        for (unsigned t = base_ + 1; t < threads_; ++t) slots_[t] = Slot{};
+        unsigned count = threads_ - base_;
+        if (!ensure_fibers(count)) return false;
+        for (unsigned f = 1; f < count; ++f) start(*fibers_[f]);
+
+        // Rounds: run every ready thread until it waits or finishes (each passes the
+        // OS thread on to the next ready one, the last back here), then release the
+        // barriers that are complete.
+        for (;;) {
+            unsigned t = next_ready(base_);
+            if (t < threads_) {
+                resume(t);
+                if (failed_) return fail_block();
+            }
+            switch (release_barriers()) {
+                case Progress::Finished: return true;
+                case Progress::Released: break;
+                case Progress::Stuck: error_ = describe_divergence(); return fail_block();
+            }
+        }
+    }
+
+    bool fail_block() {
+        // Fibers of this block may be suspended mid-kernel; they are restarted fresh.
+        for (auto& fiber : fibers_) fiber->abandoned = true;
+        error_ = format("kernel `%s`, block %s: ", launch_->name,
+                        describe_index(blockIdx).c_str()) +
+                 error_;
+        return false;
+    }
+
+    bool ensure_fibers(size_t count) {
+        while (fibers_.size() < count) {
+            auto fiber = std::make_unique<Fiber>();
+            if (!allocate_stack(fiber->stack, fibers_.size())) {
+                error_ = format("cannot map a %zu KiB fiber stack (fiber %zu)", kStackBytes / 1024,
+                                fibers_.size());
+                fail_block();
+                return false;
+            }
+            fibers_.push_back(std::move(fiber));
+        }
+        return true;
+    }
+
+    void start(Fiber& fiber) {
+        if (fiber.abandoned) unpoison(fiber.stack);  // its frames never returned
+        fiber.abandoned = false;
+        make_context(fiber.context, fiber.stack, fiber_main);
+    }
+
+    // The first ready thread from `t` on (threads_ if none).
+    unsigned next_ready(unsigned t) const {
+        while (t < threads_ && slots_[t].status != Status::Ready) ++t;
+        return t;
+    }
+
+    // Makes thread t the running one: the built-in index and the fiber it runs on.
+    Fiber& become(unsigned t) {
+        current_ = t;
+        threadIdx = thread_index_[t];
+        return *fibers_[fiber_mode_ ? t - base_ : 0];
+    }
+
+    // From the scheduler: runs threads from t on until the round ends.
+    void resume(unsigned t) {
+        Fiber& fiber = become(t);
+#if EMU_ASAN
+        void* fake_stack = nullptr;
+        __sanitizer_start_switch_fiber(&fake_stack, fiber.stack.base, fiber.stack.size);
+#endif
+        swap_context(scheduler_, fiber.context);
+#if EMU_ASAN
+        __sanitizer_finish_switch_fiber(fake_stack, nullptr, nullptr);
+#endif
+    }
+
+    // Suspends the running thread at the barrier its slot describes.
+    void wait() {
+        slots_[current_].status = Status::Waiting;
+        if (!fiber_mode_) {
+            // The first barrier of the block: the threads before this one have finished
+            // and this one keeps fiber 0, which it runs on. The scheduler sets up the rest.
+            fiber_mode_ = true;
+            base_ = current_;
+            switch_to(running_fiber(), nullptr, false);
+            return;
+        }
+        pass_on(false);
+    }
+
+    // Ends the block with `message`; the calling fiber is never resumed.
+    [[noreturn]] void fail(std::string message) {
+        error_ = std::move(message);
+        failed_ = true;
+        switch_to(running_fiber(), nullptr, true);
+        abort();  // not resumed
+    }
+
+    // Switches from the running thread to the next ready one of this round, or to the
+    // scheduler after the last: one switch per thread and round. Returns when something
+    // switches back to this thread (never if it `finished`).
+    void pass_on(bool finished) {
+        Fiber& from = running_fiber();
+        unsigned next = fiber_mode_ ? next_ready(current_ + 1) : threads_;
+        switch_to(from, next < threads_ ? &become(next) : nullptr, finished);
+    }
+
+    // Switches from fiber `from` to fiber `to` (nullptr: the scheduler). A fiber that
+    // will not be resumed tells AddressSanitizer so, which frees its fake stack.
+    void switch_to(Fiber& from, Fiber* to, bool from_for_good) {
+#if EMU_ASAN
+        __sanitizer_start_switch_fiber(from_for_good ? nullptr : &from.asan_fake_stack,
+                                       to ? to->stack.base : scheduler_stack_bottom_,
+                                       to ? to->stack.size : scheduler_stack_size_);
+#else
+        (void)from_for_good;
+#endif
+        swap_context(from.context, to ? to->context : scheduler_);
+#if EMU_ASAN
+        __sanitizer_finish_switch_fiber(from.asan_fake_stack, nullptr, nullptr);
+#endif
+    }
+
+    // Every live thread waits or has finished: releases what can be released.
+    Progress release_barriers() {
+        unsigned done = 0, at_block = 0;
+        for (unsigned t = 0; t < threads_; ++t) {
+            done += slots_[t].status == Status::Done;
+            at_block += slots_[t].status == Status::Waiting && !slots_[t].at_warp;
+        }
+        if (done == threads_) return Progress::Finished;
+        if (at_block == threads_) return release_block() ? Progress::Released : Progress::Stuck;
+        bool released = false;
+        for (unsigned first = 0; first < threads_; first += 32) released |= release_warp(first);
+        return released ? Progress::Released : Progress::Stuck;
+    }
+
+    // All threads wait at a block barrier: releases it if it is the same one.
+    bool release_block() {
+        const Slot& first = slots_[0];
+        unsigned count = 0;
+        for (unsigned t = 0; t < threads_; ++t) {
+            const Slot& slot = slots_[t];
+            if (slot.block_op != first.block_op || !same_site(slot, first)) return false;
+            count += slot.value != 0;
+        }
+        uint64_t result = 0;
+        switch (first.block_op) {
+            case BlockOp::Sync: break;
+            case BlockOp::Count: result = count; break;
+            case BlockOp::And: result = count == threads_; break;
+            case BlockOp::Or: result = count > 0; break;
+        }
+        for (unsigned t = 0; t < threads_; ++t) {
+            slots_[t].result = result;
+            slots_[t].status = Status::Ready;
+        }
+        return true;
+    }
+
+    // Releases the warp operations of the warp starting at thread `first` whose
+    // every live lane named in the mask has arrived, with the same mask and kind.
+    bool release_warp(unsigned first) {
+        Slot* lanes = &slots_[first];
+        unsigned count = std::min(32u, threads_ - first);
+        unsigned live = 0;
+        for (unsigned l = 0; l < count; ++l) live |= unsigned(lanes[l].status != Status::Done) << l;
+        bool released = false;
+        for (unsigned l = 0; l < count; ++l) {
+            const Slot& slot = lanes[l];
+            if (slot.status != Status::Waiting || !slot.at_warp) continue;
+            unsigned group = slot.mask & live;
+            bool complete = true;
+            for (unsigned r = 0; r < count && complete; ++r) {
+                const Slot& other = lanes[r];
+                complete = !(group >> r & 1) ||
+                           (other.status == Status::Waiting && other.at_warp &&
+                            other.warp_op == slot.warp_op && other.mask == slot.mask);
+            }
+            if (!complete) continue;
+            exchange(lanes, count, group, slot.warp_op);
+            released = true;
+        }
+        return released;
+    }
+
+    // Computes the results of a complete warp operation for the lanes in `group`.
+    static void exchange(Slot* lanes, unsigned count, unsigned group, WarpOp op) {
+        unsigned ballot = 0;
+        for (unsigned l = 0; l < count; ++l) {
+            if ((group >> l & 1) && lanes[l].value != 0) ballot |= 1u << l;
+        }
+        for (unsigned l = 0; l < count; ++l) {
+            if (!(group >> l & 1)) continue;
+            Slot& slot = lanes[l];
+            switch (op) {
+                case WarpOp::Sync: slot.result = 0; break;
+                case WarpOp::Ballot: slot.result = ballot; break;
+                case WarpOp::Any: slot.result = ballot != 0; break;
+                case WarpOp::All: slot.result = ballot == group; break;
+                default:
+                    if (slot.source < 0) {
+                        slot.result = slot.value;
+                    } else if (group >> slot.source & 1) {
+                        slot.result = lanes[slot.source].value;
+                    } else {
+                        slot.result = ~uint64_t(0);  // an inactive lane: undefined on a GPU
+                    }
+            }
+            slot.status = Status::Ready;
+        }
+    }
+
+    static bool same_site(const Slot& a, const Slot& b) {
+        return a.line == b.line && (a.file == b.file || strcmp(a.file, b.file) == 0);
+    }
+
+    static const char* warp_op_name(WarpOp op) {
+        switch (op) {
+            case WarpOp::Sync: return "__syncwarp";
+            case WarpOp::ShflIdx: return "__shfl_sync";
+            case WarpOp::ShflUp: return "__shfl_up_sync";
+            case WarpOp::ShflDown: return "__shfl_down_sync";
+            case WarpOp::ShflXor: return "__shfl_xor_sync";
+            case WarpOp::Ballot: return "__ballot_sync";
+            case WarpOp::Any: return "__any_sync";
+            case WarpOp::All: return "__all_sync";
+        }
+        return "?";
+    }
+
+    static const char* block_op_name(BlockOp op) {
+        switch (op) {
+            case BlockOp::Sync: return "__syncthreads";
+            case BlockOp::Count: return "__syncthreads_count";
+            case BlockOp::And: return "__syncthreads_and";
+            case BlockOp::Or: return "__syncthreads_or";
+        }
+        return "?";
+    }
+
+    // What a thread is doing, for the divergence message.
+    static std::string describe_state(const Slot& slot) {
+        if (slot.status == Status::Done) return "exited";
+        if (!slot.at_warp) {
+            return format("wait at %s() (%s:%d)", block_op_name(slot.block_op),
+                          base_name(slot.file), slot.line);
+        }
+        return format("wait at %s(0x%08x, ...) (%s:%d)", warp_op_name(slot.warp_op), slot.mask,
+                      base_name(slot.file), slot.line);
+    }
+
+    // Groups the threads of a stuck block by what they do, in thread order:
+    // "255 threads (first (1,0,0)) wait at __syncthreads() (x.cu:12); 1 thread ((0,0,0)) exited".
+    std::string describe_divergence() const {
+        struct Group {
+            std::string state;
+            unsigned count;
+            unsigned first;
+        };
+        std::vector<Group> groups;
+        for (unsigned t = 0; t < threads_; ++t) {
+            std::string state = describe_state(slots_[t]);
+            auto same = [&](const Group& g) { return g.state == state; };
+            auto group = std::find_if(groups.begin(), groups.end(), same);
+            if (group != groups.end()) {
+                ++group->count;
+            } else {
+                groups.push_back({std::move(state), 1, t});
+            }
+        }
+        std::string out =
+            "barrier divergence: the block's threads cannot all meet at one barrier: ";
+        const size_t shown = 6;
+        for (size_t g = 0; g < groups.size() && g < shown; ++g) {
+            const Group& group = groups[g];
+            uint3 first = thread_index_[group.first];
+            if (g > 0) out += "; ";
+            out += group.count == 1
+                       ? format("1 thread %s ", describe_index(first).c_str())
+                       : format("%u threads (first %s) ", group.count,
+                                describe_index(first).c_str());
+            out += group.state;
+        }
+        if (groups.size() > shown) out += format("; and %zu more groups", groups.size() - shown);
+        return out;
+    }
+
+    Launch* launch_ = nullptr;
+    unsigned threads_ = 0;      // per block
+    unsigned current_ = 0;      // the thread running (or last run)
+    unsigned base_ = 0;         // fiber mode: thread base_ + f runs on fibers_[f]
+    bool fiber_mode_ = false;
+    bool failed_ = false;
+    std::string error_;
+    std::vector<Slot> slots_;
+    std::vector<uint3> thread_index_;  // threadIdx of each linear thread index
+    std::vector<std::unique_ptr<Fiber>> fibers_;  // never move: a ucontext points into itself
+    Context scheduler_;                           // the OS thread's own stack
+    const void* scheduler_stack_bottom_ = nullptr;
+    size_t scheduler_stack_size_ = 0;
+};
+
+Worker& worker() {
+    static thread_local Worker instance;
+    return instance;
+}
+
+void fiber_main() noexcept {
+    Worker& w = worker();
+    w.entered_fiber();
+    w.run_threads();
+    w.leave_fiber_for_good();
+}
+
+// ---------------------------------------------------------------------------------
+// Helper threads: a big launch shares its blocks with whichever helpers are idle.
+
+// Below this many threads a launch is not worth waking a helper for (a wake-up costs
+// tens of microseconds; a plain thread costs a few nanoseconds).
+constexpr uint64_t kMinThreadsToShare = 16384;
+
+// OS threads that run the blocks of a big launch: GOOGLENET_EMU_THREADS, else two
+// (one on a single-core machine).
+unsigned configured_threads() {
+    const char* env = getenv("GOOGLENET_EMU_THREADS");
+    long n = env ? strtol(env, nullptr, 10) : std::min(2u, std::thread::hardware_concurrency());
+    return (unsigned)std::clamp(n, 1L, 64L);
+}
+
+class Helpers {
+public:
+    // Created on first use, never destroyed: detached helpers may still wait on it
+    // while the process exits.
+    static Helpers* get() {
+        static Helpers* helpers = configured_threads() > 1 ? new Helpers(configured_threads() - 1)
+                                                           : nullptr;
+        return helpers;
+    }
+
+    // Runs the blocks of `launch` on the calling thread and on every idle helper.
+    void run(Launch& launch) {
+        bool shared = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            if (!job_) {  // another launch holds the helpers: run alone
+                job_ = &launch;
+                ++job_id_;
+                joined_ = finished_ = 0;
+                shared = true;
+            }
+        }
+        if (shared) wake_.notify_all();
+        worker().run_blocks(launch);
+        if (!shared) return;
+        std::unique_lock<std::mutex> lock(mutex_);
+        job_ = nullptr;  // no helper joins from now on
+        done_.wait(lock, [&] { return finished_ == joined_; });
+    }
+
+private:
+    explicit Helpers(unsigned count) {
+        for (unsigned i = 0; i < count; ++i) std::thread([this] { serve(); }).detach();
+    }
+
+    void serve() {
+        uint64_t seen = 0;
+        std::unique_lock<std::mutex> lock(mutex_);
+        for (;;) {
+            wake_.wait(lock, [&] { return job_ && job_id_ != seen; });
+            seen = job_id_;
+            Launch* launch = job_;
+            ++joined_;
+            lock.unlock();
+            worker().run_blocks(*launch);
+            lock.lock();
+            ++finished_;
+            done_.notify_all();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable wake_, done_;
+    Launch* job_ = nullptr;
+    uint64_t job_id_ = 0;
+    unsigned joined_ = 0, finished_ = 0;
+};
+
+// Checks a launch configuration against CUDA's limits; "" if it is valid.
+std::string check_configuration(const unsigned grid[3], const unsigned block[3]) {
+    std::string shape = format("grid (%u,%u,%u), block (%u,%u,%u)", grid[0], grid[1], grid[2],
+                               block[0], block[1], block[2]);
+    if (!block[0] || !block[1] || !block[2] || !grid[0] || !grid[1] || !grid[2]) {
+        return "invalid launch, " + shape + ": every dimension must be at least 1";
+    }
+    if ((uint64_t)block[0] * block[1] * block[2] > 1024) {
+        return "invalid launch, " + shape + ": a block has at most 1024 threads";
+    }
+    if (block[2] > 64) return "invalid launch, " + shape + ": block z is at most 64";
+    if (grid[0] > 0x7fffffffu || grid[1] > 65535 || grid[2] > 65535) {
+        return "invalid launch, " + shape + ": grid x is at most 2^31-1, y and z at most 65535";
+    }
+    return "";
+}
+
+std::string launch(const char* name, const unsigned grid[3], const unsigned block[3],
+                   void** args) {
+    if (!name) return "emu_launch: no kernel name";
+    auto found = registry().find(std::string_view(name));
+    if (found == registry().end()) {
+        return format("unknown kernel `%s`: nothing of that name is registered (is "
+                      "EMU_REGISTER(%s) missing after its definition?)",
+                      name, name);
+    }
+    std::string invalid = check_configuration(grid, block);
+    if (!invalid.empty()) return format("kernel `%s`: ", name) + invalid;
+
+    Launch launch;
+    launch.name = name;
+    launch.kernel = &found->second;
+    launch.args = args;
+    launch.grid = dim3(grid[0], grid[1], grid[2]);
+    launch.block = dim3(block[0], block[1], block[2]);
+    launch.threads = block[0] * block[1] * block[2];
+    launch.blocks = (uint64_t)grid[0] * grid[1] * grid[2];
+
+    Helpers* helpers = Helpers::get();
+    if (helpers && launch.blocks > 1 && launch.blocks * launch.threads >= kMinThreadsToShare) {
+        helpers->run(launch);
+    } else {
+        worker().run_blocks(launch);
+    }
+    return launch.error;
+}
+
+void copy_message(const std::string& message, char* out, size_t out_len) {
+    if (!out || out_len == 0) return;
+    size_t n = std::min(message.size(), out_len - 1);
+    memcpy(out, message.data(), n);
+    out[n] = '\0';
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------
+// The interface of cuda_emu.h.
+
+int block_barrier(BlockOp op, int predicate, const char* file, int line) {
+    return worker().block_barrier(op, predicate, file, line);
+}
+
+uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, int width,
+                      const char* file, int line) {
+    return worker().warp_barrier(op, mask, value, arg, width, file, line);
+}
+
+unsigned warp_lanes() { return worker().warp_lanes(); }
+
+Registration::Registration(const char* name, void (*run)(void** args), std::string parameters) {
+    registry()[name] = Kernel{run, std::move(parameters)};
+}
+
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------
+// The C interface (src/device/emu.rs).
+
+// Runs `kernel` over `grid` x `block` threads. `args[i]` points to the value of the
+// kernel's parameter i, as in cuLaunchKernel. Returns 0, or nonzero with a message in
+// `error` (an unknown kernel, an invalid configuration, barrier divergence).
+extern "C" int emu_launch(const char* kernel, const unsigned grid[3], const unsigned block[3],
+                          void** args, char* error, size_t error_len) {
+    std::string message;
+    try {
+        message = emu::launch(kernel, grid, block, args);
+    } catch (const std::exception& e) {
+        message = std::string("emulator: ") + e.what();
+    }
+    emu::copy_message(message, error, error_len);
+    return message.empty() ? 0 : 1;
+}
+
+// Writes the parameter types of `kernel` ("const float*,float*,int32", see
+// describe_type in cuda_emu.h) to `out`; returns their length, or -1 for an unknown
+// kernel.
+extern "C" long emu_kernel_parameters(const char* kernel, char* out, size_t out_len) {
+    auto found = emu::registry().find(std::string_view(kernel ? kernel : ""));
+    if (found == emu::registry().end()) return -1;
+    emu::copy_message(found->second.parameters, out, out_len);
+    return (long)found->second.parameters.size();
+}
+
+// Whether this build checks memory accesses with AddressSanitizer.
+extern "C" int emu_address_sanitizer() { return EMU_ASAN; }

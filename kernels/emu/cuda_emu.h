@@ -1,0 +1,619 @@
+// The CUDA execution model on the CPU, so the real kernels in kernels/*.cu run in CI,
+// which has no GPU. A kernel file compiles unchanged as host C++17 when GOOGLENET_EMU
+// is defined (common.cuh then includes this header); build.rs compiles all of them,
+// with cuda_emu.cpp (and its fibers, fiber.h), as one translation unit, and
+// src/device/emu.rs launches them through `emu_launch`, the emulator's cuLaunchKernel.
+//
+// The model, and how each part is emulated:
+//
+// * A launch is a grid of blocks; each block is a group of up to 1024 threads
+//   (CUDA's launch limits are checked). Blocks are independent, so they run one
+//   after another (x fastest, then y, z). A big launch shares its blocks with a
+//   helper OS thread (GOOGLENET_EMU_THREADS OS threads in all, default 2; 1 runs
+//   every block on the calling thread), each OS thread running one block at a time.
+//   Races *between* blocks therefore stay mostly hidden: the GPU remains the final
+//   word on those.
+//
+// * The threads of a block are fibers (user-level threads on their own stacks, all
+//   on one OS thread), switched cooperatively, so `__syncthreads()` is a real
+//   barrier: a thread that reaches it is suspended until every thread of the block
+//   has reached it. Warp operations (shuffles, votes, `__syncwarp`) are barriers
+//   over the 32 threads of a warp (lanes 32w .. 32w+31 of the block's linear thread
+//   index) that also exchange values.
+//
+// * Fast path: most kernels have no barrier at all. The block's threads start as
+//   plain function calls, one after another, on a single fiber. Only when a thread
+//   reaches its first barrier does the block switch to one fiber per thread: the
+//   waiting thread keeps the fiber it runs on, the threads not yet started get
+//   fresh ones, and the threads already finished count as exited. So a barrier-free
+//   kernel costs one function call per thread.
+//
+// * A barrier that cannot complete is an error, never a hang or a crash: when every
+//   live thread of the block waits and no barrier can be released (some threads
+//   exited, or wait at another __syncthreads, or at a mismatched warp operation),
+//   the launch fails with a message naming the kernel, the block, and who waits
+//   where. CUDA calls these cases undefined behaviour; real GPUs hang or corrupt.
+//
+// * `threadIdx`, `blockIdx`, `blockDim`, `gridDim` are thread-locals of the OS
+//   thread, set by the scheduler before it resumes each emulated thread.
+//
+// * `__shared__` is `static thread_local`: one copy per OS thread, and an OS thread
+//   runs one block at a time, so the copy is shared by exactly that block's threads.
+//   Like on a GPU it is not cleared between blocks. There is no dynamic shared
+//   memory (`extern __shared__`): size shared arrays statically.
+//
+// * Global memory is host memory; device pointers are host pointers. Atomics are
+//   real (relaxed) atomics, since blocks may run on two OS threads.
+//
+// Differences a kernel author should know:
+// * Fast intrinsics (`__expf`, `__fdividef`, ...) compute the precise function, and
+//   the host does not contract a*b+c into an FMA as nvcc does: results may differ
+//   from the GPU's in the last bits. `__CUDA_ARCH__` is not defined.
+// * Threads of a block run in order between barriers, so a spin-wait on another
+//   thread of the same block (without a barrier) never ends. Don't.
+// * `__activemask()` returns every lane of the warp that exists: the emulator does
+//   not track branch divergence.
+// * All kernel files share one translation unit, each wrapped in its own namespace
+//   (so file-local helpers may share names), but macros are shared: prefer
+//   `constexpr` constants to `#define`, or `#undef` them at the end of the file.
+// * Every kernel needs `EMU_REGISTER(name)` after its definition, or launching it
+//   fails with "unknown kernel".
+#pragma once
+
+#ifndef GOOGLENET_EMU
+#error "cuda_emu.h is the host emulation of CUDA; include common.cuh and define GOOGLENET_EMU"
+#endif
+
+// The standard headers a kernel file might include itself: included here, before
+// build.rs wraps each kernel file in a namespace, their include guards make the
+// kernel's own #include a no-op instead of declaring the library inside it.
+#include <assert.h>
+#include <float.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+// ---------------------------------------------------------------------------------
+// Qualifiers. Host C++ has one kind of function and one kind of memory.
+
+#define __global__
+#define __device__
+#define __host__
+#define __constant__
+#define __forceinline__ inline __attribute__((always_inline))
+#define __launch_bounds__(...)
+// __restrict__ is a g++ keyword already. __noinline__ cannot be a macro here: the
+// standard library spells its own attribute __attribute__((__noinline__)).
+
+// One copy per OS thread = one copy per block (see the top of this file).
+#define __shared__ static thread_local
+
+// ---------------------------------------------------------------------------------
+// Index types and the built-in variables.
+
+struct uint3 {
+    unsigned x, y, z;
+};
+
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+// Set by the scheduler for the emulated thread that runs (defined in cuda_emu.cpp).
+extern thread_local uint3 threadIdx;
+extern thread_local uint3 blockIdx;
+extern thread_local dim3 blockDim;
+extern thread_local dim3 gridDim;
+constexpr int warpSize = 32;
+
+// Vector types, with CUDA's alignment (a float4 load is one 16-byte access there).
+struct alignas(8) float2 {
+    float x, y;
+};
+struct alignas(16) float4 {
+    float x, y, z, w;
+};
+struct alignas(8) int2 {
+    int x, y;
+};
+struct alignas(16) int4 {
+    int x, y, z, w;
+};
+struct alignas(8) uint2 {
+    unsigned x, y;
+};
+struct alignas(16) uint4 {
+    unsigned x, y, z, w;
+};
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return {x, y}; }
+inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
+inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return {x, y, z}; }
+
+// ---------------------------------------------------------------------------------
+// The scheduler's interface (cuda_emu.cpp). Barrier calls record where they were
+// made (file and line, through default arguments) for the divergence messages.
+
+namespace emu {
+
+enum class BlockOp : uint8_t { Sync, Count, And, Or };
+enum class WarpOp : uint8_t { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All };
+
+// Suspends the calling thread until every thread of its block arrives; returns the
+// count of nonzero predicates (Count), or whether all / any were nonzero (And / Or).
+int block_barrier(BlockOp op, int predicate, const char* file, int line);
+
+// Suspends the calling lane until every live lane named in `mask` arrives at a warp
+// operation of the same kind with the same mask, then returns its result: for a
+// shuffle, the 8-byte `value` of the source lane given by `arg` and `width`; for a
+// vote, the ballot of nonzero `value`s (or any / all of them).
+uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, int width,
+                      const char* file, int line);
+
+// The lanes of the calling thread's warp that exist in the block.
+unsigned warp_lanes();
+
+// Registers a kernel under `name`: `run` calls it with arguments unpacked from
+// `args`; `parameters` lists its parameter types (see describe_type below).
+struct Registration {
+    Registration(const char* name, void (*run)(void** args), std::string parameters);
+};
+
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------
+// Synchronisation.
+
+inline void __syncthreads(const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    emu::block_barrier(emu::BlockOp::Sync, 0, file, line);
+}
+inline int __syncthreads_count(int predicate, const char* file = __builtin_FILE(),
+                               int line = __builtin_LINE()) {
+    return emu::block_barrier(emu::BlockOp::Count, predicate, file, line);
+}
+inline int __syncthreads_and(int predicate, const char* file = __builtin_FILE(),
+                             int line = __builtin_LINE()) {
+    return emu::block_barrier(emu::BlockOp::And, predicate, file, line);
+}
+inline int __syncthreads_or(int predicate, const char* file = __builtin_FILE(),
+                            int line = __builtin_LINE()) {
+    return emu::block_barrier(emu::BlockOp::Or, predicate, file, line);
+}
+inline void __syncwarp(unsigned mask = 0xffffffffu, const char* file = __builtin_FILE(),
+                       int line = __builtin_LINE()) {
+    emu::warp_barrier(emu::WarpOp::Sync, mask, 0, 0, 32, file, line);
+}
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+
+// ---------------------------------------------------------------------------------
+// Warp shuffles and votes. A shuffle moves any value of up to 8 bytes (int, float,
+// double, __half, ...). Reading a lane that does not take part (it exited, or is not
+// in the mask) gives all-one bits (NaN for a float): on a GPU the value is undefined.
+
+namespace emu {
+template <typename T>
+T shuffle(WarpOp op, unsigned mask, T value, long long arg, int width, const char* file,
+          int line) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>,
+                  "a warp shuffle moves a value of at most 8 bytes");
+    uint64_t bits = 0;
+    memcpy(&bits, &value, sizeof(T));
+    bits = warp_barrier(op, mask, bits, arg, width, file, line);
+    memcpy(&value, &bits, sizeof(T));
+    return value;
+}
+}  // namespace emu
+
+template <typename T>
+T __shfl_sync(unsigned mask, T var, int src_lane, int width = warpSize,
+              const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return emu::shuffle(emu::WarpOp::ShflIdx, mask, var, src_lane, width, file, line);
+}
+template <typename T>
+T __shfl_up_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                 const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return emu::shuffle(emu::WarpOp::ShflUp, mask, var, delta, width, file, line);
+}
+template <typename T>
+T __shfl_down_sync(unsigned mask, T var, unsigned delta, int width = warpSize,
+                   const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return emu::shuffle(emu::WarpOp::ShflDown, mask, var, delta, width, file, line);
+}
+template <typename T>
+T __shfl_xor_sync(unsigned mask, T var, int lane_mask, int width = warpSize,
+                  const char* file = __builtin_FILE(), int line = __builtin_LINE()) {
+    return emu::shuffle(emu::WarpOp::ShflXor, mask, var, lane_mask, width, file, line);
+}
+
+inline unsigned __ballot_sync(unsigned mask, int predicate, const char* file = __builtin_FILE(),
+                              int line = __builtin_LINE()) {
+    return (unsigned)emu::warp_barrier(emu::WarpOp::Ballot, mask, predicate != 0, 0, 32, file,
+                                       line);
+}
+inline int __any_sync(unsigned mask, int predicate, const char* file = __builtin_FILE(),
+                      int line = __builtin_LINE()) {
+    return (int)emu::warp_barrier(emu::WarpOp::Any, mask, predicate != 0, 0, 32, file, line);
+}
+inline int __all_sync(unsigned mask, int predicate, const char* file = __builtin_FILE(),
+                      int line = __builtin_LINE()) {
+    return (int)emu::warp_barrier(emu::WarpOp::All, mask, predicate != 0, 0, 32, file, line);
+}
+// No branch divergence is tracked: every lane of the warp that exists is "active".
+inline unsigned __activemask() { return emu::warp_lanes(); }
+
+// ---------------------------------------------------------------------------------
+// Atomics: relaxed, like CUDA's; each returns the old value.
+
+inline int atomicAdd(int* p, int v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicAdd(unsigned* p, unsigned v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+inline unsigned long long atomicAdd(unsigned long long* p, unsigned long long v) {
+    return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
+}
+inline int atomicSub(int* p, int v) { return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicSub(unsigned* p, unsigned v) {
+    return __atomic_fetch_sub(p, v, __ATOMIC_RELAXED);
+}
+inline int atomicCAS(int* p, int compare, int v) {
+    __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;  // on failure the builtin stored the current value here
+}
+inline unsigned atomicCAS(unsigned* p, unsigned compare, unsigned v) {
+    __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;
+}
+inline unsigned long long atomicCAS(unsigned long long* p, unsigned long long compare,
+                                    unsigned long long v) {
+    __atomic_compare_exchange_n(p, &compare, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
+    return compare;
+}
+inline int atomicExch(int* p, int v) { return __atomic_exchange_n(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicExch(unsigned* p, unsigned v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_RELAXED);
+}
+inline unsigned long long atomicExch(unsigned long long* p, unsigned long long v) {
+    return __atomic_exchange_n(p, v, __ATOMIC_RELAXED);
+}
+inline float atomicExch(float* p, float v) {
+    float old;
+    __atomic_exchange(p, &v, &old, __ATOMIC_RELAXED);
+    return old;
+}
+
+// Float adds by compare-and-swap on the bits, as CUDA did before it had them natively.
+inline float atomicAdd(float* p, float v) {
+    float old = *p;
+    float next;
+    do {
+        next = old + v;
+    } while (!__atomic_compare_exchange(p, &old, &next, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+    return old;
+}
+inline double atomicAdd(double* p, double v) {
+    double old = *p;
+    double next;
+    do {
+        next = old + v;
+    } while (!__atomic_compare_exchange(p, &old, &next, false, __ATOMIC_RELAXED,
+                                        __ATOMIC_RELAXED));
+    return old;
+}
+
+namespace emu {
+template <typename T>
+T atomic_max(T* p, T v) {
+    T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v &&
+           !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
+template <typename T>
+T atomic_min(T* p, T v) {
+    T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (v < old &&
+           !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+    }
+    return old;
+}
+}  // namespace emu
+
+inline int atomicMax(int* p, int v) { return emu::atomic_max(p, v); }
+inline unsigned atomicMax(unsigned* p, unsigned v) { return emu::atomic_max(p, v); }
+inline int atomicMin(int* p, int v) { return emu::atomic_min(p, v); }
+inline unsigned atomicMin(unsigned* p, unsigned v) { return emu::atomic_min(p, v); }
+inline int atomicAnd(int* p, int v) { return __atomic_fetch_and(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicAnd(unsigned* p, unsigned v) {
+    return __atomic_fetch_and(p, v, __ATOMIC_RELAXED);
+}
+inline int atomicOr(int* p, int v) { return __atomic_fetch_or(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicOr(unsigned* p, unsigned v) {
+    return __atomic_fetch_or(p, v, __ATOMIC_RELAXED);
+}
+inline int atomicXor(int* p, int v) { return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED); }
+inline unsigned atomicXor(unsigned* p, unsigned v) {
+    return __atomic_fetch_xor(p, v, __ATOMIC_RELAXED);
+}
+
+// ---------------------------------------------------------------------------------
+// Math that CUDA has and C++ lacks. expf, logf, sqrtf, fmaxf, floorf, powf, ... come
+// from <math.h> as they are. Intrinsics are computed precisely (see the top).
+
+inline float rsqrtf(float x) { return 1.0f / sqrtf(x); }
+inline double rsqrt(double x) { return 1.0 / sqrt(x); }
+inline float __expf(float x) { return expf(x); }
+inline float __exp10f(float x) { return powf(10.0f, x); }
+inline float __logf(float x) { return logf(x); }
+inline float __log2f(float x) { return log2f(x); }
+inline float __log10f(float x) { return log10f(x); }
+inline float __powf(float x, float y) { return powf(x, y); }
+inline float __sinf(float x) { return sinf(x); }
+inline float __cosf(float x) { return cosf(x); }
+inline float __tanf(float x) { return tanf(x); }
+inline float __fdividef(float x, float y) { return x / y; }
+inline float fdividef(float x, float y) { return x / y; }
+// Correctly rounded: IEEE division and square root round to nearest even, as these do.
+inline float __frcp_rn(float x) { return 1.0f / x; }
+inline float __fsqrt_rn(float x) { return sqrtf(x); }
+inline float __fadd_rn(float x, float y) { return x + y; }
+inline float __fsub_rn(float x, float y) { return x - y; }
+inline float __fmul_rn(float x, float y) { return x * y; }
+inline float __fdiv_rn(float x, float y) { return x / y; }
+inline float __fmaf_rn(float x, float y, float z) { return fmaf(x, y, z); }
+inline float __saturatef(float x) { return x > 0.0f ? (x < 1.0f ? x : 1.0f) : 0.0f; }  // NaN→0
+
+namespace emu {
+// CUDA's float→int conversions saturate, and NaN gives 0 (a C cast would be UB).
+inline int saturate_to_int(float rounded) {
+    if (rounded != rounded) return 0;
+    if (rounded >= 2147483648.0f) return INT_MAX;
+    if (rounded < -2147483648.0f) return INT_MIN;
+    return (int)rounded;
+}
+inline unsigned saturate_to_uint(float rounded) {
+    if (rounded != rounded || rounded <= 0.0f) return 0;
+    if (rounded >= 4294967296.0f) return UINT_MAX;
+    return (unsigned)rounded;
+}
+}  // namespace emu
+
+inline int __float2int_rd(float x) { return emu::saturate_to_int(floorf(x)); }
+inline int __float2int_ru(float x) { return emu::saturate_to_int(ceilf(x)); }
+inline int __float2int_rz(float x) { return emu::saturate_to_int(truncf(x)); }
+inline int __float2int_rn(float x) { return emu::saturate_to_int(nearbyintf(x)); }
+inline unsigned __float2uint_rd(float x) { return emu::saturate_to_uint(floorf(x)); }
+inline unsigned __float2uint_ru(float x) { return emu::saturate_to_uint(ceilf(x)); }
+inline unsigned __float2uint_rz(float x) { return emu::saturate_to_uint(truncf(x)); }
+inline unsigned __float2uint_rn(float x) { return emu::saturate_to_uint(nearbyintf(x)); }
+inline float __int2float_rn(int x) { return (float)x; }
+inline float __uint2float_rn(unsigned x) { return (float)x; }
+
+inline int __float_as_int(float x) {
+    int i;
+    memcpy(&i, &x, 4);
+    return i;
+}
+inline unsigned __float_as_uint(float x) {
+    unsigned u;
+    memcpy(&u, &x, 4);
+    return u;
+}
+inline float __int_as_float(int i) {
+    float x;
+    memcpy(&x, &i, 4);
+    return x;
+}
+inline float __uint_as_float(unsigned u) {
+    float x;
+    memcpy(&x, &u, 4);
+    return x;
+}
+
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
+inline int __clzll(long long x) { return x == 0 ? 64 : __builtin_clzll((unsigned long long)x); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline int __ffsll(long long x) { return __builtin_ffsll(x); }
+inline unsigned __brev(unsigned x) {
+    x = ((x >> 1) & 0x55555555u) | ((x & 0x55555555u) << 1);
+    x = ((x >> 2) & 0x33333333u) | ((x & 0x33333333u) << 2);
+    x = ((x >> 4) & 0x0f0f0f0fu) | ((x & 0x0f0f0f0fu) << 4);
+    return __builtin_bswap32(x);
+}
+
+// The read-only cache load is an ordinary load here.
+template <typename T>
+T __ldg(const T* p) {
+    return *p;
+}
+
+// CUDA's integer and float min/max (C++ has only std::min / std::max).
+inline int min(int a, int b) { return a < b ? a : b; }
+inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned min(unsigned a, unsigned b) { return a < b ? a : b; }
+inline unsigned max(unsigned a, unsigned b) { return a > b ? a : b; }
+// Mixed signedness compares as unsigned, as CUDA's overloads do.
+inline unsigned min(int a, unsigned b) { return min((unsigned)a, b); }
+inline unsigned min(unsigned a, int b) { return min(a, (unsigned)b); }
+inline unsigned max(int a, unsigned b) { return max((unsigned)a, b); }
+inline unsigned max(unsigned a, int b) { return max(a, (unsigned)b); }
+inline long long min(long long a, long long b) { return a < b ? a : b; }
+inline long long max(long long a, long long b) { return a > b ? a : b; }
+inline unsigned long long min(unsigned long long a, unsigned long long b) { return a < b ? a : b; }
+inline unsigned long long max(unsigned long long a, unsigned long long b) { return a > b ? a : b; }
+inline float min(float a, float b) { return fminf(a, b); }
+inline float max(float a, float b) { return fmaxf(a, b); }
+inline double min(double a, double b) { return fmin(a, b); }
+inline double max(double a, double b) { return fmax(a, b); }
+inline unsigned umin(unsigned a, unsigned b) { return min(a, b); }
+inline unsigned umax(unsigned a, unsigned b) { return max(a, b); }
+
+// ---------------------------------------------------------------------------------
+// Half precision (IEEE binary16) and bfloat16, stored as their bits. Conversions round
+// to nearest even and give exactly CUDA's bits, NaN included (a float NaN becomes the
+// canonical 0x7fff; a half NaN becomes the float 0x7fffffff).
+
+struct __half {
+    unsigned short __x;
+};
+struct __nv_bfloat16 {
+    unsigned short __x;
+};
+typedef __half half;
+typedef __nv_bfloat16 nv_bfloat16;
+
+namespace emu {
+// Rounds the top bits of `bits` kept by a right shift of `shift` (1..31) to nearest
+// even, from the bits shifted out.
+inline uint32_t shift_right_round_even(uint32_t bits, unsigned shift) {
+    uint32_t kept = bits >> shift;
+    uint32_t rest = bits & ((1u << shift) - 1);
+    uint32_t half = 1u << (shift - 1);
+    return kept + (rest > half || (rest == half && (kept & 1)));
+}
+}  // namespace emu
+
+inline __half __float2half_rn(float f) {
+    uint32_t x = __float_as_uint(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    uint32_t magnitude = x & 0x7fffffff;
+    uint16_t bits;
+    if (magnitude > 0x7f800000) {
+        bits = 0x7fff;  // NaN, sign dropped
+    } else if (magnitude >= 0x38800000) {
+        // Normal in half (>= 2^-14): rebias the exponent (127 → 15) and round away 13
+        // mantissa bits. A carry out of the mantissa correctly bumps the exponent; past
+        // 65504 (or for infinity) the result saturates to infinity.
+        uint32_t rounded = emu::shift_right_round_even(magnitude - 0x38000000, 13);
+        bits = (uint16_t)(sign | (rounded >= 0x7c00 ? 0x7c00 : rounded));
+    } else if (magnitude >= 0x33000000) {
+        // Subnormal in half (or rounds to the smallest one / zero): the value is
+        // m * 2^-24 with m = mantissa (hidden 1 included) shifted by the exponent.
+        unsigned exponent = magnitude >> 23;  // 102 ..= 112
+        uint32_t mantissa = (magnitude & 0x7fffff) | 0x800000;
+        bits = (uint16_t)(sign | emu::shift_right_round_even(mantissa, 126 - exponent));
+    } else {
+        bits = sign;  // below half the smallest subnormal: ±0
+    }
+    return __half{bits};
+}
+inline __half __float2half(float f) { return __float2half_rn(f); }
+
+inline float __half2float(__half h) {
+    uint32_t sign = (uint32_t)(h.__x & 0x8000) << 16;
+    uint32_t exponent = (h.__x >> 10) & 0x1f;
+    uint32_t mantissa = h.__x & 0x3ff;
+    if (exponent == 0x1f) {
+        return __uint_as_float(mantissa ? 0x7fffffffu : (sign | 0x7f800000u));
+    }
+    if (exponent == 0) {
+        // Zero or subnormal: exactly mantissa * 2^-24, which a float holds.
+        float value = (float)mantissa * 0x1p-24f;
+        return __uint_as_float(sign | __float_as_uint(value));
+    }
+    return __uint_as_float(sign | ((exponent + 112) << 23) | (mantissa << 13));
+}
+
+inline __nv_bfloat16 __float2bfloat16_rn(float f) {
+    uint32_t x = __float_as_uint(f);
+    if ((x & 0x7fffffff) > 0x7f800000) return __nv_bfloat16{0x7fff};  // NaN
+    // bfloat16 is the top half of a float: round away the low 16 bits (a carry may
+    // reach infinity, which is right).
+    return __nv_bfloat16{(unsigned short)emu::shift_right_round_even(x, 16)};
+}
+inline __nv_bfloat16 __float2bfloat16(float f) { return __float2bfloat16_rn(f); }
+inline float __bfloat162float(__nv_bfloat16 b) { return __uint_as_float((uint32_t)b.__x << 16); }
+
+inline unsigned short __half_as_ushort(__half h) { return h.__x; }
+inline __half __ushort_as_half(unsigned short bits) { return __half{bits}; }
+inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
+inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return __nv_bfloat16{bits}; }
+
+// ---------------------------------------------------------------------------------
+// Registration. EMU_REGISTER(name) after a kernel's definition makes it launchable by
+// name. Arguments arrive as cuLaunchKernel's kernelParams do: `args[i]` points to the
+// value of parameter i. `run_kernel<kernel>` unpacks them by the kernel's own
+// parameter types, and `describe_parameters` lists those types so the Rust side can
+// check an argument list before launching (a mismatch would otherwise be read as
+// garbage, silently, on the GPU too).
+
+namespace emu {
+
+template <typename... P, std::size_t... I>
+void call_unpacked(void (*kernel)(P...), void** args, std::index_sequence<I...>) {
+    (void)args;  // unused by a kernel without parameters
+    kernel(*static_cast<P*>(args[I])...);
+}
+
+template <typename... P>
+void call_with(void (*kernel)(P...), void** args) {
+    call_unpacked(kernel, args, std::index_sequence_for<P...>{});
+}
+
+// One instance per kernel, so the kernel is a direct (inlinable) call.
+template <auto Kernel>
+void run_kernel(void** args) {
+    call_with(Kernel, args);
+}
+
+// The spelling shared with src/device/emu.rs, which maps each `Arg` to one of these.
+template <typename T>
+std::string describe_type() {
+    if constexpr (std::is_pointer_v<T>) {
+        using Pointee = std::remove_pointer_t<T>;
+        return std::string(std::is_const_v<Pointee> ? "const " : "") +
+               describe_type<std::remove_cv_t<Pointee>>() + "*";
+    } else if constexpr (std::is_same_v<T, float>) {
+        return "float";
+    } else if constexpr (std::is_same_v<T, double>) {
+        return "double";
+    } else if constexpr (std::is_same_v<T, int>) {
+        return "int32";
+    } else if constexpr (std::is_same_v<T, unsigned>) {
+        return "uint32";
+    } else if constexpr (std::is_same_v<T, long> || std::is_same_v<T, long long>) {
+        return "int64";
+    } else if constexpr (std::is_same_v<T, unsigned long> ||
+                         std::is_same_v<T, unsigned long long>) {
+        return "uint64";
+    } else if constexpr (std::is_same_v<T, unsigned char>) {
+        return "uint8";
+    } else if constexpr (std::is_same_v<T, __half>) {
+        return "half";
+    } else if constexpr (std::is_same_v<T, __nv_bfloat16>) {
+        return "bfloat16";
+    } else {
+        return "unsupported type of " + std::to_string(sizeof(T)) + " bytes";
+    }
+}
+
+// "const float*,float*,int32" for kernel(const float*, float*, int).
+template <typename... P>
+std::string describe_parameters(void (*)(P...)) {
+    std::string out;
+    ((out += (out.empty() ? "" : ","), out += describe_type<P>()), ...);
+    return out;
+}
+
+}  // namespace emu
+
+// Written without a semicolon after it, as the nvcc build defines it to nothing.
+#define EMU_REGISTER(kernel)                                    \
+    static const ::emu::Registration emu_registration_##kernel( \
+        #kernel, &::emu::run_kernel<kernel>, ::emu::describe_parameters(kernel));

@@ -1,0 +1,246 @@
+// Kernels that exercise the emulator's execution model; tests/emulator.rs launches them
+// and checks the results. Each is also plain CUDA (nvcc compiles this file as well).
+#include "common.cuh"
+
+#ifndef GOOGLENET_EMU
+#include <cuda_bf16.h>  // the emulator has __half and __nv_bfloat16 built in
+#include <cuda_fp16.h>
+#endif
+
+// Reverses each block's segment of `in` through shared memory: a thread writes one
+// element, then reads the mirror element, written by another thread. Right only if
+// __syncthreads really waits for all of them: shared memory still holds the previous
+// block's values, as on a GPU. `n` is a multiple of blockDim.x (at most 1024).
+extern "C" __global__ void emu_reverse(const float* in, float* out, int n) {
+    __shared__ float buffer[1024];
+    unsigned t = threadIdx.x;
+    unsigned i = blockIdx.x * blockDim.x + t;
+    buffer[t] = in[i];
+    __syncthreads();
+    out[i] = buffer[blockDim.x - 1 - t];
+    (void)n;
+}
+EMU_REGISTER(emu_reverse)
+
+// out[b] = the sum of block b's 256 elements of `in` (0 past n), by a tree reduction in
+// shared memory with a barrier per level.
+extern "C" __global__ void emu_block_sum(const float* in, float* out, int n) {
+    __shared__ float partial[256];
+    unsigned t = threadIdx.x;
+    unsigned i = blockIdx.x * 256 + t;
+    partial[t] = i < (unsigned)n ? in[i] : 0.0f;
+    __syncthreads();
+    for (unsigned stride = 128; stride > 0; stride /= 2) {
+        if (t < stride) partial[t] += partial[t + stride];
+        __syncthreads();
+    }
+    if (t == 0) out[blockIdx.x] = partial[0];
+}
+EMU_REGISTER(emu_block_sum)
+
+// Warp operations, one element per thread, blocks of 64 (two warps):
+//   sums[4i + 0] = the warp's total by a butterfly (__shfl_xor_sync: every lane has it)
+//   sums[4i + 1] = the warp's total by __shfl_down_sync (lane 0's), else lane i's partial
+//   sums[4i + 2] = the inclusive prefix sum within the warp (__shfl_up_sync)
+//   sums[4i + 3] = lane 5's value, and then lane 3's within each group of 8 lanes
+//                  (__shfl_sync with width 8), added: x[5] + x[(lane & ~7) + 3]
+//   votes[4w + 0..3] = __ballot_sync(x > 0), __any_sync(x > 100), __all_sync(x >= 0),
+//                      __activemask(), written by lane 0 of warp w
+extern "C" __global__ void emu_warp_ops(const float* x, float* sums, unsigned* votes) {
+    const unsigned all = 0xffffffffu;
+    unsigned i = blockIdx.x * blockDim.x + threadIdx.x;
+    unsigned lane = threadIdx.x % 32;
+    float v = x[i];
+
+    float butterfly = v;
+    for (int m = 16; m > 0; m /= 2) butterfly += __shfl_xor_sync(all, butterfly, m);
+
+    float down = v;
+    for (unsigned d = 16; d > 0; d /= 2) down += __shfl_down_sync(all, down, d);
+
+    float scan = v;
+    for (unsigned d = 1; d < 32; d *= 2) {
+        float before = __shfl_up_sync(all, scan, d);
+        if (lane >= d) scan += before;
+    }
+
+    float picked = __shfl_sync(all, v, 5) + __shfl_sync(all, v, 3, 8);
+
+    sums[4 * i + 0] = butterfly;
+    sums[4 * i + 1] = down;
+    sums[4 * i + 2] = scan;
+    sums[4 * i + 3] = picked;
+
+    unsigned ballot = __ballot_sync(all, v > 0.0f);
+    int any = __any_sync(all, v > 100.0f);
+    int every = __all_sync(all, v >= 0.0f);
+    __syncwarp();
+    if (lane == 0) {
+        unsigned w = i / 32;
+        votes[4 * w + 0] = ballot;
+        votes[4 * w + 1] = any;
+        votes[4 * w + 2] = every;
+        votes[4 * w + 3] = __activemask();
+    }
+}
+EMU_REGISTER(emu_warp_ops)
+
+// Atomics from every thread of the launch, i < n:
+//   counts[0..4]: +1 at i % 4; counts[4]: max of i (as int); counts[5]: min of -i (as
+//   int); counts[6]: +1 by a compare-and-swap loop; counts[7]: exchanged to 7;
+//   sum[0]: +1.0f.
+extern "C" __global__ void emu_atomics(unsigned* counts, float* sum, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    atomicAdd(&counts[i % 4], 1u);
+    atomicMax(reinterpret_cast<int*>(&counts[4]), i);
+    atomicMin(reinterpret_cast<int*>(&counts[5]), -i);
+    unsigned seen = counts[6];
+    for (;;) {
+        unsigned old = atomicCAS(&counts[6], seen, seen + 1);
+        if (old == seen) break;
+        seen = old;
+    }
+    atomicExch(&counts[7], 7u);
+    atomicAdd(sum, 1.0f);
+}
+EMU_REGISTER(emu_atomics)
+
+// out[b] = (count, and, or) of `x > 0` over block b, by the predicate barriers.
+extern "C" __global__ void emu_sync_predicates(const float* x, unsigned* out) {
+    int positive = x[blockIdx.x * blockDim.x + threadIdx.x] > 0.0f;
+    int count = __syncthreads_count(positive);
+    int all = __syncthreads_and(positive);
+    int any = __syncthreads_or(positive);
+    if (threadIdx.x == 0) {
+        out[3 * blockIdx.x + 0] = count;
+        out[3 * blockIdx.x + 1] = all;
+        out[3 * blockIdx.x + 2] = any;
+    }
+}
+EMU_REGISTER(emu_sync_predicates)
+
+// The linear index of this thread in the launch, x fastest at both levels.
+__device__ unsigned global_index() {
+    unsigned block = blockIdx.x + gridDim.x * (blockIdx.y + gridDim.y * blockIdx.z);
+    unsigned thread = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
+    return block * (blockDim.x * blockDim.y * blockDim.z) + thread;
+}
+
+__device__ unsigned pack(uint3 i) { return i.x | i.y << 8 | i.z << 16; }
+
+// out[2g], out[2g + 1] = blockIdx, threadIdx of the thread with global index g, packed
+// as x | y << 8 | z << 16.
+extern "C" __global__ void emu_index_3d(unsigned* out) {
+    unsigned g = global_index();
+    out[2 * g + 0] = pack(blockIdx);
+    out[2 * g + 1] = pack(threadIdx);
+}
+EMU_REGISTER(emu_index_3d)
+
+// The same after a barrier and a ballot (which run the threads as fibers), plus
+// out[3g + 2] = the ballot of `threadIdx.y is odd` over the thread's warp.
+extern "C" __global__ void emu_index_3d_ballot(unsigned* out) {
+    unsigned g = global_index();
+    __syncthreads();
+    unsigned ballot = __ballot_sync(0xffffffffu, threadIdx.y & 1);
+    out[3 * g + 0] = pack(blockIdx);
+    out[3 * g + 1] = pack(threadIdx);
+    out[3 * g + 2] = ballot;
+}
+EMU_REGISTER(emu_index_3d_ballot)
+
+// Half and bfloat16 conversions of in[i]: bits[2i] = the half's bits, bits[2i + 1] the
+// bfloat16's; back[2i], back[2i + 1] = each converted back to float.
+extern "C" __global__ void emu_half_convert(const float* in, unsigned* bits, float* back, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    __half h = __float2half(in[i]);
+    __nv_bfloat16 b = __float2bfloat16(in[i]);
+    bits[2 * i + 0] = __half_as_ushort(h);
+    bits[2 * i + 1] = __bfloat16_as_ushort(b);
+    back[2 * i + 0] = __half2float(h);
+    back[2 * i + 1] = __bfloat162float(b);
+}
+EMU_REGISTER(emu_half_convert)
+
+// Warp 0 leaves at once; warp 1 shuffles within itself, which is valid CUDA. In the
+// emulator the first barrier is met by thread 32, after 32 threads have finished.
+extern "C" __global__ void emu_second_warp_shuffles(float* out) {
+    if (threadIdx.x < 32) return;
+    float v = (float)threadIdx.x;
+    out[threadIdx.x] = __shfl_xor_sync(0xffffffffu, v, 1);
+}
+EMU_REGISTER(emu_second_warp_shuffles)
+
+// A frame of 32 KiB on each thread's (fiber's) stack, live across a barrier.
+extern "C" __global__ void emu_big_frame(float* out) {
+    volatile float local[8192];
+    for (int i = 0; i < 8192; ++i) local[i] = (float)(threadIdx.x + i % 7);
+    __syncthreads();
+    float sum = 0.0f;
+    for (int i = 0; i < 8192; ++i) sum += local[i];
+    out[threadIdx.x] = sum;
+}
+EMU_REGISTER(emu_big_frame)
+
+// ---- Broken kernels: each must fail with a message, not hang. ----
+
+// Thread 0 leaves; the others wait at a barrier it never reaches.
+extern "C" __global__ void emu_diverge_exit(float* out) {
+    if (threadIdx.x == 0) return;
+    __syncthreads();
+    out[threadIdx.x] = 1.0f;
+}
+EMU_REGISTER(emu_diverge_exit)
+
+// In block 2 only, the second warp waits at another __syncthreads than the first.
+extern "C" __global__ void emu_diverge_sites(float* out) {
+    if (blockIdx.x == 2 && threadIdx.x >= 32) {
+        __syncthreads();
+    } else {
+        __syncthreads();
+    }
+    out[blockIdx.x * blockDim.x + threadIdx.x] = 1.0f;
+}
+EMU_REGISTER(emu_diverge_sites)
+
+// Half the warp shuffles while the other half votes.
+extern "C" __global__ void emu_diverge_warp(float* out) {
+    float v = (float)threadIdx.x;
+    if (threadIdx.x < 16) {
+        v = __shfl_xor_sync(0xffffffffu, v, 1);
+    } else {
+        v = (float)__ballot_sync(0xffffffffu, 1);
+    }
+    out[threadIdx.x] = v;
+}
+EMU_REGISTER(emu_diverge_warp)
+
+// Every lane but 0 shuffles with a mask (lane 0 alone) that leaves itself out.
+extern "C" __global__ void emu_bad_mask(float* out) {
+    out[threadIdx.x] = __shfl_sync(0x1u, (float)threadIdx.x, 0);
+}
+EMU_REGISTER(emu_bad_mask)
+
+// ---- Launch cost: y = a * x, without and with a barrier. ----
+
+extern "C" __global__ void emu_scale(const float* x, float* y, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = a * x[i];
+}
+EMU_REGISTER(emu_scale)
+
+extern "C" __global__ void emu_scale_sync(const float* x, float* y, float a, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    __syncthreads();
+    if (i < n) y[i] = a * x[i];
+}
+EMU_REGISTER(emu_scale_sync)
+
+// Reads one element past its buffer: under GOOGLENET_EMU_ASAN=1 this must abort.
+extern "C" __global__ void emu_out_of_bounds(const float* x, float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] = x[i + 1];
+}
+EMU_REGISTER(emu_out_of_bounds)

@@ -1,0 +1,617 @@
+//! The CUDA emulator's execution model, through `EmuDriver`, on the self-test kernels of
+//! kernels/emu/selftest.cu: barriers, shared memory, warp shuffles and votes, atomics,
+//! 3-d indexing, half/bfloat16 conversions, and the errors (divergence, bad launches,
+//! wrong argument lists) that must come back as messages, not hangs or crashes.
+//!
+//! `cargo test --release --test emulator -- --nocapture` also prints launch costs.
+
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use googlenet::device::emu::EmuDriver;
+use googlenet::device::gpu::{Arg, Driver, Launch};
+use googlenet::device::Buffer;
+
+const EMU: EmuDriver = EmuDriver;
+
+fn launch(grid: [u32; 3], block: [u32; 3]) -> Launch {
+    Launch { grid, block }
+}
+
+fn download(buffer: &Buffer<f32>) -> Vec<f32> {
+    EMU.download_f32(buffer).unwrap()
+}
+
+fn download_u32(buffer: &Buffer<u32>) -> Vec<u32> {
+    EMU.download_u32(buffer).unwrap()
+}
+
+/// Runs `body` on another thread and fails if it takes longer than a minute: a broken
+/// barrier must be reported, and a hang would otherwise stall the whole test run.
+fn within_a_minute<T: Send + 'static>(body: impl FnOnce() -> T + Send + 'static) -> T {
+    let (send, receive) = mpsc::channel();
+    thread::spawn(move || send.send(body()));
+    receive
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the launch hung")
+}
+
+/// Launches a kernel that must fail, and returns its error message.
+fn launch_error(kernel: &'static str, config: Launch, len: usize) -> String {
+    within_a_minute(move || {
+        let mut out = EMU.zeros_f32(len).unwrap();
+        let result = EMU.launch(kernel, config, &mut [Arg::OutF32(&mut out)]);
+        format!("{:#}", result.expect_err("the launch should fail"))
+    })
+}
+
+#[test]
+fn reverse_through_shared_memory_needs_a_real_barrier() -> Result<()> {
+    for block in [256u32, 1024] {
+        let blocks = 4;
+        let n = (blocks * block) as usize;
+        let input: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let x = EMU.upload_f32(input.clone())?;
+        let mut y = EMU.zeros_f32(n)?;
+        EMU.launch(
+            "emu_reverse",
+            launch([blocks, 1, 1], [block, 1, 1]),
+            &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::I32(n as i32)],
+        )?;
+        let b = block as usize;
+        let expected: Vec<f32> = (0..n).map(|i| input[i / b * b + (b - 1 - i % b)]).collect();
+        assert_eq!(download(&y), expected, "block of {block}");
+    }
+    Ok(())
+}
+
+#[test]
+fn block_sum_by_tree_reduction() -> Result<()> {
+    let n: usize = 1000; // 4 blocks of 256, the last one partial
+    let input: Vec<f32> = (0..n).map(|i| (i % 17) as f32).collect();
+    let x = EMU.upload_f32(input.clone())?;
+    let mut sums = EMU.zeros_f32(4)?;
+    EMU.launch(
+        "emu_block_sum",
+        launch([4, 1, 1], [256, 1, 1]),
+        &mut [Arg::F32(&x), Arg::OutF32(&mut sums), Arg::I32(n as i32)],
+    )?;
+    // Small integers: every order of summation is exact.
+    let expected: Vec<f32> = input.chunks(256).map(|c| c.iter().sum()).collect();
+    assert_eq!(download(&sums), expected);
+    Ok(())
+}
+
+#[test]
+fn warp_shuffles_and_votes() -> Result<()> {
+    // Two blocks of two warps. Warp 1 is all positive, warp 3 has a value above 100.
+    let n = 128;
+    let input: Vec<f32> = (0..n)
+        .map(|i| match i / 32 {
+            0 => {
+                if i % 3 == 0 {
+                    -(i as f32)
+                } else {
+                    i as f32
+                }
+            }
+            3 if i % 32 == 7 => 1000.0,
+            _ => i as f32 + 1.0,
+        })
+        .collect();
+    let x = EMU.upload_f32(input.clone())?;
+    let mut sums = EMU.zeros_f32(4 * n)?;
+    let mut votes = EMU.zeros_u32(4 * (n / 32))?;
+    EMU.launch(
+        "emu_warp_ops",
+        launch([2, 1, 1], [64, 1, 1]),
+        &mut [
+            Arg::F32(&x),
+            Arg::OutF32(&mut sums),
+            Arg::OutU32s(&mut votes),
+        ],
+    )?;
+    let sums = download(&sums);
+    let votes = download_u32(&votes);
+    for (w, warp) in input.chunks(32).enumerate() {
+        let total: f32 = warp.iter().sum();
+        let mut ballot = 0u32;
+        for (lane, &v) in warp.iter().enumerate() {
+            let i = 32 * w + lane;
+            let s = &sums[4 * i..4 * i + 4];
+            assert_eq!(s[0], total, "butterfly sum, thread {i}");
+            if lane == 0 {
+                assert_eq!(s[1], total, "shfl_down sum, warp {w}");
+            }
+            let prefix: f32 = warp[..=lane].iter().sum();
+            assert_eq!(s[2], prefix, "prefix sum, thread {i}");
+            assert_eq!(
+                s[3],
+                warp[5] + warp[(lane & !7) + 3],
+                "broadcasts, thread {i}"
+            );
+            if v > 0.0 {
+                ballot |= 1 << lane;
+            }
+        }
+        let vote = &votes[4 * w..4 * w + 4];
+        assert_eq!(vote[0], ballot, "ballot, warp {w}");
+        assert_eq!(
+            vote[1],
+            warp.iter().any(|&v| v > 100.0) as u32,
+            "any, warp {w}"
+        );
+        assert_eq!(
+            vote[2],
+            warp.iter().all(|&v| v >= 0.0) as u32,
+            "all, warp {w}"
+        );
+        assert_eq!(vote[3], u32::MAX, "activemask, warp {w}");
+    }
+    Ok(())
+}
+
+#[test]
+fn atomics_from_every_thread() -> Result<()> {
+    // Big enough to be shared with the helper OS thread, so the atomics really race.
+    let n: usize = 200_003;
+    let blocks = n.div_ceil(256) as u32;
+    let mut counts = EMU.upload_u32(vec![0, 0, 0, 0, 0, 0, 0, 0])?;
+    let mut sum = EMU.zeros_f32(1)?;
+    EMU.launch(
+        "emu_atomics",
+        launch([blocks, 1, 1], [256, 1, 1]),
+        &mut [
+            Arg::OutU32s(&mut counts),
+            Arg::OutF32(&mut sum),
+            Arg::I32(n as i32),
+        ],
+    )?;
+    let counts = download_u32(&counts);
+    let per_residue: Vec<u32> = (0..4)
+        .map(|r| (0..n).filter(|i| i % 4 == r).count() as u32)
+        .collect();
+    assert_eq!(counts[..4], per_residue[..], "atomicAdd counters");
+    assert_eq!(counts[4] as i32, n as i32 - 1, "atomicMax");
+    assert_eq!(counts[5] as i32, -(n as i32 - 1), "atomicMin");
+    assert_eq!(counts[6], n as u32, "atomicCAS increments");
+    assert_eq!(counts[7], 7, "atomicExch");
+    assert_eq!(download(&sum), [n as f32], "float atomicAdd");
+    Ok(())
+}
+
+#[test]
+fn predicate_barriers_count_and_or() -> Result<()> {
+    // Block 0: 40 positives; block 1: all positive; block 2: none.
+    let input: Vec<f32> = (0..3 * 128)
+        .map(|i| match (i / 128, i % 128) {
+            (0, lane) if lane < 40 => 1.0,
+            (1, _) => 1.0,
+            _ => -1.0,
+        })
+        .collect();
+    let x = EMU.upload_f32(input)?;
+    let mut out = EMU.zeros_u32(9)?;
+    EMU.launch(
+        "emu_sync_predicates",
+        launch([3, 1, 1], [128, 1, 1]),
+        &mut [Arg::F32(&x), Arg::OutU32s(&mut out)],
+    )?;
+    assert_eq!(download_u32(&out), [40, 0, 1, 128, 1, 1, 0, 0, 0]);
+    Ok(())
+}
+
+/// Checks what the index kernels wrote: `stride` words per thread, the first two
+/// being blockIdx and threadIdx packed as x | y << 8 | z << 16.
+fn check_indices(out: &[u32], grid: [u32; 3], block: [u32; 3], stride: usize) {
+    let threads = (block[0] * block[1] * block[2]) as usize;
+    let blocks = (grid[0] * grid[1] * grid[2]) as usize;
+    assert_eq!(out.len(), stride * threads * blocks);
+    for g in 0..threads * blocks {
+        let (b, t) = ((g / threads) as u32, (g % threads) as u32);
+        let block_idx = [b % grid[0], b / grid[0] % grid[1], b / grid[0] / grid[1]];
+        let thread_idx = [
+            t % block[0],
+            t / block[0] % block[1],
+            t / block[0] / block[1],
+        ];
+        let pack = |i: [u32; 3]| i[0] | i[1] << 8 | i[2] << 16;
+        assert_eq!(out[stride * g], pack(block_idx), "blockIdx of thread {g}");
+        assert_eq!(
+            out[stride * g + 1],
+            pack(thread_idx),
+            "threadIdx of thread {g}"
+        );
+    }
+}
+
+#[test]
+fn three_d_grid_of_three_d_blocks() -> Result<()> {
+    let (grid, block) = ([3, 2, 2], [4, 3, 2]);
+    let mut out = EMU.zeros_u32(2 * 12 * 24)?;
+    EMU.launch(
+        "emu_index_3d",
+        launch(grid, block),
+        &mut [Arg::OutU32s(&mut out)],
+    )?;
+    check_indices(&download_u32(&out), grid, block, 2);
+    Ok(())
+}
+
+#[test]
+fn three_d_indices_survive_barriers_and_partial_warps() -> Result<()> {
+    // 5 * 4 * 3 = 60 threads a block: one full warp and one of 28 lanes.
+    let (grid, block) = ([2, 1, 3], [5, 4, 3]);
+    let threads = 60;
+    let mut out = EMU.zeros_u32(3 * threads * 6)?;
+    EMU.launch(
+        "emu_index_3d_ballot",
+        launch(grid, block),
+        &mut [Arg::OutU32s(&mut out)],
+    )?;
+    let out = download_u32(&out);
+    check_indices(&out, grid, block, 3);
+    // The ballot of "threadIdx.y is odd" over each warp's existing lanes.
+    for g in 0..threads * 6 {
+        let t = g % threads;
+        let warp = t / 32 * 32;
+        let ballot = (warp..(warp + 32).min(threads))
+            .filter(|&u| (u / 5 % 4) % 2 == 1)
+            .fold(0u32, |bits, u| bits | 1 << (u - warp));
+        assert_eq!(out[3 * g + 2], ballot, "ballot seen by thread {g}");
+    }
+    Ok(())
+}
+
+#[test]
+fn half_and_bfloat16_round_to_nearest_even_with_cuda_bits() -> Result<()> {
+    // (input, half bits, bfloat16 bits). Each matches CUDA's own conversions (the
+    // emulator's were also compared with cuda_fp16.hpp / cuda_bf16.hpp on every float).
+    let cases: [(f32, u16, u16); 22] = [
+        (1.0, 0x3c00, 0x3f80),
+        (-2.5, 0xc100, 0xc020),
+        (65504.0, 0x7bff, 0x4780), // largest half; bf16 rounds up to 65536
+        (65519.0, 0x7bff, 0x4780), // just below half's midpoint to infinity
+        (65520.0, 0x7c00, 0x4780), // the midpoint: to even, which is infinity
+        (1.0 / 3.0, 0x3555, 0x3eab), // rounds down in half, up in bf16
+        (0.1, 0x2e66, 0x3dcd),
+        (f32::from_bits(0x3380_0000), 0x0001, 0x3380), // 2^-24: the smallest half subnormal
+        (f32::from_bits(0x3300_0000), 0x0000, 0x3300), // 2^-25: a tie, to even (zero)
+        (f32::from_bits(0x33c0_0000), 0x0002, 0x33c0), // 3 * 2^-25: a tie, to even (2)
+        (f32::from_bits(0x387f_c000), 0x03ff, 0x3880), // the largest half subnormal
+        (f32::from_bits(0x3f80_1000), 0x3c00, 0x3f80), // 1 + 2^-11: half tie, to even
+        (f32::from_bits(0x3f80_3000), 0x3c02, 0x3f80), // 1 + 3 * 2^-11: half tie, to even
+        (f32::from_bits(0x3f80_8000), 0x3c04, 0x3f80), // 1 + 2^-8: bf16 tie, to even
+        (f32::from_bits(0x3f81_8000), 0x3c0c, 0x3f82), // 1 + 3 * 2^-8: bf16 tie, to even
+        (f32::MAX, 0x7c00, 0x7f80),
+        (1e-40, 0x0000, 0x0001), // a float subnormal: zero in half, kept by bf16
+        (-0.0, 0x8000, 0x8000),
+        (f32::INFINITY, 0x7c00, 0x7f80),
+        (f32::NEG_INFINITY, 0xfc00, 0xff80),
+        (f32::NAN, 0x7fff, 0x7fff),                    // the canonical NaN
+        (f32::from_bits(0xffc0_0001), 0x7fff, 0x7fff), // any NaN, any sign
+    ];
+    let n = cases.len();
+    let x = EMU.upload_f32(cases.iter().map(|c| c.0).collect())?;
+    let mut bits = EMU.zeros_u32(2 * n)?;
+    let mut back = EMU.zeros_f32(2 * n)?;
+    EMU.launch(
+        "emu_half_convert",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [
+            Arg::F32(&x),
+            Arg::OutU32s(&mut bits),
+            Arg::OutF32(&mut back),
+            Arg::I32(n as i32),
+        ],
+    )?;
+    let (bits, back) = (download_u32(&bits), download(&back));
+    for (i, &(input, half, bf16)) in cases.iter().enumerate() {
+        assert_eq!(
+            bits[2 * i],
+            half as u32,
+            "half bits of {input:e} ({:#010x})",
+            input.to_bits()
+        );
+        assert_eq!(bits[2 * i + 1], bf16 as u32, "bfloat16 bits of {input:e}");
+        // Back to float: bf16 is the top half of a float; half is worked out here.
+        assert_eq!(
+            back[2 * i + 1].to_bits(),
+            (bf16 as u32) << 16,
+            "bfloat16 of {input:e}"
+        );
+        let expected = half_to_f32(half);
+        assert_eq!(
+            back[2 * i].to_bits(),
+            expected.to_bits(),
+            "half of {input:e}"
+        );
+    }
+    Ok(())
+}
+
+/// binary16 to float, exactly: (-1)^s * 2^(e-15) * 1.m, subnormals 2^-24 * m; any NaN
+/// becomes 0x7fffffff as in CUDA.
+fn half_to_f32(h: u16) -> f32 {
+    let sign = if h & 0x8000 != 0 { -1.0f32 } else { 1.0 };
+    let (e, m) = ((h >> 10) & 0x1f, (h & 0x3ff) as f32);
+    match e {
+        0 => sign * m * 2f32.powi(-24),
+        0x1f if m == 0.0 => sign * f32::INFINITY,
+        0x1f => f32::from_bits(0x7fff_ffff),
+        _ => sign * (1.0 + m / 1024.0) * 2f32.powi(e as i32 - 15),
+    }
+}
+
+#[test]
+fn a_warp_may_shuffle_after_another_warp_exited() -> Result<()> {
+    let mut out = EMU.zeros_f32(64)?;
+    EMU.launch(
+        "emu_second_warp_shuffles",
+        launch([1, 1, 1], [64, 1, 1]),
+        &mut [Arg::OutF32(&mut out)],
+    )?;
+    let out = download(&out);
+    assert!(out[..32].iter().all(|&v| v == 0.0));
+    let expected: Vec<f32> = (32..64).map(|i| (i ^ 1) as f32).collect();
+    assert_eq!(out[32..], expected[..]);
+    Ok(())
+}
+
+#[test]
+fn big_frames_fit_on_fiber_stacks() -> Result<()> {
+    let mut out = EMU.zeros_f32(64)?;
+    EMU.launch(
+        "emu_big_frame",
+        launch([1, 1, 1], [64, 1, 1]),
+        &mut [Arg::OutF32(&mut out)],
+    )?;
+    // The kernel's sum, in the same order and precision.
+    for (t, &v) in download(&out).iter().enumerate() {
+        let expected = (0..8192).fold(0.0f32, |s, i| s + (t + i % 7) as f32);
+        assert_eq!(v, expected, "thread {t}");
+    }
+    Ok(())
+}
+
+#[test]
+fn an_exited_thread_at_a_barrier_is_divergence() {
+    let error = launch_error("emu_diverge_exit", launch([1, 1, 1], [64, 1, 1]), 64);
+    for part in [
+        "kernel `emu_diverge_exit`, block (0,0,0)",
+        "barrier divergence",
+        "1 thread (0,0,0) exited",
+        "63 threads (first (1,0,0)) wait at __syncthreads() (selftest.cu:",
+    ] {
+        assert!(error.contains(part), "{part:?} missing from: {error}");
+    }
+}
+
+#[test]
+fn two_barrier_sites_are_divergence_and_name_the_block() {
+    let error = launch_error("emu_diverge_sites", launch([4, 1, 1], [64, 1, 1]), 256);
+    assert!(
+        error.contains("kernel `emu_diverge_sites`, block (2,0,0)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("32 threads (first (32,0,0)) wait at __syncthreads()"),
+        "{error}"
+    );
+}
+
+#[test]
+fn big_launches_report_their_lowest_failing_block() {
+    // Big enough to share the blocks with the helper OS thread: still the same report.
+    for _ in 0..5 {
+        let error = launch_error(
+            "emu_diverge_sites",
+            launch([1000, 1, 1], [64, 1, 1]),
+            64_000,
+        );
+        assert!(
+            error.contains("kernel `emu_diverge_sites`, block (2,0,0)"),
+            "{error}"
+        );
+        let error = launch_error("emu_diverge_exit", launch([1000, 1, 1], [64, 1, 1]), 64);
+        assert!(
+            error.contains("kernel `emu_diverge_exit`, block (0,0,0)"),
+            "{error}"
+        );
+    }
+}
+
+#[test]
+fn mismatched_warp_operations_are_divergence() {
+    let error = launch_error("emu_diverge_warp", launch([1, 1, 1], [32, 1, 1]), 32);
+    assert!(
+        error.contains("kernel `emu_diverge_warp`, block (0,0,0)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("wait at __shfl_xor_sync(0xffffffff, ...)"),
+        "{error}"
+    );
+    assert!(
+        error.contains("wait at __ballot_sync(0xffffffff, ...)"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_mask_without_the_calling_lane_is_an_error() {
+    let error = launch_error("emu_bad_mask", launch([1, 1, 1], [32, 1, 1]), 32);
+    assert!(
+        error.contains("thread (1,0,0) calls __shfl_sync with mask 0x00000001"),
+        "{error}"
+    );
+}
+
+#[test]
+fn bad_launches_are_errors() -> Result<()> {
+    let x = EMU.upload_f32(vec![1.0; 64])?;
+    let mut y = EMU.zeros_f32(64)?;
+    let mut scale = |kernel: &str, grid: [u32; 3], block: [u32; 3]| {
+        let args = &mut [
+            Arg::F32(&x),
+            Arg::OutF32(&mut y),
+            Arg::Float(2.0),
+            Arg::I32(64),
+        ];
+        format!(
+            "{:#}",
+            EMU.launch(kernel, launch(grid, block), args).unwrap_err()
+        )
+    };
+    let error = scale("no_such_kernel", [1, 1, 1], [64, 1, 1]);
+    assert!(error.contains("unknown kernel `no_such_kernel`"), "{error}");
+    let error = scale("emu_scale", [1, 1, 1], [1025, 1, 1]);
+    assert!(error.contains("at most 1024 threads"), "{error}");
+    let error = scale("emu_scale", [1, 1, 1], [32, 32, 2]);
+    assert!(error.contains("at most 1024 threads"), "{error}");
+    let error = scale("emu_scale", [1, 0, 1], [64, 1, 1]);
+    assert!(
+        error.contains("every dimension must be at least 1"),
+        "{error}"
+    );
+    let error = scale("emu_scale", [1, 1, 1], [64, 0, 1]);
+    assert!(
+        error.contains("every dimension must be at least 1"),
+        "{error}"
+    );
+    Ok(())
+}
+
+#[test]
+fn argument_lists_are_checked_against_the_kernel() -> Result<()> {
+    let x = EMU.upload_f32(vec![1.0; 64])?;
+    let mut y = EMU.zeros_f32(64)?;
+    let config = launch([1, 1, 1], [64, 1, 1]);
+    // A buffer the kernel writes passed as read-only, and a missing argument.
+    let error = EMU
+        .launch(
+            "emu_scale",
+            config,
+            &mut [Arg::F32(&x), Arg::F32(&y), Arg::Float(2.0), Arg::I32(64)],
+        )
+        .unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "emu: kernel `emu_scale` takes (const float*, float*, float, int32) but was launched \
+         with (const float*, const float*, float, int32)"
+    );
+    let error = EMU
+        .launch(
+            "emu_scale",
+            config,
+            &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::Float(2.0)],
+        )
+        .unwrap_err();
+    assert!(error
+        .to_string()
+        .contains("launched with (const float*, float*, float)"));
+    Ok(())
+}
+
+#[test]
+fn launches_from_several_threads_at_once() {
+    let workers: Vec<_> = (0..4)
+        .map(|k| {
+            thread::spawn(move || {
+                for round in 0..20 {
+                    let n = 512;
+                    let input: Vec<f32> = (0..n).map(|i| (i * (k + 1) + round) as f32).collect();
+                    let x = EMU.upload_f32(input.clone()).unwrap();
+                    let mut y = EMU.zeros_f32(n).unwrap();
+                    EMU.launch(
+                        "emu_reverse",
+                        launch([2, 1, 1], [256, 1, 1]),
+                        &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::I32(n as i32)],
+                    )
+                    .unwrap();
+                    let y = download(&y);
+                    for i in 0..n {
+                        assert_eq!(y[i], input[i / 256 * 256 + 255 - i % 256]);
+                    }
+                }
+            })
+        })
+        .collect();
+    for worker in workers {
+        worker.join().unwrap();
+    }
+}
+
+#[test]
+fn launch_cost_over_a_million_threads() -> Result<()> {
+    let n = 1_000_000;
+    let x = EMU.upload_f32(vec![1.5; n])?;
+    let mut y = EMU.zeros_f32(n)?;
+    for kernel in ["emu_scale", "emu_scale_sync"] {
+        let mut best = Duration::MAX;
+        for _ in 0..3 {
+            let start = Instant::now();
+            EMU.launch(
+                kernel,
+                Launch::linear(n, 256),
+                &mut [
+                    Arg::F32(&x),
+                    Arg::OutF32(&mut y),
+                    Arg::Float(2.0),
+                    Arg::I32(n as i32),
+                ],
+            )?;
+            best = best.min(start.elapsed());
+        }
+        assert!(download(&y).iter().all(|&v| v == 3.0));
+        println!(
+            "{kernel}: {:.1} ms for {n} threads in blocks of 256 ({:.1} ns a thread)",
+            best.as_secs_f64() * 1e3,
+            best.as_secs_f64() * 1e9 / n as f64
+        );
+    }
+    Ok(())
+}
+
+/// Run in a child process by `address_sanitizer_catches_out_of_bounds`.
+#[test]
+#[ignore = "aborts under AddressSanitizer; run by address_sanitizer_catches_out_of_bounds"]
+fn out_of_bounds_read() {
+    let x = EMU.upload_f32(vec![1.0; 100]).unwrap();
+    let mut y = EMU.zeros_f32(100).unwrap();
+    EMU.launch(
+        "emu_out_of_bounds",
+        launch([1, 1, 1], [128, 1, 1]),
+        &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::I32(100)],
+    )
+    .unwrap();
+}
+
+#[test]
+fn address_sanitizer_catches_out_of_bounds() {
+    if !EmuDriver::address_sanitizer() {
+        println!("skipped: the emulator was built without GOOGLENET_EMU_ASAN=1");
+        return;
+    }
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "out_of_bounds_read",
+            "--test-threads=1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success(),
+        "the out-of-bounds kernel passed:\n{stderr}"
+    );
+    assert!(
+        stderr.contains("AddressSanitizer: heap-buffer-overflow")
+            && stderr.contains("emu_out_of_bounds"),
+        "no AddressSanitizer report naming the kernel:\n{stderr}"
+    );
+}
