@@ -6,7 +6,10 @@
 //! `Device` is the cheap, cloneable handle a tensor carries.
 
 mod cpu;
+pub mod cuda;
+pub mod emu;
 pub mod geometry;
+pub mod gpu;
 
 use std::fmt;
 use std::sync::Arc;
@@ -15,17 +18,23 @@ use anyhow::{bail, Result};
 
 use crate::ops::Normalize;
 pub use cpu::CpuBackend;
+use cuda::CudaDriver;
+use emu::EmuDriver;
 use geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use gpu::GpuBackend;
 
-/// Memory owned by a device. The CPU keeps plain vectors; GPU devices add their own kinds.
+/// Memory owned by a device: plain vectors on the CPU (and the emulator, whose
+/// "device memory" is host memory), device memory on a CUDA GPU.
 pub enum Buffer<T> {
     Host(Vec<T>),
+    Cuda(cudarc::driver::CudaSlice<T>),
 }
 
 impl<T> Buffer<T> {
     pub fn len(&self) -> usize {
         match self {
             Buffer::Host(v) => v.len(),
+            Buffer::Cuda(s) => s.len(),
         }
     }
 
@@ -37,6 +46,11 @@ impl<T> Buffer<T> {
 /// The op set. Every buffer argument holds exactly the elements its geometry implies.
 pub trait Backend: Send + Sync {
     fn name(&self) -> String;
+
+    /// A real GPU: decides the default preset.
+    fn is_gpu(&self) -> bool {
+        false
+    }
 
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
@@ -189,15 +203,38 @@ impl Device {
         Device(Arc::new(CpuBackend))
     }
 
-    /// Parses a `--device` value. Only the CPU exists in this build.
+    /// The CUDA kernels run on the CPU by the emulator (kernels/emu/): slow, for tests.
+    pub fn emu() -> Device {
+        Device(Arc::new(GpuBackend {
+            driver: EmuDriver::new(),
+        }))
+    }
+
+    /// GPU `ordinal`; an error (never a panic) without a driver, a GPU or kernels.
+    pub fn cuda(ordinal: usize) -> Result<Device> {
+        Ok(Device(Arc::new(GpuBackend {
+            driver: CudaDriver::new(ordinal)?,
+        })))
+    }
+
+    /// Parses a `--device` value: auto (the first GPU when there is a working one,
+    /// else the CPU), cpu, emu, cuda, cuda:N.
     pub fn parse(name: &str) -> Result<Device> {
         match name {
-            "cpu" | "auto" => Ok(Device::cpu()),
-            "cuda" => bail!("--device cuda: this build has no CUDA device yet; use --device cpu"),
-            other if other.starts_with("cuda:") => {
-                bail!("--device {other}: this build has no CUDA device yet; use --device cpu")
-            }
-            other => bail!("--device {other:?} is unknown: expected auto, cpu, cuda or cuda:N"),
+            "cpu" => Ok(Device::cpu()),
+            "emu" => Ok(Device::emu()),
+            "cuda" => Device::cuda(0),
+            "auto" if cuda::device_count() == 0 => Ok(Device::cpu()),
+            "auto" => Device::cuda(0).or_else(|err| {
+                eprintln!("warning: a GPU is present but unusable ({err:#}); using the CPU");
+                Ok(Device::cpu())
+            }),
+            other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(ordinal)) => Device::cuda(ordinal),
+                _ => {
+                    bail!("--device {other:?} is unknown: expected auto, cpu, emu, cuda or cuda:N")
+                }
+            },
         }
     }
 
@@ -205,9 +242,8 @@ impl Device {
         self.0.name()
     }
 
-    /// Whether this device is a GPU (the CPU is the only device in this build).
     pub fn is_gpu(&self) -> bool {
-        false
+        self.0.is_gpu()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

@@ -22,12 +22,14 @@ pub struct CpuBackend;
 fn host<T>(buffer: &Buffer<T>) -> Result<&[T]> {
     match buffer {
         Buffer::Host(v) => Ok(v),
+        Buffer::Cuda(_) => bail!("a GPU buffer was passed to a CPU op"),
     }
 }
 
 fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut [T]> {
     match buffer {
         Buffer::Host(v) => Ok(v),
+        Buffer::Cuda(_) => bail!("a GPU buffer was passed to a CPU op"),
     }
 }
 

@@ -8,6 +8,17 @@ use anyhow::Result;
 
 use super::Buffer;
 
+// One file per op family, mirroring kernels/*.cu; backend.rs implements `Backend`.
+mod adam;
+mod backend;
+mod conv;
+mod elementwise;
+mod launch;
+mod linear;
+mod loss;
+mod pool;
+mod resize;
+
 /// Grid and block dimensions of one launch (no dynamic shared memory: kernels size
 /// their shared arrays statically).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,6 +54,8 @@ pub enum Arg<'a> {
 /// What `cuda` and `emu` each provide.
 pub trait Driver: Send + Sync + 'static {
     fn name(&self) -> String;
+    /// A real GPU (the emulator is not one).
+    fn is_gpu(&self) -> bool;
     fn zeros_f32(&self, len: usize) -> Result<Buffer<f32>>;
     fn zeros_u32(&self, len: usize) -> Result<Buffer<u32>>;
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;

@@ -1,0 +1,45 @@
+#include "common.cuh"
+
+// Gathers u8 images [count, h, w] at `indices` and resizes each to size x size
+// floats, as F.interpolate(x / 255, size, mode="bilinear", align_corners=False), then
+// normalises: out = (value - mean) / std. Per output row oy (columns alike):
+//   src = max((oy + 0.5)·(h / size) - 0.5, 0),  y0 = ⌊src⌋ (at most h-1),
+//   y1 = min(y0 + 1, h - 1),  ly = src - y0
+//   value = (1-ly)·((1-lx)·x[y0,x0] + lx·x[y0,x1]) + ly·((1-lx)·x[y1,x0] + lx·x[y1,x1])
+// in exactly src/device/cpu/resize.rs's order, each operation an explicitly rounded
+// intrinsic (no FMA contraction, no fast-math division), so the result is
+// bit-identical to the CPU's. Launch: one thread per output pixel, blocks of 256.
+
+// Source index, neighbour and neighbour weight of output coordinate o on an axis.
+__device__ inline void bilinear_tap(int o, int input, int output, int* i0, int* i1, float* l) {
+    const float scale = __fdiv_rn((float)input, (float)output);
+    const float src = fmaxf(__fsub_rn(__fmul_rn(scale, __fadd_rn((float)o, 0.5f)), 0.5f), 0.0f);
+    const int lo = (int)src < input - 1 ? (int)src : input - 1;
+    *i0 = lo;
+    *i1 = lo + 1 < input ? lo + 1 : lo;
+    *l = __fsub_rn(src, (float)lo);
+}
+
+__device__ inline float lerp_pair(float a, float b, float l) {
+    return __fadd_rn(__fmul_rn(__fsub_rn(1.0f, l), a), __fmul_rn(l, b));
+}
+
+extern "C" __global__ void resize_fwd_f32(const unsigned char* images, const unsigned int* indices,
+                                          float* out, int batch, int h, int w, int size,
+                                          float mean, float stddev) {
+    const int e = blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= batch * size * size) return;
+    const int ox = e % size, oy = (e / size) % size, b = e / (size * size);
+    const unsigned char* image = images + (long long)indices[b] * h * w;
+
+    int y0, y1, x0, x1;
+    float ly, lx;
+    bilinear_tap(oy, h, size, &y0, &y1, &ly);
+    bilinear_tap(ox, w, size, &x0, &x1, &lx);
+    auto px = [&](int y, int x) { return __fdiv_rn((float)image[y * w + x], 255.0f); };
+    const float top = lerp_pair(px(y0, x0), px(y0, x1), lx);
+    const float bottom = lerp_pair(px(y1, x0), px(y1, x1), lx);
+    const float value = lerp_pair(top, bottom, ly);
+    out[e] = __fdiv_rn(__fsub_rn(value, mean), stddev);
+}
+EMU_REGISTER(resize_fwd_f32)

@@ -1,0 +1,208 @@
+//! `Backend` on a GPU driver: each op delegates to its family's file, which computes
+//! the launch configuration and argument list.
+
+use anyhow::Result;
+
+use super::{adam, conv, elementwise, linear, loss, pool, resize};
+use super::{Driver, GpuBackend};
+use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use crate::device::{Backend, Buffer};
+use crate::ops::Normalize;
+
+impl<D: Driver> Backend for GpuBackend<D> {
+    fn name(&self) -> String {
+        self.driver.name()
+    }
+
+    fn is_gpu(&self) -> bool {
+        self.driver.is_gpu()
+    }
+
+    fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
+        self.driver.upload_f32(data)
+    }
+
+    fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>> {
+        self.driver.upload_u32(data)
+    }
+
+    fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>> {
+        self.driver.upload_u8(data)
+    }
+
+    fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
+        self.driver.download_f32(buffer)
+    }
+
+    fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>> {
+        elementwise::add(&self.driver, a, b)
+    }
+
+    fn conv2d_fwd(
+        &self,
+        x: &Buffer<f32>,
+        w: &Buffer<f32>,
+        b: &Buffer<f32>,
+        g: &ConvGeometry,
+    ) -> Result<Buffer<f32>> {
+        conv::forward(&self.driver, x, w, b, g)
+    }
+
+    fn conv2d_bwd_data(
+        &self,
+        dy: &Buffer<f32>,
+        w: &Buffer<f32>,
+        g: &ConvGeometry,
+    ) -> Result<Buffer<f32>> {
+        conv::backward_data(&self.driver, dy, w, g)
+    }
+
+    fn conv2d_bwd_filter(
+        &self,
+        x: &Buffer<f32>,
+        dy: &Buffer<f32>,
+        g: &ConvGeometry,
+    ) -> Result<(Buffer<f32>, Buffer<f32>)> {
+        conv::backward_filter(&self.driver, x, dy, g)
+    }
+
+    fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>> {
+        elementwise::relu_fwd(&self.driver, x)
+    }
+
+    fn relu_bwd(&self, y: &Buffer<f32>, dy: &Buffer<f32>) -> Result<Buffer<f32>> {
+        elementwise::relu_bwd(&self.driver, y, dy)
+    }
+
+    fn max_pool_fwd(
+        &self,
+        x: &Buffer<f32>,
+        g: &PoolGeometry,
+    ) -> Result<(Buffer<f32>, Buffer<u32>)> {
+        pool::max_forward(&self.driver, x, g)
+    }
+
+    fn max_pool_bwd(
+        &self,
+        dy: &Buffer<f32>,
+        argmax: &Buffer<u32>,
+        g: &PoolGeometry,
+    ) -> Result<Buffer<f32>> {
+        pool::max_backward(&self.driver, dy, argmax, g)
+    }
+
+    fn avg_pool_fwd(&self, x: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>> {
+        pool::avg_forward(&self.driver, x, g)
+    }
+
+    fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>> {
+        pool::avg_backward(&self.driver, dy, g)
+    }
+
+    fn concat_channels(
+        &self,
+        parts: &[(&Buffer<f32>, usize)],
+        n: usize,
+        hw: usize,
+    ) -> Result<Buffer<f32>> {
+        elementwise::concat_channels(&self.driver, parts, n, hw)
+    }
+
+    fn slice_channels(
+        &self,
+        x: &Buffer<f32>,
+        n: usize,
+        c: usize,
+        hw: usize,
+        start: usize,
+        len: usize,
+    ) -> Result<Buffer<f32>> {
+        elementwise::slice_channels(&self.driver, x, n, c, hw, start, len)
+    }
+
+    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
+        elementwise::dropout(&self.driver, x, p, seed)
+    }
+
+    fn linear_fwd(
+        &self,
+        x: &Buffer<f32>,
+        w: &Buffer<f32>,
+        b: &Buffer<f32>,
+        g: &LinearGeometry,
+    ) -> Result<Buffer<f32>> {
+        linear::forward(&self.driver, x, w, b, g)
+    }
+
+    fn linear_bwd_data(
+        &self,
+        dy: &Buffer<f32>,
+        w: &Buffer<f32>,
+        g: &LinearGeometry,
+    ) -> Result<Buffer<f32>> {
+        linear::backward_data(&self.driver, dy, w, g)
+    }
+
+    fn linear_bwd_weight(
+        &self,
+        x: &Buffer<f32>,
+        dy: &Buffer<f32>,
+        g: &LinearGeometry,
+    ) -> Result<(Buffer<f32>, Buffer<f32>)> {
+        linear::backward_weight(&self.driver, x, dy, g)
+    }
+
+    fn cross_entropy_fwd(
+        &self,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+    ) -> Result<(Buffer<f32>, Buffer<f32>)> {
+        loss::forward(&self.driver, logits, labels, n, classes)
+    }
+
+    fn cross_entropy_bwd(
+        &self,
+        probs: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        dloss: &Buffer<f32>,
+        n: usize,
+        classes: usize,
+    ) -> Result<Buffer<f32>> {
+        loss::backward(&self.driver, probs, labels, dloss, n, classes)
+    }
+
+    fn correct_count(
+        &self,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+    ) -> Result<usize> {
+        loss::correct_count(&self.driver, logits, labels, n, classes)
+    }
+
+    fn resize_images(
+        &self,
+        images: &Buffer<u8>,
+        h: usize,
+        w: usize,
+        indices: &Buffer<u32>,
+        size: usize,
+        norm: Normalize,
+    ) -> Result<Buffer<f32>> {
+        resize::resize(&self.driver, images, h, w, indices, size, norm)
+    }
+
+    fn adam_step(
+        &self,
+        params: &mut [&mut Buffer<f32>],
+        grads: &[&Buffer<f32>],
+        m: &mut [&mut Buffer<f32>],
+        v: &mut [&mut Buffer<f32>],
+        hyper: &AdamStep,
+    ) -> Result<()> {
+        adam::step(&self.driver, params, grads, m, v, hyper)
+    }
+}

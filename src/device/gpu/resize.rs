@@ -1,0 +1,53 @@
+//! Batch assembly: gather u8 images by index, bilinear resize, normalise
+//! (kernels/resize.cu), one thread per output pixel.
+
+use anyhow::{ensure, Result};
+
+use super::launch::{int, per_element};
+use super::{Arg, Driver};
+use crate::device::Buffer;
+use crate::ops::Normalize;
+
+pub(super) fn resize<D: Driver>(
+    d: &D,
+    images: &Buffer<u8>,
+    h: usize,
+    w: usize,
+    indices: &Buffer<u32>,
+    size: usize,
+    norm: Normalize,
+) -> Result<Buffer<f32>> {
+    ensure!(
+        h > 0 && w > 0 && size > 0,
+        "resize: empty images ({h}x{w}) or size {size}"
+    );
+    ensure!(
+        images.len().is_multiple_of(h * w),
+        "resize: {} bytes are not whole {h}x{w} images",
+        images.len()
+    );
+    let batch = indices.len();
+    let len = batch * size * size;
+    int(h * w, "image size")?;
+    int(len, "resized batch length")?;
+    let mut out = d.zeros_f32(len)?;
+    if len > 0 {
+        // Indices are checked against the image count by the caller (ops::ByteImages).
+        d.launch(
+            "resize_fwd_f32",
+            per_element(len),
+            &mut [
+                Arg::U8s(images),
+                Arg::U32s(indices),
+                Arg::OutF32(&mut out),
+                Arg::I32(int(batch, "batch")?),
+                Arg::I32(int(h, "image height")?),
+                Arg::I32(int(w, "image width")?),
+                Arg::I32(int(size, "output size")?),
+                Arg::Float(norm.mean),
+                Arg::Float(norm.std),
+            ],
+        )?;
+    }
+    Ok(out)
+}

@@ -1,0 +1,572 @@
+//! Every GPU op, run on the emulator (the real kernels compiled for the host), against
+//! the CPU reference on random inputs and awkward shapes: batch 1, odd sizes, sizes
+//! that are not multiples of the kernels' tiles, every GoogLeNet convolution and pool.
+//!
+//! Where both devices do the same arithmetic in the same order (elementwise ops,
+//! copies, pooling, dropout, resize, Adam, the linear bias gradient) the results must
+//! be equal bit for bit. GEMMs (convolution, linear) sum in another order than the
+//! CPU's GEMM, and softmax uses the C library's expf/logf rather than Rust's, so those
+//! are compared within tolerances stated at each check. Shapes are small: the
+//! emulator runs each GPU thread as a fiber.
+
+mod common;
+
+use anyhow::Result;
+use googlenet::device::emu::EmuDriver;
+use googlenet::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use googlenet::device::gpu::{Driver, GpuBackend};
+use googlenet::device::{Backend, Buffer, CpuBackend};
+use googlenet::Normalize;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use common::assert_close;
+
+fn gpu() -> GpuBackend<EmuDriver> {
+    GpuBackend {
+        driver: EmuDriver::new(),
+    }
+}
+
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len).map(|_| rng.gen_range(-1.0..1.0)).collect()
+}
+
+/// Values on a coarse grid (multiples of 1/4 in [-1, 1]), so pooling windows hold ties.
+fn coarse(len: usize, seed: u64) -> Vec<f32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..len)
+        .map(|_| rng.gen_range(-4..=4) as f32 / 4.0)
+        .collect()
+}
+
+fn up(device: &dyn Backend, data: &[f32]) -> Buffer<f32> {
+    device.upload_f32(data.to_vec()).unwrap()
+}
+
+fn down(device: &dyn Backend, buffer: &Buffer<f32>) -> Vec<f32> {
+    device.download_f32(buffer).unwrap()
+}
+
+/// Bit-for-bit equality (any NaN matches any NaN), naming the first difference.
+fn assert_same(actual: &[f32], expected: &[f32], what: &str) {
+    assert_eq!(actual.len(), expected.len(), "{what}: lengths differ");
+    for (i, (a, e)) in actual.iter().zip(expected).enumerate() {
+        assert!(
+            a.to_bits() == e.to_bits() || (a.is_nan() && e.is_nan()),
+            "{what}: element {i}: got {a:e}, expected {e:e}"
+        );
+    }
+}
+
+#[test]
+fn add_is_exact() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    for len in [1, 255, 1000] {
+        let (a, b) = (random(len, 1), random(len, 2));
+        let expected = down(&cpu, &cpu.add(&up(&cpu, &a), &up(&cpu, &b))?);
+        let actual = down(&gpu, &gpu.add(&up(&gpu, &a), &up(&gpu, &b))?);
+        assert_same(&actual, &expected, &format!("add of {len}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn relu_is_exact_on_special_values() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let mut x = random(300, 3);
+    x[..7].copy_from_slice(&[
+        -0.0,
+        0.0,
+        f32::NAN,
+        f32::INFINITY,
+        f32::NEG_INFINITY,
+        -1e-40,
+        1e-40,
+    ]);
+    let y_cpu = cpu.relu_fwd(&up(&cpu, &x))?;
+    let y_gpu = gpu.relu_fwd(&up(&gpu, &x))?;
+    assert_same(&down(&gpu, &y_gpu), &down(&cpu, &y_cpu), "relu forward");
+    // -0.0 must stay -0.0 (PyTorch's clamp_min), which a plain equality would not see.
+    assert_eq!(down(&gpu, &y_gpu)[0].to_bits(), (-0.0f32).to_bits());
+
+    let dy = random(300, 4);
+    let dx_cpu = cpu.relu_bwd(&y_cpu, &up(&cpu, &dy))?;
+    let dx_gpu = gpu.relu_bwd(&y_gpu, &up(&gpu, &dy))?;
+    assert_same(&down(&gpu, &dx_gpu), &down(&cpu, &dx_cpu), "relu backward");
+    Ok(())
+}
+
+#[test]
+fn dropout_masks_match_the_cpu() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let x = random(777, 5);
+    for (p, seed) in [
+        (0.0, 1),
+        (0.4, 7),
+        (0.5, u64::MAX),
+        (0.9, 0x1234_5678_9abc_def0),
+    ] {
+        let expected = down(&cpu, &cpu.dropout(&up(&cpu, &x), p, seed)?);
+        let actual = down(&gpu, &gpu.dropout(&up(&gpu, &x), p, seed)?);
+        assert_same(&actual, &expected, &format!("dropout p={p} seed={seed}"));
+    }
+    Ok(())
+}
+
+#[test]
+fn concat_and_slice_are_exact() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    for (n, hw) in [(1, 1), (2, 5), (3, 49)] {
+        let channels = [1, 3, 2];
+        let data: Vec<Vec<f32>> = channels
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| random(n * c * hw, 10 + i as u64))
+            .collect();
+        let on = |device: &dyn Backend| -> Result<Vec<f32>> {
+            let bufs: Vec<Buffer<f32>> = data.iter().map(|d| up(device, d)).collect();
+            let parts: Vec<(&Buffer<f32>, usize)> = bufs.iter().zip(channels).collect();
+            Ok(down(device, &device.concat_channels(&parts, n, hw)?))
+        };
+        let (expected, actual) = (on(&cpu)?, on(&gpu)?);
+        assert_same(&actual, &expected, &format!("concat n={n} hw={hw}"));
+
+        for (start, len) in [(0, 1), (1, 3), (4, 2), (0, 6), (2, 0)] {
+            let expected = down(
+                &cpu,
+                &cpu.slice_channels(&up(&cpu, &expected), n, 6, hw, start, len)?,
+            );
+            let actual = down(
+                &gpu,
+                &gpu.slice_channels(&up(&gpu, &actual), n, 6, hw, start, len)?,
+            );
+            assert_same(&actual, &expected, &format!("slice {start}+{len}"));
+        }
+    }
+    Ok(())
+}
+
+/// Max pools of GoogLeNet (3/2 pad 1, 3/1 pad 1) and others, on odd planes with ties,
+/// NaN and -inf: outputs, argmax and the backward gather must equal the CPU's.
+#[test]
+fn max_pool_matches_exactly() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let cases = [
+        // (input [n, c, h, w], k, stride, pad)
+        ([2, 3, 7, 9], 3, 2, 1),
+        ([1, 2, 5, 5], 3, 1, 1),
+        ([1, 1, 1, 1], 3, 2, 1),
+        ([2, 2, 8, 6], 2, 2, 0),
+        ([1, 3, 4, 7], 3, 2, 0),
+    ];
+    for (i, (shape, k, stride, pad)) in cases.into_iter().enumerate() {
+        let g = PoolGeometry::new(shape, k, k, stride, pad)?;
+        let mut x = coarse(shape.iter().product(), 20 + i as u64);
+        if x.len() > 10 {
+            // Two NaNs side by side: the first one wins (its index is the argmax).
+            x[3] = f32::NAN;
+            x[4] = f32::NAN;
+            x[7] = f32::NEG_INFINITY;
+        }
+        let what = format!("max pool {shape:?} k{k} s{stride} p{pad}");
+
+        let (y_cpu, arg_cpu) = cpu.max_pool_fwd(&up(&cpu, &x), &g)?;
+        let (y_gpu, arg_gpu) = gpu.max_pool_fwd(&up(&gpu, &x), &g)?;
+        assert_same(&down(&gpu, &y_gpu), &down(&cpu, &y_cpu), &what);
+        let Buffer::Host(arg_expected) = &arg_cpu else {
+            unreachable!("the CPU keeps host buffers")
+        };
+        assert_eq!(
+            &gpu.driver.download_u32(&arg_gpu)?,
+            arg_expected,
+            "{what}: argmax"
+        );
+
+        let dy = random(g.n * g.c * g.oh * g.ow, 30 + i as u64);
+        let dx_cpu = cpu.max_pool_bwd(&up(&cpu, &dy), &arg_cpu, &g)?;
+        let dx_gpu = gpu.max_pool_bwd(&up(&gpu, &dy), &arg_gpu, &g)?;
+        assert_same(
+            &down(&gpu, &dx_gpu),
+            &down(&cpu, &dx_cpu),
+            &format!("{what}: backward"),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn avg_pool_matches_exactly() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let cases = [
+        // (input, kh, kw, stride): global pools as GoogLeNet's, overlapping and
+        // windows that leave the last rows uncovered.
+        ([2, 5, 3, 3], 3, 3, 1),
+        ([1, 3, 1, 1], 1, 1, 1),
+        ([2, 2, 7, 7], 3, 3, 2),
+        ([1, 2, 6, 5], 2, 3, 1),
+        ([1, 1, 9, 8], 4, 4, 3),
+    ];
+    for (i, (shape, kh, kw, stride)) in cases.into_iter().enumerate() {
+        let g = PoolGeometry::new(shape, kh, kw, stride, 0)?;
+        let x = random(shape.iter().product(), 40 + i as u64);
+        let what = format!("avg pool {shape:?} {kh}x{kw} s{stride}");
+        let y_cpu = cpu.avg_pool_fwd(&up(&cpu, &x), &g)?;
+        let y_gpu = gpu.avg_pool_fwd(&up(&gpu, &x), &g)?;
+        assert_same(&down(&gpu, &y_gpu), &down(&cpu, &y_cpu), &what);
+
+        let dy = random(g.n * g.c * g.oh * g.ow, 50 + i as u64);
+        let dx_cpu = cpu.avg_pool_bwd(&up(&cpu, &dy), &g)?;
+        let dx_gpu = gpu.avg_pool_bwd(&up(&gpu, &dy), &g)?;
+        assert_same(
+            &down(&gpu, &dx_gpu),
+            &down(&cpu, &dx_cpu),
+            &format!("{what}: backward"),
+        );
+    }
+    Ok(())
+}
+
+/// Tolerance of a sum of `terms` products of values in [-1, 1], summed in another order
+/// than the CPU's: each order's rounding error is at most about `terms · 2⁻²⁴` times the
+/// sum of magnitudes (itself at most `terms`); random signs keep it far below that.
+fn gemm_tolerance(terms: usize) -> f32 {
+    4e-7 * terms as f32
+}
+
+/// Forward, backward data and backward filter on every GoogLeNet convolution shape
+/// (7x7/2 pad 3, 1x1, 3x3 pad 1, 5x5 pad 2) at small sizes, plus shapes that are not
+/// tile multiples in any dimension, batch 1, a 1x1 image and a split reduction.
+#[test]
+fn conv_matches_within_tolerance() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let cases = [
+        // (input [n, c_in, h, w], c_out, k, stride, pad)
+        ([1, 1, 17, 19], 8, 7, 2, 3), // conv1 (grey input)
+        ([2, 3, 12, 11], 5, 7, 2, 3), // conv1, colour, odd sizes
+        ([3, 20, 5, 7], 70, 1, 1, 0), // 1x1 reduce: c_out past one tile
+        ([2, 17, 6, 5], 9, 3, 1, 1),  // 3x3 pad 1
+        ([1, 5, 9, 8], 3, 5, 1, 2),   // 5x5 pad 2
+        ([1, 66, 4, 4], 65, 3, 1, 1), // channels one past a tile
+        ([1, 3, 1, 1], 2, 3, 1, 1),   // 1x1 image through a 3x3
+        ([1, 4, 1, 1], 3, 5, 1, 2),   // and through a 5x5
+        ([2, 3, 8, 7], 4, 3, 2, 1),   // stride 2 with padding
+        ([2, 2, 32, 32], 4, 3, 1, 1), // 2048 output pixels: the filter gradient splits
+        ([4, 1, 64, 64], 8, 7, 2, 3), // conv1 on 64x64: four splits
+        ([2, 32, 8, 8], 48, 5, 1, 2), // an Inception 5x5: several tiles on every axis
+    ];
+    for (i, (shape, c_out, k, stride, pad)) in cases.into_iter().enumerate() {
+        let g = ConvGeometry::new(shape, c_out, k, stride, pad)?;
+        let what = format!("conv {shape:?} -> {c_out}, {k}x{k}/{stride} pad {pad}");
+        let seed = 100 + 10 * i as u64;
+        let x = random(shape.iter().product(), seed);
+        let w = random(c_out * g.patch_len(), seed + 1);
+        let b = random(c_out, seed + 2);
+        let dy = random(g.n * c_out * g.oh * g.ow, seed + 3);
+
+        let y_cpu = down(
+            &cpu,
+            &cpu.conv2d_fwd(&up(&cpu, &x), &up(&cpu, &w), &up(&cpu, &b), &g)?,
+        );
+        let y_gpu = down(
+            &gpu,
+            &gpu.conv2d_fwd(&up(&gpu, &x), &up(&gpu, &w), &up(&gpu, &b), &g)?,
+        );
+        let tol = gemm_tolerance(g.patch_len() + 1);
+        assert_close(&y_gpu, &y_cpu, tol, 0.0, &format!("{what}: forward"));
+
+        let dx_cpu = down(
+            &cpu,
+            &cpu.conv2d_bwd_data(&up(&cpu, &dy), &up(&cpu, &w), &g)?,
+        );
+        let dx_gpu = down(
+            &gpu,
+            &gpu.conv2d_bwd_data(&up(&gpu, &dy), &up(&gpu, &w), &g)?,
+        );
+        let tol = gemm_tolerance(c_out * k * k);
+        assert_close(
+            &dx_gpu,
+            &dx_cpu,
+            tol,
+            0.0,
+            &format!("{what}: backward data"),
+        );
+
+        let (dw_cpu, db_cpu) = cpu.conv2d_bwd_filter(&up(&cpu, &x), &up(&cpu, &dy), &g)?;
+        let (dw_gpu, db_gpu) = gpu.conv2d_bwd_filter(&up(&gpu, &x), &up(&gpu, &dy), &g)?;
+        let tol = gemm_tolerance(g.n * g.oh * g.ow);
+        let (dw_cpu, dw_gpu) = (down(&cpu, &dw_cpu), down(&gpu, &dw_gpu));
+        assert_close(
+            &dw_gpu,
+            &dw_cpu,
+            tol,
+            0.0,
+            &format!("{what}: weight gradient"),
+        );
+        let (db_cpu, db_gpu) = (down(&cpu, &db_cpu), down(&gpu, &db_gpu));
+        assert_close(
+            &db_gpu,
+            &db_cpu,
+            tol,
+            0.0,
+            &format!("{what}: bias gradient"),
+        );
+    }
+    Ok(())
+}
+
+#[test]
+fn linear_matches_within_tolerance() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    for (i, (n, inp, out)) in [(1, 3, 10), (5, 70, 10), (67, 130, 65), (33, 1024, 10)]
+        .into_iter()
+        .enumerate()
+    {
+        let g = LinearGeometry { n, inp, out };
+        let what = format!("linear {n}x{inp} -> {out}");
+        let seed = 200 + 10 * i as u64;
+        let (x, w, b) = (
+            random(n * inp, seed),
+            random(out * inp, seed + 1),
+            random(out, seed + 2),
+        );
+        let dy = random(n * out, seed + 3);
+
+        let y_cpu = down(
+            &cpu,
+            &cpu.linear_fwd(&up(&cpu, &x), &up(&cpu, &w), &up(&cpu, &b), &g)?,
+        );
+        let y_gpu = down(
+            &gpu,
+            &gpu.linear_fwd(&up(&gpu, &x), &up(&gpu, &w), &up(&gpu, &b), &g)?,
+        );
+        assert_close(
+            &y_gpu,
+            &y_cpu,
+            gemm_tolerance(inp + 1),
+            0.0,
+            &format!("{what}: forward"),
+        );
+
+        let dx_cpu = down(
+            &cpu,
+            &cpu.linear_bwd_data(&up(&cpu, &dy), &up(&cpu, &w), &g)?,
+        );
+        let dx_gpu = down(
+            &gpu,
+            &gpu.linear_bwd_data(&up(&gpu, &dy), &up(&gpu, &w), &g)?,
+        );
+        assert_close(
+            &dx_gpu,
+            &dx_cpu,
+            gemm_tolerance(out),
+            0.0,
+            &format!("{what}: backward data"),
+        );
+
+        let (dw_cpu, db_cpu) = cpu.linear_bwd_weight(&up(&cpu, &x), &up(&cpu, &dy), &g)?;
+        let (dw_gpu, db_gpu) = gpu.linear_bwd_weight(&up(&gpu, &x), &up(&gpu, &dy), &g)?;
+        assert_close(
+            &down(&gpu, &dw_gpu),
+            &down(&cpu, &dw_cpu),
+            gemm_tolerance(n),
+            0.0,
+            &format!("{what}: weight gradient"),
+        );
+        // The bias gradient sums the rows in the CPU's order.
+        assert_same(
+            &down(&gpu, &db_gpu),
+            &down(&cpu, &db_cpu),
+            &format!("{what}: bias gradient"),
+        );
+    }
+    Ok(())
+}
+
+/// Logits of `n` rows: random, plus rows of large values (the max subtraction must keep
+/// exp finite) and a row of ties.
+fn logits(n: usize, classes: usize, seed: u64) -> Vec<f32> {
+    let mut z: Vec<f32> = random(n * classes, seed).iter().map(|v| v * 8.0).collect();
+    if n >= 3 {
+        z[classes..2 * classes]
+            .iter_mut()
+            .for_each(|v| *v += 1000.0);
+        z[2 * classes..3 * classes].fill(0.5);
+    }
+    z
+}
+
+fn labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
+    let mut rng = StdRng::seed_from_u64(seed);
+    (0..n).map(|_| rng.gen_range(0..classes as u32)).collect()
+}
+
+/// Softmax uses expf/logf, whose last bits differ between libraries (and between the
+/// GPU and the host), so probabilities and the loss agree to a few ulps, not exactly.
+#[test]
+fn cross_entropy_matches() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    for (i, (n, classes)) in [(1, 10), (7, 3), (300, 10)].into_iter().enumerate() {
+        let what = format!("cross-entropy {n}x{classes}");
+        let z = logits(n, classes, 300 + i as u64);
+        let t = labels(n, classes, 310 + i as u64);
+        let (loss_cpu, p_cpu) =
+            cpu.cross_entropy_fwd(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
+        let labels_gpu = gpu.upload_u32(t.clone())?;
+        let (loss_gpu, p_gpu) = gpu.cross_entropy_fwd(&up(&gpu, &z), &labels_gpu, n, classes)?;
+        let (p_cpu, p_gpu) = (down(&cpu, &p_cpu), down(&gpu, &p_gpu));
+        assert_close(
+            &p_gpu,
+            &p_cpu,
+            1e-7,
+            1e-5,
+            &format!("{what}: probabilities"),
+        );
+        assert_close(
+            &down(&gpu, &loss_gpu),
+            &down(&cpu, &loss_cpu),
+            1e-6,
+            1e-5,
+            &format!("{what}: loss"),
+        );
+
+        // Backward from the same probabilities is the same arithmetic: exact.
+        let dloss = [0.75f32];
+        let dz_cpu = cpu.cross_entropy_bwd(
+            &up(&cpu, &p_cpu),
+            &cpu.upload_u32(t.clone())?,
+            &up(&cpu, &dloss),
+            n,
+            classes,
+        )?;
+        let dz_gpu = gpu.cross_entropy_bwd(
+            &up(&gpu, &p_cpu),
+            &labels_gpu,
+            &up(&gpu, &dloss),
+            n,
+            classes,
+        )?;
+        assert_same(
+            &down(&gpu, &dz_gpu),
+            &down(&cpu, &dz_cpu),
+            &format!("{what}: backward"),
+        );
+
+        let count_cpu =
+            cpu.correct_count(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
+        let count_gpu = gpu.correct_count(&up(&gpu, &z), &labels_gpu, n, classes)?;
+        assert_eq!(count_gpu, count_cpu, "{what}: correct count");
+    }
+    Ok(())
+}
+
+/// Ties go to the first maximum (torch.argmax), so a row of equal logits counts as
+/// correct only for label 0.
+#[test]
+fn correct_count_breaks_ties_like_the_cpu() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let (n, classes) = (5, 4);
+    #[rustfmt::skip]
+    let z = [
+        1.0, 1.0, 1.0, 1.0,
+        1.0, 1.0, 1.0, 1.0,
+        0.0, 2.0, 2.0, 1.0,
+        0.0, 2.0, 2.0, 1.0,
+        -1.0, -3.0, -2.0, -1.0,
+    ];
+    let t = [0, 1, 1, 2, 0];
+    let expected = cpu.correct_count(&up(&cpu, &z), &cpu.upload_u32(t.to_vec())?, n, classes)?;
+    assert_eq!(expected, 3);
+    let actual = gpu.correct_count(&up(&gpu, &z), &gpu.upload_u32(t.to_vec())?, n, classes)?;
+    assert_eq!(actual, expected);
+    Ok(())
+}
+
+#[test]
+fn resize_is_exact() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let (count, h, w) = (5, 28, 26);
+    let mut rng = StdRng::seed_from_u64(400);
+    let pixels: Vec<u8> = (0..count * h * w).map(|_| rng.gen()).collect();
+    let indices = vec![3, 0, 3, 4];
+    let images_cpu = cpu.upload_u8(pixels.clone())?;
+    let images_gpu = gpu.upload_u8(pixels)?;
+    for size in [1, 7, 28, 32, 37] {
+        for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
+            let what = format!("resize {h}x{w} -> {size} {norm:?}");
+            let expected = cpu.resize_images(
+                &images_cpu,
+                h,
+                w,
+                &cpu.upload_u32(indices.clone())?,
+                size,
+                norm,
+            )?;
+            let actual = gpu.resize_images(
+                &images_gpu,
+                h,
+                w,
+                &gpu.upload_u32(indices.clone())?,
+                size,
+                norm,
+            )?;
+            assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+        }
+    }
+    Ok(())
+}
+
+/// Three Adam steps over tensors of several sizes: the update is the CPU's, bit for bit.
+#[test]
+fn adam_is_exact() -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let sizes = [1, 300, 1000];
+    let run = |device: &dyn Backend| -> Result<Vec<Vec<f32>>> {
+        let mut params: Vec<Buffer<f32>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| up(device, &random(len, 500 + i as u64)))
+            .collect();
+        let mut m: Vec<Buffer<f32>> = sizes
+            .iter()
+            .map(|&len| up(device, &vec![0.0; len]))
+            .collect();
+        let mut v: Vec<Buffer<f32>> = sizes
+            .iter()
+            .map(|&len| up(device, &vec![0.0; len]))
+            .collect();
+        for step in 1..=3 {
+            let grads: Vec<Buffer<f32>> = sizes
+                .iter()
+                .enumerate()
+                .map(|(i, &len)| up(device, &random(len, 600 + 10 * step + i as u64)))
+                .collect();
+            let hyper = AdamStep {
+                lr: 1e-3,
+                beta1: 0.9,
+                beta2: 0.999,
+                eps: 1e-8,
+                step,
+            };
+            device.adam_step(
+                &mut params.iter_mut().collect::<Vec<_>>(),
+                &grads.iter().collect::<Vec<_>>(),
+                &mut m.iter_mut().collect::<Vec<_>>(),
+                &mut v.iter_mut().collect::<Vec<_>>(),
+                &hyper,
+            )?;
+        }
+        Ok(params
+            .iter()
+            .chain(&m)
+            .chain(&v)
+            .map(|b| down(device, b))
+            .collect())
+    };
+    let (expected, actual) = (run(&cpu)?, run(&gpu)?);
+    for (i, (a, e)) in actual.iter().zip(&expected).enumerate() {
+        assert_same(a, e, &format!("adam tensor {i} (params, then m, then v)"));
+    }
+    Ok(())
+}
