@@ -10,15 +10,52 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 /// Stamps each named test body, a `fn(Device) -> anyhow::Result<()>` in the calling
-/// file, as one `#[test]` per device, in a module named after the device.
+/// file, as one `#[test]` per device, in a module named after the device:
+/// `device_tests!(a, b)` on every device, `device_tests!(on [cpu, cuda]: a, b)` on some.
+///
+/// - `cpu`: the reference device.
+/// - `emu`: the CUDA kernels, run on the CPU by the emulator.
+/// - `cuda`: the GPU. These tests are ignored unless asked for (`--include-ignored`),
+///   so a machine without a GPU reports them as ignored, never as passed; asked for
+///   without a GPU, they fail.
 #[macro_export]
 macro_rules! device_tests {
+    (on [$($device:ident),*]: $($name:ident),* $(,)?) => {
+        $crate::device_tests!(@each [$($device),*] ($($name),*));
+    };
+    (@each [$($device:ident),*] $names:tt) => {
+        $( $crate::device_tests!(@module $device $names); )*
+    };
     ($($name:ident),* $(,)?) => {
+        $crate::device_tests!(on [cpu, emu, cuda]: $($name),*);
+    };
+    (@module cpu ($($name:ident),*)) => {
         mod cpu {
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
                     super::$name(googlenet::Device::cpu())
+                }
+            )*
+        }
+    };
+    (@module emu ($($name:ident),*)) => {
+        mod emu {
+            $(
+                #[test]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name(googlenet::Device::emu())
+                }
+            )*
+        }
+    };
+    (@module cuda ($($name:ident),*)) => {
+        mod cuda {
+            $(
+                #[test]
+                #[ignore = "needs a CUDA GPU: run with --include-ignored where there is one"]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name(googlenet::Device::cuda(0)?)
                 }
             )*
         }
