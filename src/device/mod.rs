@@ -52,6 +52,17 @@ pub trait Backend: Send + Sync {
         false
     }
 
+    /// Waits until every op queued so far has finished. Ops on a GPU return once
+    /// launched; on the CPU and the emulator they have finished by then (the default).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+
+    /// The CUDA stream every op of a cuda device runs on, in order; `None` elsewhere.
+    fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+        None
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
@@ -244,6 +255,20 @@ impl Device {
 
     pub fn is_gpu(&self) -> bool {
         self.0.is_gpu()
+    }
+
+    /// Waits until every op queued on this device so far has finished: on a GPU, ops
+    /// return once launched, so host timers must synchronize first. A no-op on the CPU
+    /// and the emulator, whose ops have finished when they return.
+    pub fn synchronize(&self) -> Result<()> {
+        self.0.synchronize()
+    }
+
+    /// The stream a cuda device runs every op on (`None` on the CPU and the emulator),
+    /// so that benchmarks can time ops with CUDA events recorded on it and run other
+    /// libraries' kernels (cuDNN) in the same order on the same GPU.
+    pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+        self.0.cuda_stream()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

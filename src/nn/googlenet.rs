@@ -13,7 +13,7 @@ use super::inception::{Inception, InceptionChannels};
 use super::layers::{Conv2d, Linear};
 use super::params::{Init, ParamBuilder, Parameters};
 use crate::autograd::{Tape, Var};
-use crate::device::geometry::window_output;
+use crate::device::geometry::{window_output, ConvGeometry, PoolGeometry};
 use crate::device::Device;
 use crate::tensor::Tensor;
 
@@ -69,6 +69,17 @@ pub struct StageSummary {
     /// `[C, H, W]` of one image after this stage (`[classes]` after `fc`).
     pub output: Vec<usize>,
     pub params: usize,
+}
+
+/// A layer that runs a convolution or pooling kernel, with its shapes at one input
+/// size: what the kernel benchmarks time (each convolution is followed by a ReLU of
+/// its output's size).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerGeometry {
+    Conv(ConvGeometry),
+    MaxPool(PoolGeometry),
+    /// The average over each whole plane.
+    AvgPool(PoolGeometry),
 }
 
 pub struct GoogLeNet {
@@ -195,6 +206,59 @@ impl GoogLeNet {
         Ok(x)
     }
 
+    /// Every convolution and pool that `forward` runs on `batch` images of
+    /// `size x size`, in order, computed from the geometry alone (nothing runs). Each is
+    /// named after its module in the tutorial's tree: convolutions as their parameters
+    /// (`conv1.0`, `inception_3a.branch2_2`), pools by position (`conv1.2`, `conv2.4`,
+    /// `inception_3a.branch4_1`, `max_pool3`, `avg_pool`).
+    pub fn layer_geometries(
+        &self,
+        batch: usize,
+        size: usize,
+    ) -> Result<Vec<(String, LayerGeometry)>> {
+        type Layers = Vec<(String, LayerGeometry)>;
+        fn conv(layers: &mut Layers, name: &str, conv: &Conv2d, x: &mut [usize; 4]) -> Result<()> {
+            let g = conv.geometry(*x)?;
+            layers.push((name.to_string(), LayerGeometry::Conv(g)));
+            *x = g.output_shape();
+            Ok(())
+        }
+        // Max pool 3/2 pad 1, the pool between stages.
+        fn pool(layers: &mut Layers, name: &str, x: &mut [usize; 4]) -> Result<()> {
+            let g = PoolGeometry::new(*x, 3, 3, 2, 1)?;
+            layers.push((name.to_string(), LayerGeometry::MaxPool(g)));
+            *x = g.output_shape();
+            Ok(())
+        }
+        let mut x = [batch, self.config.in_channels, size, size];
+        let mut layers = Vec::new();
+        for (name, stage) in &self.stages {
+            match stage {
+                Stage::Conv1(c) => {
+                    conv(&mut layers, "conv1.0", c, &mut x)?;
+                    pool(&mut layers, "conv1.2", &mut x)?;
+                }
+                Stage::Conv2(reduce, c) => {
+                    conv(&mut layers, "conv2.0", reduce, &mut x)?;
+                    conv(&mut layers, "conv2.2", c, &mut x)?;
+                    pool(&mut layers, "conv2.4", &mut x)?;
+                }
+                Stage::Inception(block) => {
+                    layers.extend(block.layer_geometries(name, x)?);
+                    x = block.output_shape(x);
+                }
+                Stage::MaxPool => pool(&mut layers, name, &mut x)?,
+                Stage::AvgPool => {
+                    let g = PoolGeometry::new(x, x[2], x[3], 1, 0)?;
+                    layers.push((name.clone(), LayerGeometry::AvgPool(g)));
+                    x = g.output_shape();
+                }
+                Stage::Dropout(_) | Stage::Fc(_) => {}
+            }
+        }
+        Ok(layers)
+    }
+
     /// Each stage's output shape and parameter count for `size x size` inputs,
     /// computed from the geometry alone (nothing runs).
     pub fn summary(&self, params: &Parameters, size: usize) -> Result<Vec<StageSummary>> {
@@ -261,4 +325,87 @@ pub fn format_summary(rows: &[StageSummary], size: usize, in_channels: usize) ->
     }
     let _ = writeln!(out, "{:<14} {:>16} {:>12}", "total", "", total);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::nn::Init;
+
+    #[test]
+    fn layer_geometries_cover_every_parameter_and_pool() {
+        let device = Device::cpu();
+        let (net, params) =
+            GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0).unwrap();
+        let layers = net.layer_geometries(2, 224).unwrap();
+        let convs: Vec<(&String, &ConvGeometry)> = layers
+            .iter()
+            .filter_map(|(name, layer)| match layer {
+                LayerGeometry::Conv(g) => Some((name, g)),
+                _ => None,
+            })
+            .collect();
+        // conv1, conv2's two, six per Inception block.
+        assert_eq!(convs.len(), 3 + 9 * 6);
+        assert_eq!(
+            *convs[0].1,
+            ConvGeometry::new([2, 1, 224, 224], 64, 7, 2, 3).unwrap()
+        );
+        // Each convolution's weight is its parameter's shape, so the inputs chain
+        // correctly; with the classifier they hold all 5,977,530 parameters.
+        for (name, g) in &convs {
+            let id = params.find(&format!("{name}.weight")).unwrap();
+            assert_eq!(params.value(id).shape(), g.weight_shape(), "{name}");
+        }
+        let conv_params: usize = convs
+            .iter()
+            .map(|(_, g)| g.c_out * g.patch_len() + g.c_out)
+            .sum();
+        assert_eq!(conv_params + 1024 * 10 + 10, params.scalar_count());
+        assert_eq!(params.scalar_count(), 5_977_530);
+
+        let pools: Vec<(&str, [usize; 4], [usize; 4])> = layers
+            .iter()
+            .filter_map(|(name, layer)| match layer {
+                LayerGeometry::MaxPool(g) if g.stride == 2 => {
+                    Some((name.as_str(), g.input_shape(), g.output_shape()))
+                }
+                LayerGeometry::AvgPool(g) => {
+                    Some((name.as_str(), g.input_shape(), g.output_shape()))
+                }
+                _ => None,
+            })
+            .collect();
+        assert_eq!(
+            pools,
+            [
+                ("conv1.2", [2, 64, 112, 112], [2, 64, 56, 56]),
+                ("conv2.4", [2, 192, 56, 56], [2, 192, 28, 28]),
+                ("max_pool3", [2, 480, 28, 28], [2, 480, 14, 14]),
+                ("max_pool4", [2, 832, 14, 14], [2, 832, 7, 7]),
+                ("avg_pool", [2, 1024, 7, 7], [2, 1024, 1, 1]),
+            ]
+        );
+        // Each block's 3x3 stride-1 pool sees the block's input and feeds branch4_2.
+        for (i, (name, layer)) in layers.iter().enumerate() {
+            if let LayerGeometry::MaxPool(g) = layer {
+                if g.stride == 1 {
+                    assert!(name.ends_with(".branch4_1"), "{name}");
+                    assert_eq!((g.kh, g.pad, g.output_shape()), (3, 1, g.input_shape()));
+                    let LayerGeometry::Conv(next) = layers[i + 1].1 else {
+                        panic!("{name} is not followed by a convolution")
+                    };
+                    assert_eq!(next.input_shape(), g.output_shape());
+                }
+            }
+        }
+        // The same walk at another size ends where the summary does.
+        let small = net.layer_geometries(1, 32).unwrap();
+        let summary = net.summary(&params, 32).unwrap();
+        let Some((_, LayerGeometry::AvgPool(g))) = small.last() else {
+            panic!("the last layer is not the average pool")
+        };
+        let avg = summary.iter().find(|s| s.name == "avg_pool").unwrap();
+        assert_eq!(g.output_shape()[1..], avg.output[..]);
+    }
 }

@@ -7,9 +7,11 @@
 
 use anyhow::Result;
 
+use super::googlenet::LayerGeometry;
 use super::layers::Conv2d;
 use super::params::{ParamBuilder, Parameters};
 use crate::autograd::{Tape, Var};
+use crate::device::geometry::PoolGeometry;
 
 /// Output channels of an Inception block: `(in, c1, (c2a, c2b), (c3a, c3b), c4)`
 /// in the paper's table.
@@ -63,6 +65,33 @@ impl Inception {
         let b4 = tape.max_pool(x, 3, 1, 1)?;
         let b4 = self.branch4_2.forward_relu(tape, params, &b4)?;
         tape.concat_channels(&[&b1, &b2, &b3, &b4])
+    }
+
+    /// Every convolution and pool of the block named `name` on an input of shape
+    /// `input`, in forward order, named as its parameters are (`branch4_1` is the pool).
+    pub fn layer_geometries(
+        &self,
+        name: &str,
+        input: [usize; 4],
+    ) -> Result<Vec<(String, LayerGeometry)>> {
+        let conv = |branch: &str, layer: &Conv2d, x: [usize; 4]| -> Result<_> {
+            Ok((
+                format!("{name}.{branch}"),
+                LayerGeometry::Conv(layer.geometry(x)?),
+            ))
+        };
+        let b2 = self.branch2_1.output_shape(input)?;
+        let b3 = self.branch3_1.output_shape(input)?;
+        let pool = PoolGeometry::new(input, 3, 3, 1, 1)?;
+        Ok(vec![
+            conv("branch1", &self.branch1, input)?,
+            conv("branch2_1", &self.branch2_1, input)?,
+            conv("branch2_2", &self.branch2_2, b2)?,
+            conv("branch3_1", &self.branch3_1, input)?,
+            conv("branch3_2", &self.branch3_2, b3)?,
+            (format!("{name}.branch4_1"), LayerGeometry::MaxPool(pool)),
+            conv("branch4_2", &self.branch4_2, pool.output_shape())?,
+        ])
     }
 
     pub fn output_shape(&self, [n, _, h, w]: [usize; 4]) -> [usize; 4] {

@@ -4,7 +4,7 @@ use anyhow::Result;
 
 use super::params::{ParamBuilder, ParamId, Parameters};
 use crate::autograd::{Tape, Var};
-use crate::device::geometry::window_output;
+use crate::device::geometry::{window_output, ConvGeometry};
 
 /// `nn.Conv2d(c_in, c_out, k, stride, pad)` with a bias.
 pub struct Conv2d {
@@ -47,6 +47,11 @@ impl Conv2d {
     pub fn forward_relu(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
         let y = self.forward(tape, params, x)?;
         tape.relu(&y)
+    }
+
+    /// The convolution this layer runs on an input of shape `input`.
+    pub fn geometry(&self, input: [usize; 4]) -> Result<ConvGeometry> {
+        ConvGeometry::new(input, self.c_out, self.k, self.stride, self.pad)
     }
 
     pub fn output_shape(&self, [n, _, h, w]: [usize; 4]) -> Result<[usize; 4]> {

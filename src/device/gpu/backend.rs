@@ -1,6 +1,8 @@
 //! `Backend` on a GPU driver: each op delegates to its family's file, which computes
 //! the launch configuration and argument list.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
@@ -16,6 +18,14 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn is_gpu(&self) -> bool {
         self.driver.is_gpu()
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.driver.synchronize()
+    }
+
+    fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+        self.driver.cuda_stream()
     }
 
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {

@@ -4,6 +4,8 @@
 //!
 //! Each op family has its own file next to this one, mirroring kernels/*.cu.
 
+use std::sync::Arc;
+
 use anyhow::Result;
 
 use super::Buffer;
@@ -65,6 +67,14 @@ pub trait Driver: Send + Sync + 'static {
     fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
     /// Runs `kernel` (its `extern "C"` name) and reports any launch or kernel error.
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()>;
+    /// Waits for every launch so far (the emulator runs each to completion at once).
+    fn synchronize(&self) -> Result<()> {
+        Ok(())
+    }
+    /// The stream launches go to, on a real GPU.
+    fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+        None
+    }
 }
 
 /// The op set on a GPU driver.

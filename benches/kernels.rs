@@ -1,0 +1,1178 @@
+//! Microbenchmarks of every kernel on GoogLeNet's real shapes: `cargo bench --bench kernels`.
+//!
+//! On a GPU (`cuda:0`), at batch 16 and 128 with 224x224 inputs:
+//!
+//! - every distinct convolution of the model (`GoogLeNet::layer_geometries`), forward,
+//!   backward data and backward filter, each beside cuDNN on the same shape in FP32
+//!   (`CUDNN_FMA_MATH`: no TF32 tensor cores, the precision of our CUDA-core kernels;
+//!   cuDNN's fastest algorithm by timing, as `torch.backends.cudnn.benchmark` picks);
+//! - every distinct max pool (3x3/2 between stages, 3x3/1 in the Inception blocks) and
+//!   the global average pool, forward and backward;
+//! - ReLU forward and backward on the largest and the smallest convolution output;
+//! - softmax cross-entropy forward and backward on `[batch, 10]` logits;
+//! - one Adam step over all 5,977,530 parameters;
+//! - the 28x28 u8 → 224x224 f32 resize of a batch.
+//!
+//! Each row is one op as the engine calls it (`googlenet::ops`), so its time includes
+//! what the op does besides the kernel: allocating and zeroing its output, the bias
+//! (convolution forward), the bias gradient (backward filter), several launches where
+//! the op has several. cuDNN's convolutions write into buffers allocated beforehand
+//! and add no bias. Times are the median over 5 samples of the mean time per call,
+//! each sample a run of back-to-back calls lasting about 5 ms between two CUDA events
+//! on the device's stream, after 3 warm-up calls. A row gives the time, the achieved
+//! TFLOP/s (convolutions: 2 x multiply-adds) or GB/s (the rest: each input read once,
+//! each output written once), that as a share of the H200's ceiling (FP32 CUDA cores
+//! for convolutions, HBM bandwidth for the rest), and for convolutions cuDNN's time
+//! and ours over it. The rows also go to `target/bench-kernels.json` (`--json PATH`).
+//!
+//! Without a GPU it runs a smoke version: each benchmark once on the emulator and the
+//! CPU, batch 1 at 32x32 unless `--batches`/`--size` say otherwise, so that CI keeps it
+//! building and running; its times say nothing about a GPU. `cargo test --benches`
+//! (which passes no `--bench`) runs the emulator half only.
+//!
+//! Flags: `--batches 16,128`, `--size 224`, `--filter TEXT` (rows whose kernel, layer
+//! or shape contains TEXT), `--json PATH`, `--no-cudnn`.
+
+use std::fmt::Write as _;
+use std::os::unix::process::CommandExt;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use cudarc::driver::sys::CUevent_flags;
+use cudarc::driver::CudaStream;
+use googlenet::device::cuda;
+use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
+use googlenet::nn::{LayerGeometry, Parameters};
+use googlenet::ops;
+use googlenet::{
+    Adam, ByteImages, Device, GoogLeNet, GoogLeNetConfig, Gradients, Init, Labels, Normalize,
+    Tensor,
+};
+use serde_json::{json, Value};
+
+/// The NVIDIA H200 SXM's ceilings, from NVIDIA's H200 datasheet
+/// (nvidia.com/en-us/data-center/h200, "H200 SXM" column; its compute rates are the
+/// H100 SXM's). FP32 on the CUDA cores, the reference for our convolutions, which are
+/// FP32 CUDA-core kernels.
+const H200_FP32_TFLOPS: f64 = 67.0;
+/// TF32 on the tensor cores, dense (the datasheet's 989 TFLOP/s is with 2:4 sparsity):
+/// what an FP32 convolution could reach by giving up FP32 products. For reference only.
+const H200_TF32_TENSOR_TFLOPS: f64 = 494.7;
+/// HBM3e bandwidth, 4.8 TB/s, the reference for the memory-bound kernels. (A large
+/// device-to-device copy measured about 4.3 TB/s on this workplace's H200s.)
+const H200_HBM_GBPS: f64 = 4800.0;
+
+/// Batch 1 at 32x32 without a GPU: every shape stays valid (GoogLeNet halves the
+/// input five times) and the emulator gets through all of it in seconds.
+const SMOKE_SIZE: usize = 32;
+const SMOKE_BATCH: usize = 1;
+
+/// Set when this program restarted itself with cuDNN's directory on LD_LIBRARY_PATH.
+const RESTARTED: &str = "GOOGLENET_BENCH_CUDNN_RESTARTED";
+
+fn main() -> Result<()> {
+    let args = Args::parse()?;
+    let gpu = if cuda::driver_present() {
+        restart_with_cudnn_path();
+        Device::cuda(0).map_err(|err| format!("cuda:0 is unusable: {err:#}"))
+    } else {
+        Err("no CUDA driver found".to_string())
+    };
+    match gpu {
+        Ok(gpu) => run_gpu(&gpu, &args),
+        Err(why) => {
+            println!("GPU figures need a GPU ({why}); running the smoke version.");
+            run_smoke(&args, &why)
+        }
+    }
+}
+
+struct Args {
+    /// Default: 16 and 128 on a GPU, 1 in the smoke run.
+    batches: Option<Vec<usize>>,
+    /// Default: 224 on a GPU, 32 in the smoke run.
+    size: Option<usize>,
+    filter: Option<String>,
+    json: PathBuf,
+    cudnn: bool,
+    /// `cargo bench` passes `--bench`; `cargo test --benches` does not (a quicker smoke).
+    bench: bool,
+}
+
+impl Args {
+    fn parse() -> Result<Args> {
+        let mut args = Args {
+            batches: None,
+            size: None,
+            filter: None,
+            json: PathBuf::from("target/bench-kernels.json"),
+            cudnn: true,
+            bench: false,
+        };
+        let mut it = std::env::args().skip(1);
+        while let Some(arg) = it.next() {
+            let mut value = |name: &str| it.next().with_context(|| format!("{name} needs a value"));
+            match arg.as_str() {
+                "--bench" => args.bench = true,
+                "--no-cudnn" => args.cudnn = false,
+                "--batches" => {
+                    let list = value("--batches")?
+                        .split(',')
+                        .map(|b| b.trim().parse().context("--batches: e.g. 16,128"))
+                        .collect::<Result<_>>()?;
+                    args.batches = Some(list);
+                }
+                "--size" => args.size = Some(value("--size")?.parse().context("--size")?),
+                "--filter" => args.filter = Some(value("--filter")?),
+                "--json" => args.json = PathBuf::from(value("--json")?),
+                other if other.starts_with('-') => eprintln!("ignoring unknown flag {other}"),
+                // `cargo bench -- TEXT` passes a bare filter.
+                other => args.filter = Some(other.to_string()),
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// On the GPU machine cuDNN sits in python3's site-packages (nvidia/cudnn/lib), where
+/// the dynamic loader does not look, and the loader reads LD_LIBRARY_PATH only when a
+/// program starts. So when libcudnn is not found, this program runs itself again, once,
+/// with that directory added (scripts/gpu-bench.sh sets the path itself).
+fn restart_with_cudnn_path() {
+    // SAFETY: only tries to open the library; nothing from it is called.
+    if std::env::var_os(RESTARTED).is_some() || unsafe { cudarc::cudnn::sys::is_culib_present() } {
+        return;
+    }
+    let Some(dir) = python_cudnn_dir() else {
+        return;
+    };
+    let path = match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
+        _ => dir.clone(),
+    };
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    eprintln!("cuDNN: restarting with {dir} on LD_LIBRARY_PATH");
+    let err = Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env("LD_LIBRARY_PATH", path)
+        .env(RESTARTED, "1")
+        .exec();
+    eprintln!("cuDNN: cannot restart ({err}); going on without it");
+}
+
+/// The directory of python3's NVIDIA wheels that holds libcudnn (nvidia/cudnn/lib in
+/// the cuDNN 9 wheels), if any.
+fn python_cudnn_dir() -> Option<String> {
+    let out = Command::new("python3")
+        .args(["-c", FIND_CUDNN])
+        .output()
+        .ok()?;
+    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!dir.is_empty()).then_some(dir)
+}
+
+/// Prints the first directory under python3's `nvidia` packages that holds libcudnn.
+const FIND_CUDNN: &str = r#"
+import glob, os, nvidia
+for root in nvidia.__path__:
+    for f in sorted(glob.glob(os.path.join(root, "**", "libcudnn.so*"), recursive=True)):
+        print(os.path.dirname(f))
+        raise SystemExit
+"#;
+
+// ---------------------------------------------------------------------------------
+// Timing
+
+/// How many calls a measurement makes.
+#[derive(Clone, Copy)]
+struct Plan {
+    /// Untimed calls first (module loading, allocator pools, clocks).
+    warmup: usize,
+    /// Samples after the one call that sizes them; 0: that call is the measurement.
+    samples: usize,
+    /// Each sample repeats the call for about this long.
+    sample_s: f64,
+}
+
+const GPU_PLAN: Plan = Plan {
+    warmup: 3,
+    samples: 5,
+    sample_s: 5e-3,
+};
+/// Enough to rank cuDNN's algorithms; the winner is then timed with `GPU_PLAN`.
+const SEARCH_PLAN: Plan = Plan {
+    warmup: 1,
+    samples: 1,
+    sample_s: 2e-3,
+};
+const SMOKE_PLAN: Plan = Plan {
+    warmup: 0,
+    samples: 0,
+    sample_s: 0.0,
+};
+
+#[derive(Clone, Copy)]
+struct Timing {
+    /// Median seconds per call.
+    seconds: f64,
+    /// Calls timed in all.
+    calls: usize,
+}
+
+/// CUDA events on the device's stream on a GPU; the host clock, after synchronizing,
+/// elsewhere.
+struct Timer {
+    device: Device,
+    stream: Option<Arc<CudaStream>>,
+}
+
+impl Timer {
+    fn new(device: &Device) -> Timer {
+        Timer {
+            device: device.clone(),
+            stream: device.cuda_stream(),
+        }
+    }
+
+    fn time(&self, plan: Plan, f: &mut dyn FnMut() -> Result<()>) -> Result<Timing> {
+        for _ in 0..plan.warmup {
+            f()?;
+        }
+        let one = self.span(1, f)?;
+        if plan.samples == 0 {
+            return Ok(Timing {
+                seconds: one,
+                calls: 1,
+            });
+        }
+        let reps = (plan.sample_s / one.max(1e-7)).ceil().clamp(1.0, 10_000.0) as usize;
+        let mut samples = (0..plan.samples)
+            .map(|_| self.span(reps, f))
+            .collect::<Result<Vec<_>>>()?;
+        samples.sort_by(f64::total_cmp);
+        Ok(Timing {
+            seconds: samples[samples.len() / 2],
+            calls: 1 + reps * plan.samples,
+        })
+    }
+
+    /// Mean seconds per call over `reps` back-to-back calls.
+    fn span(&self, reps: usize, f: &mut dyn FnMut() -> Result<()>) -> Result<f64> {
+        match &self.stream {
+            Some(stream) => {
+                let flags = Some(CUevent_flags::CU_EVENT_DEFAULT);
+                let start = stream.record_event(flags)?;
+                for _ in 0..reps {
+                    f()?;
+                }
+                let end = stream.record_event(flags)?;
+                Ok(f64::from(start.elapsed_ms(&end)?) * 1e-3 / reps as f64)
+            }
+            None => {
+                self.device.synchronize()?;
+                let start = Instant::now();
+                for _ in 0..reps {
+                    f()?;
+                }
+                self.device.synchronize()?;
+                Ok(start.elapsed().as_secs_f64() / reps as f64)
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// Rows
+
+#[derive(Clone, Copy)]
+enum Work {
+    /// Floating-point operations (convolutions).
+    Flops(f64),
+    /// The fewest bytes the op must move through device memory.
+    Bytes(f64),
+}
+
+struct Row {
+    device: String,
+    batch: usize,
+    size: usize,
+    kernel: &'static str,
+    /// The model's layers with this shape (how often the op runs per step).
+    layers: Vec<String>,
+    shape: String,
+    timing: Timing,
+    work: Work,
+    /// cuDNN on the same convolution: seconds and algorithm.
+    cudnn: Option<(f64, String)>,
+}
+
+impl Row {
+    fn rate(&self) -> (f64, &'static str) {
+        match self.work {
+            Work::Flops(f) => (f / self.timing.seconds * 1e-12, "TFLOP/s"),
+            Work::Bytes(b) => (b / self.timing.seconds * 1e-9, "GB/s"),
+        }
+    }
+
+    /// Share of the H200's ceiling, in percent.
+    fn percent_of_ceiling(&self) -> f64 {
+        let (rate, _) = self.rate();
+        match self.work {
+            Work::Flops(_) => rate / H200_FP32_TFLOPS * 100.0,
+            Work::Bytes(_) => rate / H200_HBM_GBPS * 100.0,
+        }
+    }
+
+    fn layer_label(&self) -> String {
+        match self.layers.len() {
+            0 => String::new(),
+            1 => self.layers[0].clone(),
+            n => format!("{} (+{})", self.layers[0], n - 1),
+        }
+    }
+
+    fn json(&self, gpu: bool) -> Value {
+        let (rate, unit) = self.rate();
+        let mut row = json!({
+            "device": self.device,
+            "batch": self.batch,
+            "image_size": self.size,
+            "kernel": self.kernel,
+            "layers": self.layers,
+            "shape": self.shape,
+            "time_us": self.timing.seconds * 1e6,
+            "calls_timed": self.timing.calls,
+        });
+        match self.work {
+            Work::Flops(f) => {
+                row["flops"] = json!(f);
+                row["tflops"] = json!(rate);
+            }
+            Work::Bytes(b) => {
+                row["bytes"] = json!(b);
+                row["gbps"] = json!(rate);
+            }
+        }
+        if gpu {
+            row["percent_of_h200_ceiling"] = json!(self.percent_of_ceiling());
+            row["ceiling"] = json!(format!("{} {unit}", self.ceiling()));
+        }
+        if let Some((seconds, algo)) = &self.cudnn {
+            row["cudnn_us"] = json!(seconds * 1e6);
+            row["cudnn_algo"] = json!(algo);
+            if let Work::Flops(f) = self.work {
+                row["cudnn_tflops"] = json!(f / seconds * 1e-12);
+            }
+            row["ours_over_cudnn"] = json!(self.timing.seconds / seconds);
+        }
+        row
+    }
+
+    fn ceiling(&self) -> f64 {
+        match self.work {
+            Work::Flops(_) => H200_FP32_TFLOPS,
+            Work::Bytes(_) => H200_HBM_GBPS,
+        }
+    }
+}
+
+/// 5977530 -> "5,977,530".
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn conv_shape(g: &ConvGeometry) -> String {
+    format!(
+        "{}x{}x{} k{}s{}p{} -> {}x{}x{}",
+        g.c_in, g.h, g.w, g.k, g.stride, g.pad, g.c_out, g.oh, g.ow
+    )
+}
+
+fn pool_shape(g: &PoolGeometry) -> String {
+    format!(
+        "{}x{}x{} {}x{}/{} p{} -> {}x{}x{}",
+        g.c, g.h, g.w, g.kh, g.kw, g.stride, g.pad, g.c, g.oh, g.ow
+    )
+}
+
+fn print_table(title: &str, rows: &[Row], gpu: bool) {
+    println!("\n{title}");
+    println!(
+        "{:<17} {:<28} {:<32} {:>10} {:>17} {:>7} {:>10} {:>7}",
+        "kernel", "layer", "shape", "time µs", "rate", "% peak", "cuDNN µs", "/cuDNN"
+    );
+    for row in rows {
+        let (rate, unit) = row.rate();
+        let percent = if gpu {
+            format!("{:.1}", row.percent_of_ceiling())
+        } else {
+            "-".into()
+        };
+        let (cudnn, ratio) = match &row.cudnn {
+            Some((s, _)) => (
+                format!("{:.1}", s * 1e6),
+                format!("{:.2}", row.timing.seconds / s),
+            ),
+            None => ("-".into(), "-".into()),
+        };
+        println!(
+            "{:<17} {:<28} {:<32} {:>10.1} {:>9.2} {:<7} {:>7} {:>10} {:>7}",
+            row.kernel,
+            row.layer_label(),
+            row.shape,
+            row.timing.seconds * 1e6,
+            rate,
+            unit,
+            percent,
+            cudnn,
+            ratio
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------
+// The benchmarks
+
+/// Deterministic values in [-1, 1): never zeros, which can hide wrong indexing and run
+/// faster than real data.
+fn random(len: usize, seed: u64) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state >> 40) as f32 / (1u64 << 23) as f32 - 1.0
+        })
+        .collect()
+}
+
+fn tensor(device: &Device, shape: &[usize], seed: u64) -> Result<Tensor> {
+    Tensor::from_vec(device, shape, random(shape.iter().product(), seed))
+}
+
+/// Each distinct geometry once, with the names of the layers that have it.
+fn distinct<G: PartialEq + Copy>(
+    layers: impl Iterator<Item = (String, G)>,
+) -> Vec<(G, Vec<String>)> {
+    let mut out: Vec<(G, Vec<String>)> = Vec::new();
+    for (name, g) in layers {
+        match out.iter_mut().find(|(h, _)| *h == g) {
+            Some((_, names)) => names.push(name),
+            None => out.push((g, vec![name])),
+        }
+    }
+    out
+}
+
+struct Suite<'a> {
+    device: Device,
+    timer: Timer,
+    plan: Plan,
+    filter: Option<&'a str>,
+    cudnn: Option<reference::Cudnn>,
+    rows: Vec<Row>,
+    /// Rows that failed, as printed.
+    errors: Vec<String>,
+    /// The batch and image size being run.
+    batch: usize,
+    size: usize,
+}
+
+impl Suite<'_> {
+    fn wanted(&self, kernel: &str, layers: &[String], shape: &str) -> bool {
+        self.filter.is_none_or(|f| {
+            kernel.contains(f) || shape.contains(f) || layers.iter().any(|l| l.contains(f))
+        })
+    }
+
+    /// Times `f` as a row of the current batch, unless the filter leaves it out.
+    fn run(
+        &mut self,
+        kernel: &'static str,
+        layers: &[String],
+        shape: String,
+        work: Work,
+        f: &mut dyn FnMut() -> Result<()>,
+    ) -> Result<Option<usize>> {
+        if !self.wanted(kernel, layers, &shape) {
+            return Ok(None);
+        }
+        // A failing op is reported and skipped, so that one bad shape does not cost
+        // the rest of a GPU run.
+        let timing = match self.timer.time(self.plan, f) {
+            Ok(timing) => timing,
+            Err(err) => {
+                let line = format!("error: {kernel} on {shape} (batch {}): {err:#}", self.batch);
+                println!("{line}");
+                self.errors.push(line);
+                return Ok(None);
+            }
+        };
+        self.rows.push(Row {
+            device: self.device.name(),
+            batch: self.batch,
+            size: self.size,
+            kernel,
+            layers: layers.to_vec(),
+            shape,
+            timing,
+            work,
+            cudnn: None,
+        });
+        Ok(Some(self.rows.len() - 1))
+    }
+
+    /// cuDNN on the convolution of row `row`, when there is cuDNN. A failure (or a
+    /// panic in the bindings) turns cuDNN off for the rest of the run.
+    fn compare(&mut self, row: Option<usize>, g: &ConvGeometry, pass: reference::Pass) {
+        let (Some(row), Some(cudnn)) = (row, &self.cudnn) else {
+            return;
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| cudnn.time(&self.timer, g, pass)));
+        match result {
+            Ok(Ok(found)) => self.rows[row].cudnn = Some(found),
+            Ok(Err(err)) => {
+                println!(
+                    "cuDNN failed on {} ({pass:?}): {err:#}; no more ratios",
+                    conv_shape(g)
+                );
+                self.cudnn = None;
+            }
+            Err(_) => {
+                println!(
+                    "cuDNN panicked on {} ({pass:?}); no more ratios",
+                    conv_shape(g)
+                );
+                self.cudnn = None;
+            }
+        }
+    }
+
+    /// Every benchmark at one batch size; returns the first row's index.
+    fn batch(
+        &mut self,
+        net: &GoogLeNet,
+        params: &mut Parameters,
+        batch: usize,
+        size: usize,
+    ) -> Result<usize> {
+        let first = self.rows.len();
+        (self.batch, self.size) = (batch, size);
+        let dev = self.device.clone();
+        let layers = net.layer_geometries(batch, size)?;
+        let convs = distinct(layers.iter().filter_map(|(name, l)| match l {
+            LayerGeometry::Conv(g) => Some((name.clone(), *g)),
+            _ => None,
+        }));
+        let max_pools = distinct(layers.iter().filter_map(|(name, l)| match l {
+            LayerGeometry::MaxPool(g) => Some((name.clone(), *g)),
+            _ => None,
+        }));
+        let avg_pools = distinct(layers.iter().filter_map(|(name, l)| match l {
+            LayerGeometry::AvgPool(g) => Some((name.clone(), *g)),
+            _ => None,
+        }));
+
+        for (i, (g, names)) in convs.iter().enumerate() {
+            let seed = 1000 * i as u64;
+            let x = tensor(&dev, &g.input_shape(), seed)?;
+            let w = tensor(&dev, &g.weight_shape(), seed + 1)?;
+            let b = tensor(&dev, &[g.c_out], seed + 2)?;
+            let dy = tensor(&dev, &g.output_shape(), seed + 3)?;
+            let flops = Work::Flops(2.0 * g.macs() as f64);
+            let shape = conv_shape(g);
+            let row = self.run("conv fwd", names, shape.clone(), flops, &mut || {
+                ops::conv2d(&x, &w, &b, g).map(drop)
+            })?;
+            self.compare(row, g, reference::Pass::Forward);
+            let row = self.run("conv bwd data", names, shape.clone(), flops, &mut || {
+                ops::conv2d_bwd_data(&dy, &w, g).map(drop)
+            })?;
+            self.compare(row, g, reference::Pass::BackwardData);
+            let row = self.run("conv bwd filter", names, shape, flops, &mut || {
+                ops::conv2d_bwd_filter(&x, &dy, g).map(drop)
+            })?;
+            self.compare(row, g, reference::Pass::BackwardFilter);
+        }
+
+        // ReLU follows every convolution: the largest and the smallest output.
+        let by_len =
+            |(g, _): &&(ConvGeometry, Vec<String>)| g.output_shape().iter().product::<usize>();
+        let largest = convs.iter().max_by_key(by_len);
+        let smallest = convs.iter().min_by_key(by_len);
+        for (g, names) in largest.into_iter().chain(smallest) {
+            let shape = g.output_shape();
+            let len = shape.iter().product::<usize>() as f64;
+            let label = format!("{}x{}x{}", shape[1], shape[2], shape[3]);
+            let x = tensor(&dev, &shape, 7)?;
+            let y = ops::relu(&x)?;
+            let dy = tensor(&dev, &shape, 8)?;
+            self.run(
+                "relu fwd",
+                names,
+                label.clone(),
+                Work::Bytes(8.0 * len),
+                &mut || ops::relu(&x).map(drop),
+            )?;
+            self.run(
+                "relu bwd",
+                names,
+                label,
+                Work::Bytes(12.0 * len),
+                &mut || ops::relu_bwd(&y, &dy).map(drop),
+            )?;
+        }
+
+        for (g, names) in &max_pools {
+            let (input, output) = (g.input_shape(), g.output_shape());
+            let (inp, out) = (
+                input.iter().product::<usize>() as f64,
+                output.iter().product::<usize>() as f64,
+            );
+            let x = tensor(&dev, &input, 11)?;
+            let dy = tensor(&dev, &output, 12)?;
+            let (_, argmax) = ops::max_pool(&x, g)?;
+            // Reads x; writes y and the argmax.
+            let fwd = Work::Bytes(4.0 * (inp + 2.0 * out));
+            // Reads dy and the argmax; writes dx.
+            let bwd = Work::Bytes(4.0 * (2.0 * out + inp));
+            self.run("max pool fwd", names, pool_shape(g), fwd, &mut || {
+                ops::max_pool(&x, g).map(drop)
+            })?;
+            self.run("max pool bwd", names, pool_shape(g), bwd, &mut || {
+                ops::max_pool_bwd(&dy, &argmax, g).map(drop)
+            })?;
+        }
+        for (g, names) in &avg_pools {
+            let (input, output) = (g.input_shape(), g.output_shape());
+            let bytes = Work::Bytes(
+                4.0 * (input.iter().product::<usize>() + output.iter().product::<usize>()) as f64,
+            );
+            let x = tensor(&dev, &input, 13)?;
+            let dy = tensor(&dev, &output, 14)?;
+            self.run("avg pool fwd", names, pool_shape(g), bytes, &mut || {
+                ops::avg_pool(&x, g).map(drop)
+            })?;
+            self.run("avg pool bwd", names, pool_shape(g), bytes, &mut || {
+                ops::avg_pool_bwd(&dy, g).map(drop)
+            })?;
+        }
+
+        let classes = net.config().classes;
+        let logits = tensor(&dev, &[batch, classes], 21)?;
+        let labels: Vec<u32> = (0..batch as u32).map(|i| i % classes as u32).collect();
+        let labels = Labels::new(&dev, &labels, classes)?;
+        let dloss = Tensor::full(&dev, &[1], 1.0)?;
+        let (_, probs) = ops::cross_entropy(&logits, &labels)?;
+        let fc = vec!["fc".to_string()];
+        let nc = (batch * classes) as f64;
+        let label = format!("{batch}x{classes}");
+        // Reads logits and labels; writes probabilities, per-row terms and the loss.
+        let fwd = Work::Bytes(4.0 * (2.0 * nc + 2.0 * batch as f64 + 1.0));
+        // Reads probabilities, labels and dloss; writes dlogits.
+        let bwd = Work::Bytes(4.0 * (2.0 * nc + batch as f64 + 1.0));
+        self.run("cross-entropy fwd", &fc, label.clone(), fwd, &mut || {
+            ops::cross_entropy(&logits, &labels).map(drop)
+        })?;
+        self.run("cross-entropy bwd", &fc, label, bwd, &mut || {
+            ops::cross_entropy_bwd(&probs, &labels, &dloss).map(drop)
+        })?;
+
+        // Adam: reads parameter, gradient and both moments; writes all but the gradient.
+        let count = params.scalar_count();
+        let grads = Gradients(
+            params
+                .iter()
+                .enumerate()
+                .map(|(i, p)| tensor(&dev, p.value.shape(), 31 + i as u64).map(Some))
+                .collect::<Result<_>>()?,
+        );
+        let mut adam = Adam::new(params, 1e-3)?;
+        let label = format!("{} tensors, {} values", params.len(), thousands(count));
+        self.run(
+            "adam step",
+            &[],
+            label,
+            Work::Bytes(28.0 * count as f64),
+            &mut || adam.step(params, &grads),
+        )?;
+
+        // The batch resize: gathers u8 28x28 images by index, writes f32 size x size.
+        let (count, side) = (4096, 28);
+        let pixels = random(count * side * side, 41)
+            .iter()
+            .map(|v| ((v + 1.0) * 127.5) as u8)
+            .collect();
+        let images = ByteImages::new(&dev, pixels, count, side, side)?;
+        // Scattered, as a shuffled epoch's are.
+        let indices: Vec<u32> = (0..batch as u64)
+            .map(|i| (i * 2_654_435_761 % count as u64) as u32)
+            .collect();
+        let bytes = (batch * (side * side + 4 + 4 * size * size)) as f64;
+        let label = format!("{side}x{side} u8 -> {size}x{size} f32");
+        self.run("resize", &[], label, Work::Bytes(bytes), &mut || {
+            images
+                .resize_batch_normalized(&indices, size, Normalize::FASHION_MNIST)
+                .map(drop)
+        })?;
+        Ok(first)
+    }
+}
+
+/// The convolutions of one training step at one batch, ours and cuDNN's (when every
+/// row has cuDNN's): each distinct shape times the layers that have it. The network's
+/// input carries no gradient, so conv1's backward data never runs in training.
+fn conv_step_summary(rows: &[Row]) -> Option<String> {
+    let mut ours = 0.0;
+    let mut theirs = Some(0.0);
+    let mut flops = 0.0;
+    for row in rows.iter().filter(|r| r.kernel.starts_with("conv")) {
+        let mut count = row.layers.len() as f64;
+        if row.kernel == "conv bwd data" && row.layers.iter().any(|l| l == "conv1.0") {
+            count -= 1.0;
+        }
+        ours += count * row.timing.seconds;
+        if let Work::Flops(f) = row.work {
+            flops += count * f;
+        }
+        theirs = match (theirs, &row.cudnn) {
+            (Some(t), Some((s, _))) => Some(t + count * s),
+            _ => None,
+        };
+    }
+    if ours == 0.0 {
+        return None;
+    }
+    let mut line = format!(
+        "convolutions of one step: {:.2} ms, {:.2} TFLOP/s",
+        ours * 1e3,
+        flops / ours * 1e-12
+    );
+    if let Some(t) = theirs {
+        let _ = write!(
+            line,
+            "; cuDNN {:.2} ms, {:.2} TFLOP/s; ours/cuDNN {:.2}",
+            t * 1e3,
+            flops / t * 1e-12,
+            ours / t
+        );
+    }
+    Some(line)
+}
+
+fn write_json(path: &Path, header: Value, rows: &[Row], gpu: bool) -> Result<()> {
+    let mut doc = header;
+    doc["rows"] = Value::Array(rows.iter().map(|r| r.json(gpu)).collect());
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
+        .with_context(|| format!("writing {}", path.display()))?;
+    println!("\nrows written to {}", path.display());
+    Ok(())
+}
+
+fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
+    println!("kernel microbenchmarks on {}", gpu.name());
+    println!(
+        "H200 ceilings: FP32 {H200_FP32_TFLOPS} TFLOP/s (convolutions' % peak), TF32 tensor \
+         {H200_TF32_TENSOR_TFLOPS} dense (reference), HBM {H200_HBM_GBPS} GB/s (the rest's % peak)"
+    );
+    let stream = gpu
+        .cuda_stream()
+        .context("a cuda device without a stream")?;
+    let (cudnn, cudnn_note) = if args.cudnn {
+        match catch_unwind(|| reference::Cudnn::open(&stream)) {
+            Ok(Ok(c)) => {
+                let note = format!("cuDNN {} (FP32, CUDNN_FMA_MATH: no TF32)", c.version);
+                (Some(c), note)
+            }
+            Ok(Err(why)) => (None, format!("cuDNN not found: no ratio ({why})")),
+            Err(_) => (
+                None,
+                "cuDNN not found: no ratio (loading it panicked)".to_string(),
+            ),
+        }
+    } else {
+        (None, "cuDNN skipped (--no-cudnn)".to_string())
+    };
+    println!("{cudnn_note}");
+
+    let size = args.size.unwrap_or(224);
+    let batches = args.batches.clone().unwrap_or(vec![16, 128]);
+    warm_up(gpu, size)?;
+    let header = json!({
+        "device": gpu.name(),
+        "gpu": true,
+        "cudnn": cudnn_note,
+        "image_size": size,
+        "ceilings": {
+            "fp32_tflops": H200_FP32_TFLOPS,
+            "tf32_tensor_dense_tflops": H200_TF32_TENSOR_TFLOPS,
+            "hbm_gbps": H200_HBM_GBPS,
+            "source": "NVIDIA H200 datasheet, H200 SXM",
+        },
+        "timing": "CUDA events; median of 5 samples of ~5 ms of back-to-back calls, after 3 warm-up calls",
+    });
+    let (_, extra) = run_batches(gpu, GPU_PLAN, cudnn, args, &batches, size, &header)?;
+    let errors = extra["errors"].as_array().map_or(0, Vec::len);
+    if errors > 0 {
+        bail!("{errors} row(s) failed: see the lines starting with \"error:\" above");
+    }
+    Ok(())
+}
+
+/// Every benchmark at each batch size on one device, each batch's table printed (and
+/// the rows so far written to `args.json`, under `header`) as it finishes, so that a
+/// run cut short keeps what it measured. Returns the rows and a JSON object with each
+/// batch's convolution summary and the rows that failed.
+fn run_batches(
+    device: &Device,
+    plan: Plan,
+    cudnn: Option<reference::Cudnn>,
+    args: &Args,
+    batches: &[usize],
+    size: usize,
+    header: &Value,
+) -> Result<(Vec<Row>, Value)> {
+    let (net, mut params) =
+        GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let mut suite = Suite {
+        device: device.clone(),
+        timer: Timer::new(device),
+        plan,
+        filter: args.filter.as_deref(),
+        cudnn,
+        rows: Vec::new(),
+        errors: Vec::new(),
+        batch: 0,
+        size: 0,
+    };
+    let mut summaries = Vec::new();
+    for &batch in batches {
+        let started = Instant::now();
+        let first = suite.batch(&net, &mut params, batch, size)?;
+        let layers = net.layer_geometries(batch, size)?;
+        let convs: Vec<_> = layers
+            .iter()
+            .filter_map(|(name, l)| match l {
+                LayerGeometry::Conv(g) => Some((name.clone(), *g)),
+                _ => None,
+            })
+            .collect();
+        let how = if device.is_gpu() {
+            "CUDA events"
+        } else {
+            "each op once, host clock; not GPU figures"
+        };
+        print_table(
+            &format!(
+                "{}: batch {batch}, {size}x{size}, {} distinct convolutions of {} ({how}; {:.1} s)",
+                device.name(),
+                distinct(convs.iter().cloned()).len(),
+                convs.len(),
+                started.elapsed().as_secs_f64()
+            ),
+            &suite.rows[first..],
+            device.is_gpu(),
+        );
+        // A filtered run would sum only some passes.
+        let summary = args
+            .filter
+            .is_none()
+            .then(|| conv_step_summary(&suite.rows[first..]))
+            .flatten();
+        if let Some(line) = summary {
+            println!("{line}");
+            summaries.push(json!({"device": device.name(), "batch": batch, "summary": line}));
+        }
+        let mut partial = header.clone();
+        partial["conv_step_summaries"] = json!(summaries);
+        partial["errors"] = json!(suite.errors);
+        write_json(&args.json, partial, &suite.rows, device.is_gpu())?;
+    }
+    let extra = json!({"conv_step_summaries": summaries, "errors": suite.errors});
+    Ok((suite.rows, extra))
+}
+
+/// The GPU idles at a few hundred MHz: half a second of convolutions (conv1's, at
+/// batch 16) brings its clocks up before the first timed row.
+fn warm_up(gpu: &Device, size: usize) -> Result<()> {
+    let (net, _) = GoogLeNet::new(gpu, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let layers = net.layer_geometries(16, size)?;
+    let Some(g) = layers.iter().find_map(|(_, l)| match l {
+        LayerGeometry::Conv(g) => Some(*g),
+        _ => None,
+    }) else {
+        return Ok(());
+    };
+    let x = tensor(gpu, &g.input_shape(), 1)?;
+    let w = tensor(gpu, &g.weight_shape(), 2)?;
+    let b = tensor(gpu, &[g.c_out], 3)?;
+    let start = Instant::now();
+    while start.elapsed().as_secs_f64() < 0.5 {
+        for _ in 0..10 {
+            ops::conv2d(&x, &w, &b, &g)?;
+        }
+        gpu.synchronize()?;
+    }
+    Ok(())
+}
+
+fn run_smoke(args: &Args, why: &str) -> Result<()> {
+    // `cargo test --benches` (no --bench): the emulator only, which runs the GPU's
+    // kernels and launch code, to keep it quick.
+    let devices = if args.bench {
+        vec![Device::emu(), Device::cpu()]
+    } else {
+        vec![Device::emu()]
+    };
+    let size = args.size.unwrap_or(SMOKE_SIZE);
+    let batches = args.batches.clone().unwrap_or(vec![SMOKE_BATCH]);
+    let mut header = json!({
+        "device": "none (smoke run: no GPU)",
+        "gpu": false,
+        "note": format!("GPU figures need a GPU ({why}); these rows time each op once"),
+        "image_size": size,
+    });
+    let mut rows = Vec::new();
+    let (mut summaries, mut errors) = (Vec::new(), Vec::new());
+    for device in devices {
+        let (r, extra) = run_batches(&device, SMOKE_PLAN, None, args, &batches, size, &header)?;
+        rows.extend(r);
+        summaries.extend(
+            extra["conv_step_summaries"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default(),
+        );
+        errors.extend(extra["errors"].as_array().cloned().unwrap_or_default());
+    }
+    header["conv_step_summaries"] = json!(summaries);
+    header["errors"] = json!(errors);
+    write_json(&args.json, header, &rows, false)?;
+    if !errors.is_empty() {
+        bail!(
+            "{} row(s) failed: see the lines starting with \"error:\" above",
+            errors.len()
+        );
+    }
+    println!("GPU figures need a GPU ({why}): run scripts/gpu-bench.sh on one.");
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------
+// cuDNN
+
+/// cuDNN's convolutions on the same shapes, through cudarc's safe bindings, loaded at
+/// run time (cudarc's `dynamic-loading`): nothing of cuDNN is needed to build, and a
+/// machine without it only loses the ratios.
+mod reference {
+    use std::sync::Arc;
+
+    use anyhow::{bail, Result};
+    use cudarc::cudnn::sys::{
+        cudnnConvolutionBwdDataAlgo_t as BwdDataAlgo,
+        cudnnConvolutionBwdFilterAlgo_t as BwdFilterAlgo, cudnnConvolutionFwdAlgo_t as FwdAlgo,
+        cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
+    };
+    use cudarc::cudnn::{self, ConvBackwardData, ConvBackwardFilter, ConvForward, CudnnError};
+    use cudarc::driver::{CudaSlice, CudaStream};
+    use googlenet::device::geometry::ConvGeometry;
+
+    use super::{random, Timer, GPU_PLAN, SEARCH_PLAN};
+
+    /// Algorithms whose workspace would exceed this are skipped.
+    const MAX_WORKSPACE: usize = 16 << 30;
+
+    const FWD: [FwdAlgo; 8] = [
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_PRECOMP_GEMM,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_GEMM,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_DIRECT,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_FFT,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD,
+        FwdAlgo::CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED,
+    ];
+    const BWD_DATA: [BwdDataAlgo; 6] = [
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_0,
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_1,
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT,
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING,
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD,
+        BwdDataAlgo::CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED,
+    ];
+    const BWD_FILTER: [BwdFilterAlgo; 6] = [
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_0,
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_1,
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT,
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_3,
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED,
+        BwdFilterAlgo::CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING,
+    ];
+
+    #[derive(Clone, Copy, Debug)]
+    pub enum Pass {
+        Forward,
+        BackwardData,
+        BackwardFilter,
+    }
+
+    pub struct Cudnn {
+        handle: Arc<cudnn::Cudnn>,
+        stream: Arc<CudaStream>,
+        pub version: String,
+    }
+
+    impl Cudnn {
+        /// A cuDNN handle on `stream` (the engine's), or why there is none.
+        pub fn open(stream: &Arc<CudaStream>) -> Result<Cudnn, String> {
+            // SAFETY: only tries to open the library; nothing from it is called.
+            if !unsafe { cudnn::sys::is_culib_present() } {
+                return Err("libcudnn is not on the library path; scripts/gpu-bench.sh \
+                            puts python3's nvidia/cudnn/lib there"
+                    .into());
+            }
+            let v = cudnn::result::get_version();
+            let version = format!("{}.{}.{}", v / 10000, v / 100 % 100, v % 100);
+            let handle = cudnn::Cudnn::new(stream.clone())
+                .map_err(|e| format!("cuDNN {version} does not start: {e}"))?;
+            Ok(Cudnn {
+                handle,
+                stream: stream.clone(),
+                version,
+            })
+        }
+
+        /// cuDNN's fastest algorithm on `g` (each tried, timed, the fastest timed again
+        /// as our rows are): seconds per call and the algorithm's name.
+        pub fn time(&self, timer: &Timer, g: &ConvGeometry, pass: Pass) -> Result<(f64, String)> {
+            let c = &self.handle;
+            let dims = |s: [usize; 4]| s.map(|d| d as i32);
+            let nchw = cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
+            let (p, s) = (g.pad as i32, g.stride as i32);
+            let mut conv = c.create_conv2d::<f32>(
+                [p, p],
+                [s, s],
+                [1, 1],
+                cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
+            )?;
+            // FMA only: CUDNN_DEFAULT_MATH lets FP32 convolutions use TF32 tensor cores.
+            conv.set_math_type(cudnnMathType_t::CUDNN_FMA_MATH)?;
+            let x_desc = c.create_4d_tensor::<f32>(nchw, dims(g.input_shape()))?;
+            let w_desc = c.create_4d_filter::<f32>(nchw, dims(g.weight_shape()))?;
+            let y_desc = c.create_4d_tensor::<f32>(nchw, dims(g.output_shape()))?;
+            let len = |s: [usize; 4]| s.iter().product::<usize>();
+            let upload = |n: usize, seed: u64| self.stream.clone_htod(&random(n, seed));
+            let mut x = upload(len(g.input_shape()), 51)?;
+            let mut w = upload(len(g.weight_shape()), 52)?;
+            let mut y = upload(len(g.output_shape()), 53)?;
+
+            match pass {
+                Pass::Forward => {
+                    let op = ConvForward {
+                        conv: &conv,
+                        x: &x_desc,
+                        w: &w_desc,
+                        y: &y_desc,
+                    };
+                    self.fastest(
+                        timer,
+                        &FWD,
+                        |a| op.get_workspace_size(a),
+                        // SAFETY: the buffers have the descriptors' shapes and type.
+                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &x, &w, &mut y) },
+                    )
+                }
+                Pass::BackwardData => {
+                    let op = ConvBackwardData {
+                        conv: &conv,
+                        dx: &x_desc,
+                        w: &w_desc,
+                        dy: &y_desc,
+                    };
+                    self.fastest(
+                        timer,
+                        &BWD_DATA,
+                        |a| op.get_workspace_size(a),
+                        // SAFETY: as above.
+                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &mut x, &w, &y) },
+                    )
+                }
+                Pass::BackwardFilter => {
+                    let op = ConvBackwardFilter {
+                        conv: &conv,
+                        x: &x_desc,
+                        dw: &w_desc,
+                        dy: &y_desc,
+                    };
+                    self.fastest(
+                        timer,
+                        &BWD_FILTER,
+                        |a| op.get_workspace_size(a),
+                        // SAFETY: as above.
+                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &x, &mut w, &y) },
+                    )
+                }
+            }
+        }
+
+        /// Tries every algorithm that cuDNN supports on this shape (a workspace query or
+        /// a first launch that fails means it does not), then times the fastest.
+        fn fastest<A: Copy + std::fmt::Debug>(
+            &self,
+            timer: &Timer,
+            algos: &[A],
+            workspace: impl Fn(A) -> Result<usize, CudnnError>,
+            mut launch: impl FnMut(A, Option<&mut CudaSlice<u8>>) -> Result<(), CudnnError>,
+        ) -> Result<(f64, String)> {
+            let mut best: Option<(f64, A, usize)> = None;
+            for &algo in algos {
+                let Ok(bytes) = workspace(algo) else { continue };
+                if bytes > MAX_WORKSPACE {
+                    continue;
+                }
+                let mut ws = self.workspace(bytes)?;
+                if launch(algo, ws.as_mut()).is_err() {
+                    continue;
+                }
+                let t = timer.time(SEARCH_PLAN, &mut || Ok(launch(algo, ws.as_mut())?))?;
+                if best.is_none_or(|(b, _, _)| t.seconds < b) {
+                    best = Some((t.seconds, algo, bytes));
+                }
+            }
+            let Some((_, algo, bytes)) = best else {
+                bail!("no cuDNN algorithm runs this convolution in FP32 (FMA math)")
+            };
+            let mut ws = self.workspace(bytes)?;
+            let t = timer.time(GPU_PLAN, &mut || Ok(launch(algo, ws.as_mut())?))?;
+            // CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM -> FWD_ALGO_IMPLICIT_GEMM
+            let name = format!("{algo:?}").replace("CUDNN_CONVOLUTION_", "");
+            Ok((t.seconds, name))
+        }
+
+        fn workspace(&self, bytes: usize) -> Result<Option<CudaSlice<u8>>> {
+            Ok(if bytes == 0 {
+                None
+            } else {
+                Some(self.stream.alloc_zeros::<u8>(bytes)?)
+            })
+        }
+    }
+}
