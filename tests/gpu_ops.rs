@@ -517,11 +517,13 @@ fn resize_is_exact() -> Result<()> {
     Ok(())
 }
 
-/// Three Adam steps over tensors of several sizes: the update is the CPU's, bit for bit.
+/// Three Adam steps over tensors of several sizes, all in one call (one launch on the
+/// GPU): odd sizes, sizes at and around the block of 256, and empty tensors among
+/// them. The update is the CPU's, bit for bit.
 #[test]
 fn adam_is_exact() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
-    let sizes = [1, 300, 1000];
+    let sizes = [1, 300, 0, 1000, 256, 257, 7, 255, 513, 0, 4097, 3];
     let run = |device: &dyn Backend| -> Result<Vec<Vec<f32>>> {
         let mut params: Vec<Buffer<f32>> = sizes
             .iter()

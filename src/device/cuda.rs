@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, DeviceRepr, LaunchConfig, PushKernelArg,
-    ValidAsZeroBits,
+    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
+    LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
@@ -185,9 +185,34 @@ impl Driver for CudaDriver {
 
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()> {
         let function = self.function(kernel)?;
+        // Each `*Table` argument as an array of device pointers in device memory. They
+        // are freed (stream-ordered) after the launch is enqueued, on the same stream.
+        let mut tables = Vec::new();
+        for arg in args.iter_mut() {
+            let pointers: Vec<u64> = match arg {
+                Arg::F32Table(buffers) => buffers
+                    .iter()
+                    .map(|b| Ok(slice(b)?.device_ptr(&self.stream).0))
+                    .collect::<Result<_>>()?,
+                Arg::OutF32Table(buffers) => buffers
+                    .iter_mut()
+                    .map(|b| Ok(slice_mut(b)?.device_ptr_mut(&self.stream).0))
+                    .collect::<Result<_>>()?,
+                _ => continue,
+            };
+            ensure!(
+                !pointers.is_empty(),
+                "an empty table of buffers for {kernel}"
+            );
+            tables.push(self.stream.clone_htod(&pointers)?);
+        }
+        let mut tables = tables.iter();
         let mut builder = self.stream.launch_builder(&function);
         for arg in args.iter_mut() {
             match arg {
+                Arg::F32Table(_) | Arg::OutF32Table(_) => {
+                    builder.arg(tables.next().expect("one table per table argument"))
+                }
                 Arg::F32(b) => builder.arg(slice(b)?),
                 Arg::OutF32(b) => builder.arg(slice_mut(b)?),
                 Arg::U32s(b) => builder.arg(slice(b)?),

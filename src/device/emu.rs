@@ -101,6 +101,9 @@ impl Driver for EmuDriver {
         let mut values = Vec::with_capacity(args.len());
         // Under AddressSanitizer, the copies the kernel works on instead of the buffers.
         let mut staged = Vec::new();
+        // The arrays of pointers that `*Table` arguments point to (their heap storage
+        // stays put when the vector moves in here).
+        let mut tables: Vec<Vec<*mut c_void>> = Vec::new();
         for arg in args.iter_mut() {
             let value = match arg {
                 Arg::F32(b) => buffer_value(host(b)?, watched, &mut staged),
@@ -108,6 +111,24 @@ impl Driver for EmuDriver {
                 Arg::U8s(b) => buffer_value(host(b)?, watched, &mut staged),
                 Arg::OutF32(b) => out_buffer_value(host_mut(b)?, watched, &mut staged),
                 Arg::OutU32s(b) => out_buffer_value(host_mut(b)?, watched, &mut staged),
+                Arg::F32Table(buffers) => {
+                    let mut table = Vec::with_capacity(buffers.len());
+                    for b in buffers.iter() {
+                        let value = buffer_value(host(b)?, watched, &mut staged);
+                        // SAFETY: buffer_value returns a pointer.
+                        table.push(unsafe { value.pointer });
+                    }
+                    table_value(table, watched, &mut staged, &mut tables)
+                }
+                Arg::OutF32Table(buffers) => {
+                    let mut table = Vec::with_capacity(buffers.len());
+                    for b in buffers.iter_mut() {
+                        let value = out_buffer_value(host_mut(b)?, watched, &mut staged);
+                        // SAFETY: out_buffer_value returns a pointer.
+                        table.push(unsafe { value.pointer });
+                    }
+                    table_value(table, watched, &mut staged, &mut tables)
+                }
                 Arg::I32(v) => Value { int32: *v },
                 Arg::Float(v) => Value { float: *v },
                 Arg::U64(v) => Value { uint64: *v },
@@ -164,6 +185,8 @@ fn parameter_type(arg: &Arg) -> &'static str {
     match arg {
         Arg::F32(_) => "const float*",
         Arg::OutF32(_) => "float*",
+        Arg::F32Table(_) => "const float**",
+        Arg::OutF32Table(_) => "float**",
         Arg::U32s(_) => "const uint32*",
         Arg::OutU32s(_) => "uint32*",
         Arg::U8s(_) => "const uint8*",
@@ -227,6 +250,26 @@ fn buffer_value<T>(data: &[T], watched: bool, staged: &mut Vec<Staged>) -> Value
 fn out_buffer_value<T>(data: &mut [T], watched: bool, staged: &mut Vec<Staged>) -> Value {
     let bytes = size_of_val(data);
     stage(data.as_mut_ptr().cast(), bytes, true, watched, staged)
+}
+
+/// The pointer a kernel gets for a table of buffer pointers (which it only reads);
+/// `tables` keeps the table alive until the launch is over.
+fn table_value(
+    table: Vec<*mut c_void>,
+    watched: bool,
+    staged: &mut Vec<Staged>,
+    tables: &mut Vec<Vec<*mut c_void>>,
+) -> Value {
+    let pointer = table.as_ptr().cast_mut().cast::<c_void>();
+    let value = stage(
+        pointer,
+        size_of_val(table.as_slice()),
+        false,
+        watched,
+        staged,
+    );
+    tables.push(table);
+    value
 }
 
 fn stage(

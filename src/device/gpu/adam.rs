@@ -1,16 +1,15 @@
-//! Adam: kernels/adam.cu, one launch per parameter tensor.
+//! Adam: kernels/adam.cu, one launch over every parameter tensor.
 //!
-//! Why not one launch over every parameter: the tensors live in separate buffers, and
-//! a single launch would need a device-side table of their addresses, which `Driver`
-//! does not expose (and which the emulator's buffers would have to mimic). GoogLeNet
-//! has about 120 parameter tensors, so a step costs about 120 small launches (well
-//! under a millisecond); capturing the step as a CUDA graph, or keeping all parameters
-//! in one buffer, are the ways to remove that later.
+//! The tensors live in separate buffers, so the kernel takes tables of their addresses
+//! (`Arg::F32Table`, `Arg::OutF32Table`, which each driver turns into an array of
+//! pointers) and two small tables uploaded here: each tensor's first block and its
+//! length. Each tensor gets whole blocks of `BLOCK` threads, so a block finds its
+//! tensor with one binary search and never spans two.
 
 use anyhow::{ensure, Result};
 
-use super::launch::{int, per_element};
-use super::{Arg, Driver};
+use super::launch::{int, BLOCK};
+use super::{Arg, Driver, Launch};
 use crate::device::geometry::AdamStep;
 use crate::device::Buffer;
 
@@ -52,7 +51,12 @@ pub(super) fn step<D: Driver>(
         params.len() == grads.len() && params.len() == m.len() && params.len() == v.len(),
         "adam: parameter, gradient and state lists differ in length"
     );
-    let s = Scalars::new(hyper);
+    // The nonempty tensors (an empty one has nothing to update, and no device memory),
+    // each given whole blocks starting at `block_start`.
+    let (mut p_table, mut g_table, mut m_table, mut v_table) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut block_start, mut lengths) = (Vec::new(), Vec::new());
+    let mut blocks = 0usize;
     for (((p, g), m), v) in params
         .iter_mut()
         .zip(grads)
@@ -70,23 +74,42 @@ pub(super) fn step<D: Driver>(
         if len == 0 {
             continue;
         }
-        d.launch(
-            "adam_step_f32",
-            per_element(len),
-            &mut [
-                Arg::OutF32(p),
-                Arg::F32(g),
-                Arg::OutF32(m),
-                Arg::OutF32(v),
-                Arg::I32(int(len, "parameter length")?),
-                Arg::Float(s.step_size),
-                Arg::Float(s.correction2_sqrt),
-                Arg::Float(s.one_minus_beta1),
-                Arg::Float(s.one_minus_beta2),
-                Arg::Float(s.beta2),
-                Arg::Float(s.eps),
-            ],
-        )?;
+        block_start.push(int(blocks, "Adam's blocks")? as u32);
+        lengths.push(int(len, "parameter length")? as u32);
+        blocks += len.div_ceil(BLOCK as usize);
+        p_table.push(&mut **p);
+        g_table.push(*g);
+        m_table.push(&mut **m);
+        v_table.push(&mut **v);
     }
-    Ok(())
+    if p_table.is_empty() {
+        return Ok(());
+    }
+    let tensors = int(p_table.len(), "parameter tensors")?;
+    let launch = Launch {
+        grid: [int(blocks, "Adam's blocks")? as u32, 1, 1],
+        block: [BLOCK, 1, 1],
+    };
+    let block_start = d.upload_u32(block_start)?;
+    let lengths = d.upload_u32(lengths)?;
+    let s = Scalars::new(hyper);
+    d.launch(
+        "adam_step_f32",
+        launch,
+        &mut [
+            Arg::OutF32Table(p_table),
+            Arg::F32Table(g_table),
+            Arg::OutF32Table(m_table),
+            Arg::OutF32Table(v_table),
+            Arg::U32s(&block_start),
+            Arg::U32s(&lengths),
+            Arg::I32(tensors),
+            Arg::Float(s.step_size),
+            Arg::Float(s.correction2_sqrt),
+            Arg::Float(s.one_minus_beta1),
+            Arg::Float(s.one_minus_beta2),
+            Arg::Float(s.beta2),
+            Arg::Float(s.eps),
+        ],
+    )
 }

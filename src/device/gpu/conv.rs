@@ -4,9 +4,9 @@
 //! reduction (over every output pixel of the batch) across blocks and sums the splits
 //! in a second, fixed-order launch, then computes the bias gradient in a third.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 
-use super::launch::{gemm_grid, int, per_element, GEMM_TILE, GEMM_TILE_K};
+use super::launch::{check_len, gemm_grid, int, per_element, GEMM_TILE, GEMM_TILE_K};
 use super::{Arg, Driver, Launch};
 use crate::device::geometry::ConvGeometry;
 use crate::device::Buffer;
@@ -40,15 +40,6 @@ fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
     ])
 }
 
-fn check_len(buffer: &Buffer<f32>, expected: usize, what: &str) -> Result<()> {
-    ensure!(
-        buffer.len() == expected,
-        "conv: {what} holds {} elements, expected {expected}",
-        buffer.len()
-    );
-    Ok(())
-}
-
 pub(super) fn forward<D: Driver>(
     d: &D,
     x: &Buffer<f32>,
@@ -56,9 +47,9 @@ pub(super) fn forward<D: Driver>(
     b: &Buffer<f32>,
     g: &ConvGeometry,
 ) -> Result<Buffer<f32>> {
-    check_len(x, g.n * g.c_in * g.h * g.w, "input")?;
-    check_len(w, g.c_out * g.patch_len(), "weight")?;
-    check_len(b, g.c_out, "bias")?;
+    check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
+    check_len(w, g.c_out * g.patch_len(), "conv weight")?;
+    check_len(b, g.c_out, "conv bias")?;
     let dims = geometry_args(g)?;
     let columns = g.n * g.oh * g.ow;
     let mut y = d.zeros_f32(g.c_out * columns)?;
@@ -77,8 +68,8 @@ pub(super) fn backward_data<D: Driver>(
     w: &Buffer<f32>,
     g: &ConvGeometry,
 ) -> Result<Buffer<f32>> {
-    check_len(dy, g.n * g.c_out * g.oh * g.ow, "output gradient")?;
-    check_len(w, g.c_out * g.patch_len(), "weight")?;
+    check_len(dy, g.n * g.c_out * g.oh * g.ow, "conv output gradient")?;
+    check_len(w, g.c_out * g.patch_len(), "conv weight")?;
     let dims = geometry_args(g)?;
     // One GEMM column per input pixel: dx is gathered, each element by one thread.
     let columns = g.n * g.h * g.w;
@@ -114,8 +105,8 @@ pub(super) fn backward_filter<D: Driver>(
     dy: &Buffer<f32>,
     g: &ConvGeometry,
 ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-    check_len(x, g.n * g.c_in * g.h * g.w, "input")?;
-    check_len(dy, g.n * g.c_out * g.oh * g.ow, "output gradient")?;
+    check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
+    check_len(dy, g.n * g.c_out * g.oh * g.ow, "conv output gradient")?;
     let dims = geometry_args(g)?;
     let weights = g.c_out * g.patch_len();
     let mut dw = d.zeros_f32(weights)?;

@@ -3,6 +3,7 @@
 use anyhow::{ensure, Result};
 
 use super::Launch;
+use crate::device::Buffer;
 
 /// Threads per block of the one-thread-per-element kernels.
 pub(super) const BLOCK: u32 = 256;
@@ -16,6 +17,16 @@ pub(super) const GEMM_THREADS: u32 = 256;
 
 /// `value` as a kernel's `int` parameter, or an error naming it: kernels index with
 /// 32-bit ints, so every size they see, and every buffer length, must fit one.
+/// Errors unless `buffer` holds `expected` elements; `what` names it.
+pub(super) fn check_len(buffer: &Buffer<f32>, expected: usize, what: &str) -> Result<()> {
+    ensure!(
+        buffer.len() == expected,
+        "{what} holds {} elements, expected {expected}",
+        buffer.len()
+    );
+    Ok(())
+}
+
 pub(super) fn int(value: usize, what: &str) -> Result<i32> {
     ensure!(
         value <= i32::MAX as usize,

@@ -1,8 +1,8 @@
 //! The fully connected layer: kernels/linear.cu, three GEMM launches and a bias sum.
 
-use anyhow::{ensure, Result};
+use anyhow::Result;
 
-use super::launch::{gemm_grid, int, per_element};
+use super::launch::{check_len, gemm_grid, int, per_element};
 use super::{Arg, Driver};
 use crate::device::geometry::LinearGeometry;
 use crate::device::Buffer;
@@ -19,15 +19,6 @@ fn dims(g: &LinearGeometry) -> Result<[i32; 3]> {
     ])
 }
 
-fn check_len(buffer: &Buffer<f32>, expected: usize, what: &str) -> Result<()> {
-    ensure!(
-        buffer.len() == expected,
-        "linear: {what} holds {} elements, expected {expected}",
-        buffer.len()
-    );
-    Ok(())
-}
-
 pub(super) fn forward<D: Driver>(
     d: &D,
     x: &Buffer<f32>,
@@ -35,9 +26,9 @@ pub(super) fn forward<D: Driver>(
     b: &Buffer<f32>,
     g: &LinearGeometry,
 ) -> Result<Buffer<f32>> {
-    check_len(x, g.n * g.inp, "input")?;
-    check_len(w, g.out * g.inp, "weight")?;
-    check_len(b, g.out, "bias")?;
+    check_len(x, g.n * g.inp, "linear input")?;
+    check_len(w, g.out * g.inp, "linear weight")?;
+    check_len(b, g.out, "linear bias")?;
     let dims = dims(g)?;
     let mut y = d.zeros_f32(g.n * g.out)?;
     if !y.is_empty() {
@@ -54,8 +45,8 @@ pub(super) fn backward_data<D: Driver>(
     w: &Buffer<f32>,
     g: &LinearGeometry,
 ) -> Result<Buffer<f32>> {
-    check_len(dy, g.n * g.out, "output gradient")?;
-    check_len(w, g.out * g.inp, "weight")?;
+    check_len(dy, g.n * g.out, "linear output gradient")?;
+    check_len(w, g.out * g.inp, "linear weight")?;
     let dims = dims(g)?;
     let mut dx = d.zeros_f32(g.n * g.inp)?;
     if !dx.is_empty() {
@@ -72,8 +63,8 @@ pub(super) fn backward_weight<D: Driver>(
     dy: &Buffer<f32>,
     g: &LinearGeometry,
 ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-    check_len(x, g.n * g.inp, "input")?;
-    check_len(dy, g.n * g.out, "output gradient")?;
+    check_len(x, g.n * g.inp, "linear input")?;
+    check_len(dy, g.n * g.out, "linear output gradient")?;
     let dims = dims(g)?;
     let mut dw = d.zeros_f32(g.out * g.inp)?;
     let mut db = d.zeros_f32(g.out)?;

@@ -41,10 +41,14 @@ impl Launch {
 }
 
 /// One kernel argument, in the kernel's parameter order. Buffers a kernel writes are
-/// passed as `Out*`, which borrows them mutably.
+/// passed as `Out*`, which borrows them mutably. A `*Table` is a table of buffers the
+/// kernel takes as an array of pointers (`const float**`, `float**`): the driver builds
+/// the array in device memory for the launch.
 pub enum Arg<'a> {
     F32(&'a Buffer<f32>),
     OutF32(&'a mut Buffer<f32>),
+    F32Table(Vec<&'a Buffer<f32>>),
+    OutF32Table(Vec<&'a mut Buffer<f32>>),
     U32s(&'a Buffer<u32>),
     OutU32s(&'a mut Buffer<u32>),
     U8s(&'a Buffer<u8>),
