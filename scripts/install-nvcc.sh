@@ -7,7 +7,16 @@ cd "$(dirname "$0")/.."
 venv=.venv-cuda
 nvcc="$venv/lib/python3*/site-packages/nvidia/cu13/bin/nvcc"
 if ! compgen -G "$nvcc" > /dev/null; then
-    python3 -m venv "$venv"
+    if ! python3 -m venv "$venv" > /dev/null 2>&1; then
+        # Debian and Ubuntu ship venv separately.
+        if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+            apt-get update -qq && apt-get install -y -qq python3-venv > /dev/null
+            rm -rf "$venv" && python3 -m venv "$venv"
+        else
+            echo "error: python3 -m venv failed; install python3-venv (sudo apt-get install python3-venv)" >&2
+            exit 1
+        fi
+    fi
     "$venv/bin/pip" install --quiet --disable-pip-version-check \
         nvidia-cuda-nvcc==13.0.88 nvidia-cuda-runtime==13.0.96 nvidia-cuda-crt==13.0.88 \
         nvidia-cuda-cccl==13.0.85 nvidia-nvvm==13.0.88

@@ -17,7 +17,13 @@ if [ ! -d "$dataset" ]; then
 fi
 
 # The pinned nvcc, so build.rs compiles and assembles every kernel (a kernel that
-# does not compile fails the build).
-./scripts/install-nvcc.sh > /dev/null
+# does not compile fails the build). CI must have it; elsewhere the tests still run
+# without it (the emulator needs only g++), and build.rs says what is missing.
+if ! ./scripts/install-nvcc.sh > /dev/null; then
+    if [ -n "${CI:-}" ]; then
+        exit 1
+    fi
+    echo "warning: could not install nvcc; the kernels will not be compiled to PTX"
+fi
 
 cargo test --release "$@"
