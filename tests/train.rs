@@ -54,6 +54,7 @@ fn tiny_data() -> FashionMnist {
         train: band_split(48, 0),
         test: band_split(20, 1),
         source: PathBuf::from("(crafted)"),
+        found_by: "crafted in memory",
     }
 }
 

@@ -73,6 +73,7 @@ fn run(args: Args) -> Result<()> {
         verify: !args.no_verify,
         ..DataOptions::default()
     })?;
+    println!("data: {} ({})", data.source.display(), data.found_by);
     println!(
         "model: {} on {}, images {s}x{s}, inputs {}",
         checkpoint::model_file(&args.checkpoint).display(),

@@ -48,6 +48,8 @@ pub struct FashionMnist {
     pub test: Split,
     /// The directory the files were read from, made absolute.
     pub source: PathBuf,
+    /// How that directory was chosen (e.g. "$FASHION_MNIST_DIR", "downloaded").
+    pub found_by: &'static str,
 }
 
 /// Where to find the data and how far to trust it.
@@ -89,7 +91,6 @@ train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, each \
 gzip'ed as NAME.gz or raw) in a directory and pass --data-dir DIR.";
 
 /// Finds the data (downloading it if allowed and needed), reads and checks it.
-/// Says on stderr which directory it used and why.
 pub fn load(opts: &DataOptions) -> Result<FashionMnist> {
     let (dir, why) = match &opts.data_dir {
         Some(dir) => {
@@ -126,8 +127,8 @@ pub fn load(opts: &DataOptions) -> Result<FashionMnist> {
             }
         },
     };
-    let data = load_dir(&dir, opts.verify)?;
-    eprintln!("Fashion-MNIST: {} ({why})", data.source.display());
+    let mut data = load_dir(&dir, opts.verify)?;
+    data.found_by = why;
     Ok(data)
 }
 
@@ -141,5 +142,6 @@ pub fn load_dir(dir: &Path, verify: bool) -> Result<FashionMnist> {
         train,
         test,
         source: dir,
+        found_by: "read directly",
     })
 }
