@@ -17,6 +17,18 @@ __device__ inline int conv_source(int o, int kt, int stride, int pad, int len) {
     return (i >= 0 && i < len) ? i : -1;
 }
 
+// The im2col matrix at patch row r = (c, ky, kx), output column j = (img, oy, ox):
+// the input pixel that tap reads, or 0 in the padding. Never stored, only computed.
+__device__ inline float im2col_at(const float* x, int r, int j, int c_in, int h, int wd,
+                                  int k, int stride, int pad, int ow, int positions) {
+    const int kk2 = k * k;
+    const int c = r / kk2, ky = (r / k) % k, kx = r % k;
+    const int img = j / positions, p = j % positions;
+    const int iy = conv_source(p / ow, ky, stride, pad, h);
+    const int ix = conv_source(p % ow, kx, stride, pad, wd);
+    return (iy < 0 || ix < 0) ? 0.0f : x[((img * c_in + c) * h + iy) * wd + ix];
+}
+
 // Forward: y[img, co, oy, ox] = b[co] + Σ_{c, ky, kx} w[co, c, ky, kx] ·
 //          x[img, c, oy·s + ky - pad, ox·s + kx - pad]   (zero outside the image)
 // as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r.
@@ -28,11 +40,7 @@ extern "C" __global__ void conv_fwd_f32(const float* x, const float* w, const fl
 
     auto load_w = [&](int co, int r) { return w[co * patch + r]; };
     auto load_col = [&](int r, int j) {
-        const int c = r / kk2, ky = (r / k) % k, kx = r % k;
-        const int img = j / positions, p = j % positions;
-        const int iy = conv_source(p / ow, ky, stride, pad, h);
-        const int ix = conv_source(p % ow, kx, stride, pad, wd);
-        return (iy < 0 || ix < 0) ? 0.0f : x[((img * c_in + c) * h + iy) * wd + ix];
+        return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
     float acc[tiled::REG][tiled::REG];
     tiled::gemm_tile<true, false>(c_out, cols, 0, patch, m0, n0, load_w, load_col, acc);
@@ -117,11 +125,7 @@ extern "C" __global__ void conv_bwd_filter_f32(const float* x, const float* dy, 
         return dy[(img * c_out + co) * positions + p];
     };
     auto load_col = [&](int j, int r) {
-        const int c = r / kk2, ky = (r / k) % k, kx = r % k;
-        const int img = j / positions, p = j % positions;
-        const int iy = conv_source(p / ow, ky, stride, pad, h);
-        const int ix = conv_source(p % ow, kx, stride, pad, wd);
-        return (iy < 0 || ix < 0) ? 0.0f : x[((img * c_in + c) * h + iy) * wd + ix];
+        return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
     float acc[tiled::REG][tiled::REG];
     tiled::gemm_tile<true, true>(c_out, patch, j_begin, j_end, m0, n0, load_dy, load_col, acc);
