@@ -99,5 +99,13 @@ fn build_emulator(sources: &[PathBuf]) {
         // would stop at start with "ASan runtime does not come first").
         println!("cargo:rustc-link-lib=dylib=asan");
     }
+    let compiler = build.get_compiler();
+    if std::process::Command::new(compiler.path()).arg("--version").output().is_err() {
+        panic!(
+            "the CUDA emulator is C++ and no C++ compiler ({}) was found: \
+             install one (Debian/Ubuntu: sudo apt-get install g++)",
+            compiler.path().display()
+        );
+    }
     build.compile("googlenet_emu");
 }

@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# A C++ compiler, for the CUDA emulator that build.rs compiles.
+if ! command -v c++ > /dev/null; then
+    if [ "$(id -u)" = 0 ] && command -v apt-get > /dev/null; then
+        echo "installing g++ (the CUDA emulator is C++)..."
+        apt-get update -qq && apt-get install -y -qq g++ > /dev/null
+    else
+        echo "error: no C++ compiler; install one (sudo apt-get install g++)" >&2
+        exit 1
+    fi
+fi
+
 # The real Fashion-MNIST files, for the tests that read them (they skip without).
 dataset=/usr/share/datasets/fashion-mnist
 if [ ! -d "$dataset" ]; then
