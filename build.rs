@@ -100,7 +100,11 @@ fn build_emulator(sources: &[PathBuf]) {
         println!("cargo:rustc-link-lib=dylib=asan");
     }
     let compiler = build.get_compiler();
-    if std::process::Command::new(compiler.path()).arg("--version").output().is_err() {
+    if std::process::Command::new(compiler.path())
+        .arg("--version")
+        .output()
+        .is_err()
+    {
         panic!(
             "the CUDA emulator is C++ and no C++ compiler ({}) was found: \
              install one (Debian/Ubuntu: sudo apt-get install g++)",
