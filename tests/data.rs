@@ -254,16 +254,24 @@ fn split_truncated() {
     assert_eq!(train.truncated(100), train);
 }
 
+/// Whether Debian's dataset-fashion-mnist is installed; says SKIPPED when not.
+/// CI installs the package: there, its absence is a broken set-up, not a skip.
+fn system_data_present() -> bool {
+    if Path::new(SYSTEM_DIR).is_dir() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "{SYSTEM_DIR} is missing in CI"
+    );
+    eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
+    false
+}
+
 /// The real data set, where the Debian package is installed (CI installs it).
 #[test]
 fn real_files_load_and_verify() {
-    if !Path::new(SYSTEM_DIR).is_dir() {
-        // CI installs the package: there, its absence is a broken set-up, not a skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{SYSTEM_DIR} is missing in CI"
-        );
-        eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
+    if !system_data_present() {
         return;
     }
     let data = load(&DataOptions {
@@ -403,13 +411,7 @@ fn download_good_files() {
 
 #[test]
 fn download_real_files_and_verify() {
-    if !Path::new(SYSTEM_DIR).is_dir() {
-        // CI installs the package: there, its absence is a broken set-up, not a skip.
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{SYSTEM_DIR} is missing in CI"
-        );
-        eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
+    if !system_data_present() {
         return;
     }
     let routes = FILES
