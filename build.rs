@@ -1,13 +1,17 @@
-//! Build script: the CUDA kernels in kernels/, compiled twice: to PTX for the GPU
-//! (build/ptx.rs) and as host C++ for the emulator (below).
+//! Build script: the CUDA kernels in kernels/, compiled twice: to GPU code (build/ptx.rs,
+//! with the nvcc build/nvcc.rs finds or installs) and as host C++ for the emulator (below).
 
 use std::env;
 use std::fmt::Write as _;
 use std::fs;
 use std::path::PathBuf;
 
+#[path = "build/nvcc.rs"]
+mod nvcc;
 #[path = "build/ptx.rs"]
 mod ptx;
+#[path = "build/ptxas_report.rs"]
+mod ptxas_report;
 
 fn main() {
     let sources = kernel_sources();

@@ -1,8 +1,13 @@
-//! build.rs, part one: kernels/*.cu → PTX with nvcc, checked by ptxas, embedded.
+//! build.rs, part one: kernels/*.cu → GPU code with nvcc (build/nvcc.rs picks it),
+//! assembled and checked by ptxas, embedded.
 //!
-//! Two PTX versions per file: compute_90 (assembled for sm_90, the H100/H200) and
-//! compute_80, which older GPUs JIT. Without nvcc the crate still builds, with a
-//! warning, and the CUDA device explains that this build has no kernels.
+//! Per file: compute_90 PTX assembled by ptxas into an sm_90 cubin (the H100/H200 load
+//! that machine code as is: no JIT, no PTX-version check against the driver), and
+//! compute_80 PTX for every other GPU to JIT (ptxas assembles it for sm_80 too, as a
+//! check). A kernel that spills registers to local memory fails the build; ptxas's
+//! sm_90 figures (registers, static shared memory) are embedded for the README's table
+//! (src/device/kernels.rs). Without nvcc the crate still builds, with a warning, and
+//! says so in `--version` and in `--device cuda`'s error.
 
 use std::env;
 use std::fmt::Write as _;
@@ -10,37 +15,8 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-/// The PTX targets: (virtual architecture, real architecture ptxas checks it for, tag).
-const TARGETS: [(&str, &str, &str); 2] = [
-    ("compute_90", "sm_90", "sm90"),
-    ("compute_80", "sm_80", "sm80"),
-];
-
-/// nvcc from $NVCC, $CUDA_HOME/bin, PATH, or the pinned copy scripts/install-nvcc.sh puts in .venv-cuda.
-fn find_nvcc() -> Option<PathBuf> {
-    if let Some(path) = env::var_os("NVCC") {
-        return Some(PathBuf::from(path));
-    }
-    if let Some(home) = env::var_os("CUDA_HOME") {
-        let path = Path::new(&home).join("bin/nvcc");
-        if path.exists() {
-            return Some(path);
-        }
-    }
-    if let Some(paths) = env::var_os("PATH") {
-        if let Some(path) = env::split_paths(&paths)
-            .map(|p| p.join("nvcc"))
-            .find(|p| p.exists())
-        {
-            return Some(path);
-        }
-    }
-    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv-cuda/lib");
-    fs::read_dir(lib).ok()?.flatten().find_map(|python| {
-        let path = python.path().join("site-packages/nvidia/cu13/bin/nvcc");
-        path.exists().then_some(path)
-    })
-}
+use super::nvcc;
+use super::ptxas_report::{self, EntryReport};
 
 fn run(cmd: &mut Command, what: &str) -> String {
     let out = cmd
@@ -57,58 +33,95 @@ fn run(cmd: &mut Command, what: &str) -> String {
     text
 }
 
-pub fn build(sources: &[PathBuf]) {
-    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
-    println!("cargo:rerun-if-env-changed=NVCC");
-    println!("cargo:rerun-if-env-changed=CUDA_HOME");
-    println!("cargo:rerun-if-env-changed=GOOGLENET_PTXAS_VERBOSE");
-    let verbose = env::var_os("GOOGLENET_PTXAS_VERBOSE").is_some_and(|v| v == "1");
-    let mut table = String::from("pub const MODULES: &[(&str, &str, &str)] = &[\n");
-    match find_nvcc() {
-        None => println!(
-            "cargo:warning=nvcc not found: this build has no GPU kernels (run scripts/install-nvcc.sh, or set NVCC)"
-        ),
-        Some(nvcc) => {
-            let ptxas = nvcc.with_file_name("ptxas");
-            let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
-            for file in sources {
-                let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
-                let mut paths = Vec::new();
-                for (virtual_arch, real_arch, tag) in TARGETS {
-                    let ptx = out_dir.join(format!("{stem}.{tag}.ptx"));
-                    run(
-                        Command::new(&nvcc)
-                            .args(["-ptx", "-O3", "-Werror", "all-warnings", &format!("-arch={virtual_arch}"), "-I"])
-                            .arg(&include)
-                            .arg(file)
-                            .arg("-o")
-                            .arg(&ptx),
-                        &format!("nvcc on {}", file.display()),
-                    );
-                    let report = run(
-                        Command::new(&ptxas)
-                            .args([&format!("-arch={real_arch}"), "-v", "-Werror"])
-                            .arg(&ptx)
-                            .arg("-o")
-                            .arg(out_dir.join(format!("{stem}.{tag}.cubin"))),
-                        &format!("ptxas on {stem}.cu ({real_arch})"),
-                    );
-                    if verbose {
-                        for line in report.lines().filter(|l| !l.trim().is_empty()) {
-                            println!("cargo:warning={stem}.cu {real_arch}: {}", line.trim());
-                        }
-                    }
-                    paths.push(ptx);
-                }
-                let _ = writeln!(
-                    table,
-                    "    ({stem:?}, include_str!({:?}), include_str!({:?})),",
-                    paths[0].display().to_string(),
-                    paths[1].display().to_string()
-                );
-            }
+/// nvcc to PTX for `virtual_arch`, then ptxas for `real_arch`: the PTX, the cubin and
+/// ptxas's per-kernel report. Panics (failing the build) when a kernel spills.
+fn compile(
+    nvcc: &Path,
+    file: &Path,
+    out_dir: &Path,
+    virtual_arch: &str,
+    real_arch: &str,
+) -> (PathBuf, PathBuf, Vec<EntryReport>) {
+    let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let ptx = out_dir.join(format!("{stem}.{virtual_arch}.ptx"));
+    let cubin = out_dir.join(format!("{stem}.{real_arch}.cubin"));
+    run(
+        Command::new(nvcc)
+            .args(["-ptx", "-O3", "-Werror", "all-warnings"])
+            .arg(format!("-arch={virtual_arch}"))
+            .arg("-I")
+            .arg(&include)
+            .arg(file)
+            .arg("-o")
+            .arg(&ptx),
+        &format!("nvcc on {}", file.display()),
+    );
+    let report = run(
+        Command::new(nvcc.with_file_name("ptxas"))
+            .args([&format!("-arch={real_arch}"), "-v", "-Werror"])
+            .arg(&ptx)
+            .arg("-o")
+            .arg(&cubin),
+        &format!("ptxas on {stem}.cu ({real_arch})"),
+    );
+    if env::var_os("GOOGLENET_PTXAS_VERBOSE").is_some_and(|v| v == "1") {
+        for line in report.lines().filter(|l| !l.trim().is_empty()) {
+            println!("cargo:warning={stem}.cu {real_arch}: {}", line.trim());
         }
     }
-    table.push_str("];\n");
-    fs::write(out_dir.join("kernels_ptx.rs"), table).expect("write kernels_ptx.rs");
+    let entries = ptxas_report::parse(&report);
+    if let Some(e) = entries.iter().find(|e| e.spills()) {
+        panic!(
+            "kernels/{stem}.cu: {} spills registers to local memory on {real_arch} \
+             ({} bytes spill stores, {} bytes spill loads, {} registers): reduce what each \
+             thread keeps live (GOOGLENET_PTXAS_VERBOSE=1 prints ptxas's report)",
+            e.kernel, e.spill_store_bytes, e.spill_load_bytes, e.registers
+        );
+    }
+    (ptx, cubin, entries)
+}
+
+pub fn build(sources: &[PathBuf]) {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    println!("cargo:rerun-if-env-changed=GOOGLENET_PTXAS_VERBOSE");
+    let mut modules = String::from("pub const MODULES: &[Module] = &[\n");
+    let mut resources = String::from("pub const RESOURCES: &[KernelResources] = &[\n");
+    let summary = match nvcc::find(&out_dir) {
+        Err(why) => {
+            let why = why.replace('\n', " ");
+            println!("cargo:warning=this build has no GPU kernels: {why}");
+            format!("no GPU kernels ({why})")
+        }
+        Ok(nvcc) => {
+            for file in sources {
+                let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
+                let (_, cubin, sm90) = compile(&nvcc.path, file, &out_dir, "compute_90", "sm_90");
+                let (ptx, _, _) = compile(&nvcc.path, file, &out_dir, "compute_80", "sm_80");
+                let _ = writeln!(
+                    modules,
+                    "    Module {{ file: {stem:?}, cubin_sm90: include_bytes!({:?}), ptx_compute80: include_str!({:?}) }},",
+                    cubin.display().to_string(),
+                    ptx.display().to_string()
+                );
+                for e in sm90 {
+                    let _ = writeln!(
+                        resources,
+                        "    KernelResources {{ kernel: {:?}, file: {stem:?}, registers: {}, shared_bytes: {}, stack_bytes: {} }},",
+                        e.kernel, e.registers, e.shared_bytes, e.stack_bytes
+                    );
+                }
+            }
+            format!(
+                "kernels: sm_90 (cubin), compute_80 (PTX), nvcc {}",
+                nvcc.version
+            )
+        }
+    };
+    modules.push_str("];\n");
+    resources.push_str("];\n");
+    fs::write(out_dir.join("kernels_embedded.rs"), modules + &resources)
+        .expect("write kernels_embedded.rs");
+    // What `train --version` says (src/device/kernels.rs).
+    println!("cargo:rustc-env=GOOGLENET_GPU_CODE={summary}");
 }

@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Installs the pinned CUDA 13.0 compiler (nvcc, ptxas) from PyPI into .venv-cuda/.
 # Pinned because PTX from a newer nvcc does not load on the 13.0 driver of our GPUs.
-# build.rs finds it there; prints the nvcc path. Safe to run again.
+# The one place the pins are named: build.rs (build/nvcc.rs) runs this script itself
+# when it finds no nvcc, and uses the copy here first. Prints the nvcc path. Safe to
+# run again, and at the same time (two builds at once wait for each other).
 set -euo pipefail
+if [ -z "${GOOGLENET_NVCC_LOCKED:-}" ] && command -v flock > /dev/null; then
+    exec env GOOGLENET_NVCC_LOCKED=1 flock "$0" "$0" "$@"
+fi
 cd "$(dirname "$0")/.."
 venv=.venv-cuda
 nvcc="$venv/lib/python3*/site-packages/nvidia/cu13/bin/nvcc"

@@ -14,7 +14,7 @@ use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
 
 /// Evaluates a checkpoint on the Fashion-MNIST test set.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version = googlenet::device::kernels::VERSION)]
 struct Args {
     /// A checkpoint directory (from `train`) or its model.safetensors.
     checkpoint: PathBuf,

@@ -19,7 +19,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 /// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `tutorial`
 /// preset on a GPU, `quick` on the CPU. Every preset setting can be overridden.
 #[derive(Parser, Debug)]
-#[command(version)]
+#[command(version = googlenet::device::kernels::VERSION)]
 struct Args {
     /// tutorial | recommended | quick (default: tutorial on a GPU, quick on the CPU)
     #[arg(long)]

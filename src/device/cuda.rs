@@ -1,27 +1,27 @@
-//! The CUDA device's driver: cudarc over the real GPU, running the PTX that build.rs
-//! compiled from kernels/*.cu and embedded in this binary.
+//! The CUDA device's driver: cudarc over the real GPU, running the code that build.rs
+//! compiled from kernels/*.cu and embedded in this binary (src/device/kernels.rs): the
+//! sm_90 cubin on an sm_90 GPU, the compute_80 PTX, JIT-compiled, on any other.
 //!
 //! cudarc loads libcuda at run time and panics when it is missing, so `CudaDriver::new`
 //! checks for the library first: on a machine without a GPU driver it is an error.
+//!
+//! `GOOGLENET_CUDA_SYNC=1` waits for each kernel and checks it, so that a fault names
+//! the kernel that caused it (otherwise it surfaces at the next wait, under whatever
+//! call came then).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut, DeviceRepr,
-    LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result, sys, CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut,
+    DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
 use super::gpu::{Arg, Driver, Launch};
+use super::kernels::{GPU_CODE, MODULES};
 use super::Buffer;
-
-/// PTX of every kernels/*.cu: (file stem, PTX for sm_90, PTX for compute_80 to JIT on
-/// older GPUs). Empty when nvcc was not found at build time.
-mod embedded {
-    include!(concat!(env!("OUT_DIR"), "/kernels_ptx.rs"));
-}
 
 pub struct CudaDriver {
     ordinal: usize,
@@ -29,6 +29,8 @@ pub struct CudaDriver {
     modules: Vec<Arc<CudaModule>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
     gpu_name: String,
+    /// `GOOGLENET_CUDA_SYNC=1`: wait for and check every launch.
+    sync_each_launch: bool,
 }
 
 /// Whether this machine has the CUDA driver library (libcuda), without loading cudarc.
@@ -51,11 +53,7 @@ impl CudaDriver {
             driver_present(),
             "no CUDA driver on this machine (libcuda.so was not found); use --device cpu"
         );
-        ensure!(
-            !embedded::MODULES.is_empty(),
-            "this build has no GPU kernels: nvcc was not found when it was compiled. \
-             Run scripts/install-nvcc.sh (or set NVCC) and rebuild"
-        );
+        ensure!(!MODULES.is_empty(), "this build has {GPU_CODE}");
         let count = device_count();
         ensure!(
             ordinal < count,
@@ -70,22 +68,42 @@ impl CudaDriver {
         let (major, minor) = ctx
             .compute_capability()
             .context("cannot read the GPU's compute capability")?;
-        let gpu_name = ctx.name().unwrap_or_else(|_| "unknown GPU".to_string());
-        let modules = embedded::MODULES
+        let gpu_name = ctx.name().context("cannot read the GPU's name")?;
+        // An sm_90 cubin runs on compute capability 9.x; other GPUs JIT the PTX.
+        let cubin = major == 9;
+        let modules = MODULES
             .iter()
-            .map(|(stem, sm90, compute80)| {
-                let ptx = if major >= 9 { sm90 } else { compute80 };
-                ctx.load_module(Ptx::from_src(*ptx)).with_context(|| {
-                    format!("cannot load kernels/{stem}.cu's PTX on {gpu_name} (sm_{major}{minor})")
+            .map(|m| {
+                let (code, what) = if cubin {
+                    (Ptx::from_binary(m.cubin_sm90.to_vec()), "sm_90 cubin")
+                } else {
+                    (Ptx::from_src(m.ptx_compute80), "compute_80 PTX")
+                };
+                ctx.load_module(code).with_context(|| {
+                    format!(
+                        "cannot load kernels/{}.cu's {what} on {gpu_name} (sm_{major}{minor}); \
+                         the driver may be older than the nvcc that built it ({GPU_CODE})",
+                        m.file
+                    )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        keep_freed_memory(&ctx)?;
         Ok(CudaDriver {
             ordinal,
             stream: ctx.default_stream(),
             modules,
             functions: Mutex::new(HashMap::new()),
             gpu_name,
+            sync_each_launch: std::env::var_os("GOOGLENET_CUDA_SYNC").is_some_and(|v| v == "1"),
+        })
+    }
+
+    /// Errors cudarc recorded where it could not return them (frees and event calls in
+    /// `Drop`): a kernel fault often shows up first there, so they are reported, not lost.
+    fn deferred_errors(&self, after: &str) -> Result<()> {
+        self.stream.context().check_err().with_context(|| {
+            format!("the GPU reported an error in a deferred call (a free, on drop) {after}")
         })
     }
 
@@ -232,21 +250,57 @@ impl Driver for CudaDriver {
         // code in device/gpu/ builds it from the kernel's signature, and the emulator
         // tests run the same lists against the same kernels.
         unsafe { builder.launch(config) }.with_context(|| format!("launching {kernel}"))?;
-        if cfg!(debug_assertions) {
-            self.stream
-                .synchronize()
-                .with_context(|| format!("running {kernel}"))?;
+        if self.sync_each_launch || cfg!(debug_assertions) {
+            self.deferred_errors(&format!("before or while running {kernel}"))?;
+            self.stream.synchronize().with_context(|| {
+                format!(
+                    "running {kernel} (grid {:?}, block {:?})",
+                    launch.grid, launch.block
+                )
+            })?;
         }
         Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {
+        self.deferred_errors("since the last wait")?;
         self.stream
             .synchronize()
-            .context("waiting for the GPU's queued kernels")
+            .context("waiting for the GPU's queued kernels (GOOGLENET_CUDA_SYNC=1 names the kernel that failed)")
     }
 
     fn cuda_stream(&self) -> Option<Arc<CudaStream>> {
         Some(self.stream.clone())
+    }
+}
+
+/// Raises the release threshold of the device's default memory pool, from which cudarc
+/// allocates (stream-ordered, `cuMemAllocAsync`) when the driver supports it, to keep
+/// everything: by default the pool hands freed memory back to the driver at every
+/// synchronisation, and the next step's allocations have to map it in again.
+fn keep_freed_memory(ctx: &Arc<CudaContext>) -> Result<()> {
+    if !ctx.has_async_alloc() {
+        return Ok(());
+    }
+    let mut threshold = u64::MAX;
+    // SAFETY: the device comes from a live context; the attribute takes a u64 (cuuint64_t).
+    unsafe {
+        let pool = result::device::get_default_mem_pool(ctx.cu_device())?;
+        result::mem_pool::set_attribute(
+            pool,
+            sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
+            (&mut threshold as *mut u64).cast(),
+        )
+    }
+    .context("cannot raise the GPU memory pool's release threshold")
+}
+
+impl Drop for CudaDriver {
+    /// Reports what would otherwise be lost at exit: a fault of the last kernels, or
+    /// an error cudarc recorded while freeing.
+    fn drop(&mut self) {
+        if let Err(err) = self.synchronize() {
+            eprintln!("error: the GPU failed after the last wait: {err:#}");
+        }
     }
 }

@@ -10,6 +10,7 @@ pub mod cuda;
 pub mod emu;
 pub mod geometry;
 pub mod gpu;
+pub mod kernels;
 
 use std::fmt;
 use std::sync::Arc;
@@ -237,7 +238,15 @@ impl Device {
             "cuda" => Device::cuda(0),
             "auto" if cuda::device_count() == 0 => Ok(Device::cpu()),
             "auto" => Device::cuda(0).or_else(|err| {
-                eprintln!("warning: a GPU is present but unusable ({err:#}); using the CPU");
+                // Said first and loudly: the run that follows is the CPU's, hours long
+                // where the GPU's would take minutes.
+                let rule = "=".repeat(78);
+                eprintln!(
+                    "{rule}\nWARNING: this machine has a GPU, but it cannot be used, so this run is on the CPU.\n\
+                     why: {err:#}\n\
+                     fix: {}\n{rule}",
+                    unusable_gpu_fix()
+                );
                 Ok(Device::cpu())
             }),
             other => match other.strip_prefix("cuda:").map(str::parse::<usize>) {
@@ -273,6 +282,17 @@ impl Device {
 
     pub(crate) fn backend(&self) -> &dyn Backend {
         self.0.as_ref()
+    }
+}
+
+/// What to do about a GPU that `Device::cuda` refused.
+fn unusable_gpu_fix() -> &'static str {
+    if kernels::MODULES.is_empty() {
+        "run scripts/install-nvcc.sh, then rebuild (cargo build --release); `train --version` \
+         then names the GPU code it holds"
+    } else {
+        "check the driver (nvidia-smi); pass --device cuda to see the error alone, or \
+         --device cpu to choose the CPU and silence this"
     }
 }
 

@@ -1,0 +1,181 @@
+//! What the build embeds for the GPU (build/ptx.rs, src/device/kernels.rs): the code
+//! `--version` names, the sm_90 cubin and compute_80 PTX themselves, the ptxas report
+//! the build's spill check reads, and the README's resource table.
+//!
+//! Without nvcc the build embeds nothing; then the checks on the code skip, saying so,
+//! except in CI (`CI` set), whose builds must have the kernels.
+
+use std::path::Path;
+use std::process::Command;
+
+use googlenet::device::kernels::{self, MODULES, RESOURCES};
+
+#[path = "../build/ptxas_report.rs"]
+mod ptxas_report;
+
+/// Whether this build has GPU code; fails in CI when it has none.
+fn has_kernels(test: &str) -> bool {
+    if !MODULES.is_empty() {
+        return true;
+    }
+    assert!(
+        std::env::var_os("CI").is_none(),
+        "CI builds must embed the GPU kernels, but this one has {}",
+        kernels::GPU_CODE
+    );
+    eprintln!("{test}: skipped, this build has {}", kernels::GPU_CODE);
+    false
+}
+
+#[test]
+fn version_names_the_gpu_code() {
+    for (name, exe) in [
+        ("train", env!("CARGO_BIN_EXE_train")),
+        ("eval", env!("CARGO_BIN_EXE_eval")),
+    ] {
+        let out = Command::new(exe).arg("--version").output().unwrap();
+        assert!(out.status.success(), "{name} --version failed");
+        let line = String::from_utf8(out.stdout).unwrap();
+        assert_eq!(line, format!("googlenet {}\n", kernels::VERSION), "{name}");
+    }
+    let expected = if MODULES.is_empty() {
+        "no GPU kernels ("
+    } else {
+        "kernels: sm_90 (cubin), compute_80 (PTX), nvcc "
+    };
+    assert!(
+        kernels::GPU_CODE.starts_with(expected),
+        "{:?} should start with {expected:?}",
+        kernels::GPU_CODE
+    );
+}
+
+#[test]
+fn every_kernel_file_is_embedded_as_sm90_cubin_and_compute80_ptx() {
+    if !has_kernels("every_kernel_file_is_embedded_as_sm90_cubin_and_compute80_ptx") {
+        return;
+    }
+    let kernels_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let mut files: Vec<String> = std::fs::read_dir(kernels_dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "cu"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    let embedded: Vec<&str> = MODULES.iter().map(|m| m.file).collect();
+    assert_eq!(embedded, files);
+    for m in MODULES {
+        // An ELF file for the CUDA machine (EM_CUDA = 190), as cuModuleLoadData takes it.
+        let elf = m.cubin_sm90;
+        assert_eq!(&elf[..4], b"\x7fELF", "{}.cu's cubin", m.file);
+        assert_eq!(
+            u16::from_le_bytes([elf[18], elf[19]]),
+            190,
+            "{}.cu's cubin",
+            m.file
+        );
+        assert!(
+            m.ptx_compute80.contains("\n.target sm_80"),
+            "{}.cu's PTX",
+            m.file
+        );
+    }
+}
+
+#[test]
+fn the_report_parser_finds_resources_and_spills() {
+    let report = "\
+ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function 'gemm_f32' for 'sm_90'
+ptxas info    : Function properties for gemm_f32
+    16 bytes stack frame, 8 bytes spill stores, 12 bytes spill loads
+ptxas info    : Used 255 registers, used 1 barriers, 8320 bytes smem, 400 bytes cmem[0]
+ptxas info    : Compile time = 1.0 ms
+ptxas info    : Function properties for helper
+    32 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
+ptxas info    : Compiling entry function 'relu_f32' for 'sm_90'
+ptxas info    : Function properties for relu_f32
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 10 registers, used 0 barriers
+";
+    let entries = ptxas_report::parse(report);
+    assert_eq!(entries.len(), 2);
+    let gemm = &entries[0];
+    assert_eq!(
+        (
+            gemm.kernel.as_str(),
+            gemm.registers,
+            gemm.shared_bytes,
+            gemm.stack_bytes
+        ),
+        ("gemm_f32", 255, 8320, 16)
+    );
+    assert_eq!((gemm.spill_store_bytes, gemm.spill_load_bytes), (8, 12));
+    assert!(gemm.spills());
+    // The device function's properties are not relu's, nor gemm's.
+    let relu = &entries[1];
+    assert_eq!(
+        (relu.kernel.as_str(), relu.registers, relu.shared_bytes),
+        ("relu_f32", 10, 0)
+    );
+    assert!(!relu.spills());
+}
+
+#[test]
+fn every_kernel_has_resources_and_no_stack() {
+    if !has_kernels("every_kernel_has_resources_and_no_stack") {
+        return;
+    }
+    // The build fails on a spill; a stack frame without one is a local array.
+    for r in RESOURCES {
+        assert!(
+            r.registers > 0,
+            "{}: no registers read from ptxas",
+            r.kernel
+        );
+        assert_eq!(
+            r.stack_bytes, 0,
+            "{} uses {} bytes of stack",
+            r.kernel, r.stack_bytes
+        );
+    }
+    let files: Vec<&str> = MODULES.iter().map(|m| m.file).collect();
+    for r in RESOURCES {
+        assert!(files.contains(&r.file), "{}: file {}", r.kernel, r.file);
+    }
+}
+
+const TABLE_BEGIN: &str = "<!-- kernel resources: generated by tests/kernels_build.rs -->\n";
+const TABLE_END: &str = "<!-- end of kernel resources -->\n";
+
+/// The README's table is the build's. `GOOGLENET_BLESS=1` rewrites it.
+#[test]
+fn readme_resource_table_is_current() {
+    if !has_kernels("readme_resource_table_is_current") {
+        return;
+    }
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = std::fs::read_to_string(&path).unwrap();
+    let start = readme
+        .find(TABLE_BEGIN)
+        .expect("README.md has the table's begin marker")
+        + TABLE_BEGIN.len();
+    let end = readme[start..]
+        .find(TABLE_END)
+        .expect("README.md has the table's end marker")
+        + start;
+    let fresh = kernels::resource_table();
+    if readme[start..end] == fresh {
+        return;
+    }
+    if std::env::var_os("GOOGLENET_BLESS").is_some_and(|v| v == "1") {
+        let updated = format!("{}{fresh}{}", &readme[..start], &readme[end..]);
+        std::fs::write(&path, updated).unwrap();
+        return;
+    }
+    panic!(
+        "README.md's kernel resource table is stale; rewrite it with \
+         GOOGLENET_BLESS=1 cargo test --release --test kernels_build readme. The build's:\n{fresh}"
+    );
+}
