@@ -113,7 +113,7 @@ fn system_candidates() -> Vec<PathBuf> {
 }
 
 /// The nvcc at `path` with its version, or why it cannot be used.
-fn usable(path: &Path) -> Result<Nvcc, String> {
+pub fn usable(path: &Path) -> Result<Nvcc, String> {
     let out = Command::new(path)
         .arg("--version")
         .output()

@@ -13,6 +13,11 @@ use googlenet::device::kernels::{self, MODULES, RESOURCES};
 #[path = "../build/ptxas_report.rs"]
 mod ptxas_report;
 
+// Only `usable` is tested; the rest runs in build.rs.
+#[allow(dead_code)]
+#[path = "../build/nvcc.rs"]
+mod nvcc;
+
 /// Whether this build has GPU code; fails in CI when it has none.
 fn has_kernels(test: &str) -> bool {
     if !MODULES.is_empty() {
@@ -80,6 +85,40 @@ fn every_kernel_file_is_embedded_as_sm90_cubin_and_compute80_ptx() {
             "{}.cu's PTX",
             m.file
         );
+    }
+}
+
+/// An nvcc newer than the 13.0 driver supports is refused; 13.0 and older are used.
+#[test]
+fn an_nvcc_newer_than_13_0_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    for (release, full, accepted) in [
+        ("13.0", "13.0.88", true),
+        ("12.8", "12.8.93", true),
+        ("13.1", "13.1.80", false),
+        ("14.0", "14.0.10", false),
+    ] {
+        let fake = dir.path().join(format!("nvcc-{full}"));
+        std::fs::write(
+            &fake,
+            format!(
+                "#!/bin/sh\necho 'nvcc: NVIDIA (R) Cuda compiler driver'\n\
+                 echo 'Cuda compilation tools, release {release}, V{full}'\n"
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        match nvcc::usable(&fake) {
+            Ok(found) => {
+                assert!(accepted, "nvcc {full} was accepted");
+                assert_eq!(found.version, full);
+            }
+            Err(why) => {
+                assert!(!accepted, "nvcc {full} was refused: {why}");
+                assert!(why.contains("newer than CUDA 13.0"), "{why}");
+            }
+        }
     }
 }
 
