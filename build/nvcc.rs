@@ -9,12 +9,14 @@
 //! Cargo reruns build.rs when the pinned nvcc appears or changes: it watches that file,
 //! or, while there is none, the .venv-cuda directory (created empty for the purpose), so
 //! `cargo build` and `./scripts/test.sh` give the same binaries in either order, and no
-//! build reruns the script (and the emulator's C++ compile) when nothing changed.
+//! build reruns the script (and the emulator's C++ compile) when nothing changed
+//! (`watch`).
 
 use std::env;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, SystemTime};
 
 /// The newest CUDA release whose PTX the driver of our GPUs (13.0) loads.
 const NEWEST: (u32, u32) = (13, 0);
@@ -43,15 +45,26 @@ pub fn find(out_dir: &Path) -> Result<Nvcc, String> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let venv = root.join(".venv-cuda");
     if let Some(pinned) = pinned(&venv) {
-        println!("cargo:rerun-if-changed={}", pinned.display());
+        watch(&pinned, out_dir);
         return usable(&pinned).map_err(|why| format!("{}: {why}", pinned.display()));
     }
-    // No pinned copy yet: watch the directory it will be installed into.
-    if !venv.exists() {
-        let _ = fs::create_dir(&venv);
+    let found = system_or_installed(root, &venv, out_dir);
+    match pinned(&venv) {
+        // Installed just now: from here on, only it matters.
+        Some(path) => watch(&path, out_dir),
+        // No pinned copy yet: watch the directory it will be installed into.
+        None => {
+            if !venv.exists() {
+                let _ = fs::create_dir(&venv);
+            }
+            watch(&venv, out_dir);
+        }
     }
-    println!("cargo:rerun-if-changed={}", venv.display());
+    found
+}
 
+/// An nvcc on the system no newer than 13.0, else the pinned one, installed now.
+fn system_or_installed(root: &Path, venv: &Path, out_dir: &Path) -> Result<Nvcc, String> {
     let mut skipped = Vec::new();
     for candidate in system_candidates() {
         match usable(&candidate) {
@@ -67,20 +80,46 @@ pub fn find(out_dir: &Path) -> Result<Nvcc, String> {
     } else {
         format!(" ({})", skipped.join("; "))
     };
+    install(root, out_dir).map_err(|why| format!("{why}{skipped}"))?;
+    let path = pinned(venv).ok_or_else(|| {
+        format!("scripts/install-nvcc.sh succeeded but left no nvcc in .venv-cuda{skipped}")
+    })?;
+    println!(
+        "cargo:warning=installed the pinned nvcc into .venv-cuda (scripts/install-nvcc.sh){skipped}"
+    );
+    usable(&path).map_err(|why| format!("{}: {why}", path.display()))
+}
 
-    match install(root, out_dir) {
-        Ok(()) => match pinned(&venv) {
-            Some(path) => {
-                println!(
-                    "cargo:warning=installed the pinned nvcc into .venv-cuda (scripts/install-nvcc.sh){skipped}"
-                );
-                usable(&path).map_err(|why| format!("{}: {why}", path.display()))
-            }
-            None => Err(format!(
-                "scripts/install-nvcc.sh succeeded but left no nvcc in .venv-cuda{skipped}"
-            )),
-        },
-        Err(why) => Err(format!("{why}{skipped}")),
+/// Tells cargo to rerun build.rs when `path` changes. Cargo reruns it when the path is
+/// newer than the time it started this run (the mtime of invoked.timestamp beside
+/// OUT_DIR), so what this run wrote there itself (the installed nvcc, the directory
+/// made to watch) is dated back to that time: else the next build would rerun
+/// build.rs, and the emulator's C++ compile, once more for nothing.
+fn watch(path: &Path, out_dir: &Path) {
+    println!("cargo:rerun-if-changed={}", path.display());
+    let started = out_dir
+        .parent()
+        .and_then(|run| fs::metadata(run.join("invoked.timestamp")).ok())
+        .and_then(|meta| meta.modified().ok());
+    if let Some(started) = started {
+        date_back(path, started - Duration::from_secs(1));
+    }
+}
+
+/// Sets the mtime of `path`, and of everything under it, that is later than `to` to `to`.
+fn date_back(path: &Path, to: SystemTime) {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return;
+    };
+    if meta.is_dir() {
+        for entry in fs::read_dir(path).into_iter().flatten().flatten() {
+            date_back(&entry.path(), to);
+        }
+    }
+    if meta.modified().is_ok_and(|m| m > to) && !meta.is_symlink() {
+        if let Ok(file) = fs::File::open(path) {
+            let _ = file.set_modified(to);
+        }
     }
 }
 
