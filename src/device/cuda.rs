@@ -274,10 +274,11 @@ impl Driver for CudaDriver {
     }
 }
 
-/// Raises the release threshold of the device's default memory pool, from which cudarc
-/// allocates (stream-ordered, `cuMemAllocAsync`) when the driver supports it, to keep
-/// everything: by default the pool hands freed memory back to the driver at every
-/// synchronisation, and the next step's allocations have to map it in again.
+/// Raises the release threshold of the device's memory pool (its default one: nothing
+/// sets another), from which cudarc allocates (stream-ordered, `cuMemAllocAsync`) when
+/// the driver supports it, to keep everything: by default the pool hands freed memory
+/// back to the driver at every synchronisation, and the next step's allocations have to
+/// map it in again.
 fn keep_freed_memory(ctx: &Arc<CudaContext>) -> Result<()> {
     if !ctx.has_async_alloc() {
         return Ok(());
@@ -285,7 +286,7 @@ fn keep_freed_memory(ctx: &Arc<CudaContext>) -> Result<()> {
     let mut threshold = u64::MAX;
     // SAFETY: the device comes from a live context; the attribute takes a u64 (cuuint64_t).
     unsafe {
-        let pool = result::device::get_default_mem_pool(ctx.cu_device())?;
+        let pool = result::device::get_mem_pool(ctx.cu_device())?;
         result::mem_pool::set_attribute(
             pool,
             sys::CUmemPool_attribute::CU_MEMPOOL_ATTR_RELEASE_THRESHOLD,
