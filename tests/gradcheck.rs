@@ -363,7 +363,7 @@ fn check_conv(
         check_op(
             &format!("conv2d {k}x{k} stride {stride} pad {pad} on {input:?} -> {c_out}"),
             vec![("x", x), ("weight", w), ("bias", b)],
-            |tape, v| tape.conv2d(&v[0], &v[1], &v[2], stride, pad),
+            |tape, v| tape.conv2d(&v[0], &v[1], &v[2], stride, pad, false),
             seed + 3,
         )?;
     }
@@ -683,8 +683,7 @@ fn conv_relu_pool_linear_cross_entropy(device: Device) -> Result<()> {
         &mut params,
         &|tape, p| {
             let (x, cw, cb) = (tape.param(p, x), tape.param(p, cw), tape.param(p, cb));
-            let y = tape.conv2d(&x, &cw, &cb, 1, 1)?;
-            let y = tape.relu(&y)?;
+            let y = tape.conv2d(&x, &cw, &cb, 1, 1, true)?;
             let y = tape.max_pool(&y, 3, 2, 1)?;
             let y = tape.global_avg_pool(&y)?;
             let y = tape.flatten(&y)?;

@@ -26,7 +26,7 @@ fn conv(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize) -> Result
         tape.constant(w.clone()),
         tape.constant(b.clone()),
     );
-    Ok(tape.conv2d(&x, &w, &b, stride, pad)?.value)
+    Ok(tape.conv2d(&x, &w, &b, stride, pad, false)?.value)
 }
 
 fn conv_2x2_kernel(device: Device) -> Result<()> {
