@@ -421,6 +421,80 @@ fn conv2d_5x5_pad2(device: Device) -> Result<()> {
     )
 }
 
+/// A bias per output channel that holds its ReLU input on one side of the kink (beyond
+/// what |w · x| reaches at these sizes): channel 0 below (the masked path, whose gradient
+/// must be zero), the others above.
+fn kink_free_bias(device: &Device, c_out: usize) -> Result<Tensor> {
+    let values = (0..c_out)
+        .map(|c| if c == 0 { -2.0 } else { 2.0 })
+        .collect();
+    Tensor::from_vec(device, &[c_out], values)
+}
+
+/// The convolution epilogue's ReLU, with biases clear of the kink.
+fn conv2d_relu_epilogue(device: Device) -> Result<()> {
+    let x = random_tensor(&device, &[2, 2, 4, 5], -0.5, 0.5, 60)?;
+    let w = random_tensor(&device, &[3, 2, 3, 3], -0.2, 0.2, 61)?;
+    check_op(
+        "conv2d 3x3 with the ReLU epilogue",
+        vec![
+            ("x", x),
+            ("weight", w),
+            ("bias", kink_free_bias(&device, 3)?),
+        ],
+        |tape, v| tape.conv2d(&v[0], &v[1], &v[2], 1, 1, true),
+        62,
+    )?;
+    Ok(())
+}
+
+/// The fused 1x1 convolutions (ReLU in the epilogue; the first part into channels
+/// 0..2 of a shared output), then a 3x3 and a 1x1 convolution of the two returned
+/// parts into the next channels: every input of every part gets its gradient, the
+/// fused backward reading the first part's gradient through its view and adding the
+/// three input gradients in one sum.
+fn conv1x1_fused_into_channel_output(device: Device) -> Result<()> {
+    let shape = [2, 3, 3, 4];
+    let mut inputs = vec![("x", random_tensor(&device, &shape, -0.5, 0.5, 70)?)];
+    let names = [("w1", "b1", 2), ("w2", "b2", 3), ("w3", "b3", 2)];
+    for (i, (w, b, c_out)) in names.into_iter().enumerate() {
+        let seed = 71 + i as u64;
+        inputs.push((
+            w,
+            random_tensor(&device, &[c_out, 3, 1, 1], -0.2, 0.2, seed)?,
+        ));
+        inputs.push((b, kink_free_bias(&device, c_out)?));
+    }
+    inputs.push((
+        "w_3x3",
+        random_tensor(&device, &[2, 3, 3, 3], -0.5, 0.5, 75)?,
+    ));
+    inputs.push(("b_3x3", random_tensor(&device, &[2], -0.5, 0.5, 76)?));
+    inputs.push((
+        "w_1x1",
+        random_tensor(&device, &[1, 2, 1, 1], -0.5, 0.5, 77)?,
+    ));
+    inputs.push(("b_1x1", random_tensor(&device, &[1], -0.5, 0.5, 78)?));
+    check_op(
+        "fused 1x1 convolutions into a channel output",
+        inputs,
+        |tape, v| {
+            let device = v[0].value.device().clone();
+            let mut out = tape.channel_output(&device, [2, 5, 3, 4])?;
+            let [r2, r3] = tape.conv1x1_fused(
+                &v[0],
+                [(&v[1], &v[2]), (&v[3], &v[4]), (&v[5], &v[6])],
+                &mut out,
+            )?;
+            tape.conv2d_into(&r2, &v[7], &v[8], 1, 1, false, &mut out)?;
+            tape.conv2d_into(&r3, &v[9], &v[10], 1, 0, false, &mut out)?;
+            tape.finish(out)
+        },
+        79,
+    )?;
+    Ok(())
+}
+
 /// Inputs of both signs, so the gradient is masked and passed, none near the kink.
 fn relu(device: Device) -> Result<()> {
     for (case, shape) in [[1, 2, 4, 5], [2, 3, 3, 3]].into_iter().enumerate() {
@@ -750,6 +824,8 @@ device_tests!(
     conv2d_1x1,
     conv2d_3x3_pad1,
     conv2d_5x5_pad2,
+    conv2d_relu_epilogue,
+    conv1x1_fused_into_channel_output,
     relu,
     max_pool_3x3_stride1_pad1,
     max_pool_3x3_stride2_pad1,

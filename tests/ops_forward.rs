@@ -5,9 +5,9 @@
 
 mod common;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor};
+use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor, Var};
 
 use common::assert_close;
 
@@ -193,6 +193,85 @@ fn relu_values(device: Device) -> Result<()> {
     let y = ops::relu(&tensor(&device, &[3], &[f32::NAN, -1.0, f32::NAN])?)?.to_vec()?;
     assert!(y[0].is_nan() && y[2].is_nan(), "{y:?}");
     assert_eq!(y[1], 0.0);
+    Ok(())
+}
+
+/// The convolution's ReLU epilogue follows torch.relu (clamp_min): with zero filters the
+/// output is relu(bias), and a NaN bias stays NaN.
+fn conv_relu_epilogue_values(device: Device) -> Result<()> {
+    let biases = [-2.0, 0.5, f32::NAN, f32::NEG_INFINITY, f32::INFINITY, 0.0];
+    let x = tensor(&device, &[1, 1, 2, 1], &[1.0, 1.0])?;
+    let w = Tensor::zeros(&device, &[6, 1, 1, 1])?;
+    let b = tensor(&device, &[6], &biases)?;
+    let mut tape = Tape::new();
+    let (x, w, b) = (tape.constant(x), tape.constant(w), tape.constant(b));
+    let y = tape.conv2d(&x, &w, &b, 1, 0, true)?.value.to_vec()?;
+    assert_eq!(y.len(), 12);
+    for (c, &bias) in biases.iter().enumerate() {
+        for v in &y[2 * c..2 * c + 2] {
+            if bias.is_nan() {
+                assert!(v.is_nan(), "channel {c}: {v}");
+            } else {
+                assert_eq!(*v, bias.max(0.0), "channel {c}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An Inception-shaped fill of one output: the fused 1x1 convolutions (the first into
+/// channel 0, the others returned), then two convolutions into channels 1 and 2.
+fn convolutions_fill_channel_slices(device: Device) -> Result<()> {
+    let mut tape = Tape::new();
+    let x = tape.constant(tensor(&device, &[1, 1, 3, 3], &ONE_TO_NINE)?);
+    let scalar = |tape: &mut Tape, v: f32| -> Result<Var> {
+        Ok(tape.constant(tensor(&device, &[1, 1, 1, 1], &[v])?))
+    };
+    let bias = |tape: &mut Tape, v: f32| -> Result<Var> {
+        Ok(tape.constant(tensor(&device, &[1], &[v])?))
+    };
+    let (w1, b1) = (scalar(&mut tape, 1.0)?, bias(&mut tape, -5.0)?);
+    let (w2, b2) = (scalar(&mut tape, -1.0)?, bias(&mut tape, 5.0)?);
+    let (w3, b3) = (scalar(&mut tape, 2.0)?, bias(&mut tape, 0.0)?);
+    let mut out = tape.channel_output(&device, [1, 3, 3, 3])?;
+    let [r2, r3] = tape.conv1x1_fused(&x, [(&w1, &b1), (&w2, &b2), (&w3, &b3)], &mut out)?;
+    // ReLU(5 - x) and ReLU(2x), each its own tensor.
+    assert_eq!(r2.value.to_vec()?, [4., 3., 2., 1., 0., 0., 0., 0., 0.]);
+    assert_eq!(
+        r3.value.to_vec()?,
+        [2., 4., 6., 8., 10., 12., 14., 16., 18.]
+    );
+    // Channel 1: r2 as it is; channel 2: ReLU(r3 / 2 - 3) = ReLU(x - 3).
+    let (one, zero) = (scalar(&mut tape, 1.0)?, bias(&mut tape, 0.0)?);
+    tape.conv2d_into(&r2, &one, &zero, 1, 0, true, &mut out)?;
+    let (half, minus3) = (scalar(&mut tape, 0.5)?, bias(&mut tape, -3.0)?);
+    tape.conv2d_into(&r3, &half, &minus3, 1, 0, true, &mut out)?;
+    let y = tape.finish(out)?;
+    assert_eq!(y.shape(), [1, 3, 3, 3]);
+    #[rustfmt::skip]
+    let expected = [
+        0., 0., 0., 0., 0., 1., 2., 3., 4., // ReLU(x - 5)
+        4., 3., 2., 1., 0., 0., 0., 0., 0., // ReLU(5 - x)
+        0., 0., 0., 1., 2., 3., 4., 5., 6., // ReLU(x - 3)
+    ];
+    assert_eq!(y.value.to_vec()?, expected);
+
+    // Writing past the last channel, and finishing with channels unwritten, are errors.
+    let mut out = tape.channel_output(&device, [1, 2, 3, 3])?;
+    tape.conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)?;
+    let err = tape
+        .finish(out)
+        .err()
+        .context("an unfinished output")?
+        .to_string();
+    assert!(err.contains("1 of 2 channels"), "{err}");
+    let mut out = tape.channel_output(&device, [1, 1, 3, 3])?;
+    tape.conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)?;
+    let err = tape
+        .conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("do not fit"), "{err}");
     Ok(())
 }
 
@@ -697,6 +776,8 @@ device_tests!(
     conv_shape_errors,
     tensor_length_error,
     relu_values,
+    conv_relu_epilogue_values,
+    convolutions_fill_channel_slices,
     max_pool_padding_is_minus_infinity,
     max_pool_values_and_batch,
     max_pool_output_sizes,
