@@ -411,24 +411,6 @@ impl Tape {
         self.avg_pool(x, h, w, 1)
     }
 
-    pub fn concat_channels(&mut self, xs: &[&Var]) -> Result<Var> {
-        let values: Vec<&Tensor> = xs.iter().map(|x| &x.value).collect();
-        let y = ops::concat_channels(&values)?;
-        let parts: Vec<(Option<NodeId>, usize)> =
-            xs.iter().map(|x| (x.node, x.shape()[1])).collect();
-        let nodes: Vec<Option<NodeId>> = parts.iter().map(|p| p.0).collect();
-        Ok(self.record(y, &nodes, move |dy, grads| {
-            let mut start = 0;
-            for (node, channels) in parts {
-                if node.is_some() {
-                    grads.add(node, ops::slice_channels(dy, start, channels)?)?;
-                }
-                start += channels;
-            }
-            Ok(())
-        }))
-    }
-
     /// Inverted dropout (drop probability `p`, mask keyed by `seed`).
     pub fn dropout(&mut self, x: &Var, p: f32, seed: u64) -> Result<Var> {
         let y = ops::dropout(&x.value, p, seed)?;

@@ -481,42 +481,6 @@ pub fn avg_pool_bwd(dy: &Tensor, g: &PoolGeometry) -> Result<Tensor> {
     Ok(Tensor::from_buffer(dy.device(), &g.input_shape(), dx))
 }
 
-/// Concatenates NCHW tensors along channels; all must agree on N, H and W.
-pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
-    ensure!(!xs.is_empty(), "concat: nothing to concatenate");
-    let [n, _, h, w] = xs[0].dims4("concat")?;
-    let mut parts = Vec::with_capacity(xs.len());
-    for x in xs {
-        let [xn, c, xh, xw] = x.dims4("concat")?;
-        ensure!(
-            [xn, xh, xw] == [n, h, w],
-            "concat: shapes {:?} and {:?} differ outside the channel axis",
-            xs[0].shape(),
-            x.shape()
-        );
-        parts.push((x.buffer(), c));
-    }
-    let channels = parts.iter().map(|(_, c)| c).sum();
-    let y = xs[0].device().backend().concat_channels(&parts, n, h * w)?;
-    Ok(Tensor::from_buffer(xs[0].device(), &[n, channels, h, w], y))
-}
-
-/// Channels `start .. start + len` of an NCHW tensor.
-pub fn slice_channels(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-    let [n, c, h, w] = x.dims4("channel slice")?;
-    ensure!(
-        start + len <= c,
-        "channel slice {start}..{} is outside {:?}",
-        start + len,
-        x.shape()
-    );
-    let y = x
-        .device()
-        .backend()
-        .slice_channels(x.buffer(), n, c, h * w, start, len)?;
-    Ok(Tensor::from_buffer(x.device(), &[n, len, h, w], y))
-}
-
 /// Inverted dropout with drop probability `p`; the same call with the same seed
 /// applies the same mask (backward uses that).
 pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {

@@ -439,60 +439,6 @@ fn global_avg_pool_non_square(device: Device) -> Result<()> {
     Ok(())
 }
 
-fn concat_and_slice_channels(device: Device) -> Result<()> {
-    // a has one channel, b two; each plane is 1x2, two images.
-    let a = tensor(&device, &[2, 1, 1, 2], &[1., 2., 3., 4.])?;
-    let b = tensor(
-        &device,
-        &[2, 2, 1, 2],
-        &[10., 11., 12., 13., 14., 15., 16., 17.],
-    )?;
-    let y = ops::concat_channels(&[&a, &b])?;
-    assert_eq!(y.shape(), [2, 3, 1, 2]);
-    // torch.cat(dim=1): per image, a's channels then b's.
-    assert_eq!(
-        y.to_vec()?,
-        [1., 2., 10., 11., 12., 13., 3., 4., 14., 15., 16., 17.]
-    );
-
-    let mut tape = Tape::new();
-    let (va, vb) = (tape.constant(a.clone()), tape.constant(b.clone()));
-    let z = tape.concat_channels(&[&vb, &va])?;
-    assert_eq!(
-        z.value.to_vec()?,
-        [10., 11., 12., 13., 1., 2., 14., 15., 16., 17., 3., 4.]
-    );
-
-    let s = ops::slice_channels(&y, 1, 2)?;
-    assert_eq!(s.shape(), [2, 2, 1, 2]);
-    assert_eq!(s.to_vec()?, b.to_vec()?);
-    assert_eq!(ops::slice_channels(&y, 0, 1)?.to_vec()?, a.to_vec()?);
-    assert_eq!(
-        ops::slice_channels(&y, 2, 1)?.to_vec()?,
-        [12., 13., 16., 17.]
-    );
-    let err = ops::slice_channels(&y, 2, 2).unwrap_err().to_string();
-    assert!(err.contains("[2, 3, 1, 2]"), "{err}");
-    Ok(())
-}
-
-fn concat_shape_mismatch(device: Device) -> Result<()> {
-    let a = Tensor::zeros(&device, &[2, 1, 1, 2])?;
-    let batch = Tensor::zeros(&device, &[1, 1, 1, 2])?;
-    let err = ops::concat_channels(&[&a, &batch]).unwrap_err().to_string();
-    assert!(
-        err.contains("[2, 1, 1, 2]") && err.contains("[1, 1, 1, 2]"),
-        "{err}"
-    );
-    let width = Tensor::zeros(&device, &[2, 3, 1, 3])?;
-    let err = ops::concat_channels(&[&a, &width]).unwrap_err().to_string();
-    assert!(
-        err.contains("[2, 1, 1, 2]") && err.contains("[2, 3, 1, 3]"),
-        "{err}"
-    );
-    Ok(())
-}
-
 fn dropout_p_zero_keeps_everything(device: Device) -> Result<()> {
     let data: Vec<f32> = (0..1000).map(|i| i as f32 * 0.37 - 100.0).collect();
     let x = tensor(&device, &[10, 100], &data)?;
@@ -786,8 +732,6 @@ device_tests!(
     avg_pool_7x7,
     avg_pool_sliding,
     global_avg_pool_non_square,
-    concat_and_slice_channels,
-    concat_shape_mismatch,
     dropout_p_zero_keeps_everything,
     dropout_fraction_and_scale,
     linear_forward,

@@ -145,24 +145,6 @@ pub trait Backend: Send + Sync {
     fn avg_pool_fwd(&self, x: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
     fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
 
-    /// Concatenates `[n, c_i, hw]` inputs along channels into `[n, Σc_i, hw]`.
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>>;
-    /// Channels `start .. start + len` of `x [n, c, hw]`, as `[n, len, hw]`.
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>>;
-
     /// `x * mask / (1 - p)`, the mask drawn by `dropout_keeps(seed, index, p)`.
     /// Forward and backward are the same map, so one method serves both.
     fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>>;

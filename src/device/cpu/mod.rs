@@ -172,38 +172,6 @@ impl Backend for CpuBackend {
         Ok(Buffer::Host(pool::avg_backward(host(dy)?, g)))
     }
 
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>> {
-        let parts = parts
-            .iter()
-            .map(|(b, c)| Ok((host(b)?, *c)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Buffer::Host(elementwise::concat_channels(&parts, n, hw)))
-    }
-
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(elementwise::slice_channels(
-            host(x)?,
-            n,
-            c,
-            hw,
-            start,
-            len,
-        )))
-    }
-
     fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
         Ok(Buffer::Host(elementwise::dropout(host(x)?, p, seed)))
     }

@@ -118,27 +118,6 @@ impl<D: Driver> Backend for GpuBackend<D> {
         pool::avg_backward(&self.driver, dy, g)
     }
 
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>> {
-        elementwise::concat_channels(&self.driver, parts, n, hw)
-    }
-
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>> {
-        elementwise::slice_channels(&self.driver, x, n, c, hw, start, len)
-    }
-
     fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
         elementwise::dropout(&self.driver, x, p, seed)
     }
