@@ -8,7 +8,10 @@
 //
 // Index names: a patch row r = (c, ky, kx) runs over c_in·k·k; an output column
 // j = (img, oy, ox) runs over n·oh·ow; an input column q = (img, iy, ix) over n·h·w.
-// Launch (all GEMMs): 256 threads; grid (⌈cols/64⌉, ⌈rows/64⌉, splits).
+// Launch (all GEMMs): 256 threads; grid (⌈cols/64⌉, ⌈rows/64⌉, splits). The `_small`
+// kernels (forward and backward data) use 32x32 tiles, grid (⌈cols/32⌉, ⌈rows/32⌉),
+// for the products that 64x64 tiles would spread over too few blocks to fill the GPU
+// (late stages at small batches).
 //
 // Output parts. The c_out output channels come in P parts (P = 1, or 3 for the `conv3_`
 // kernels): part s owns the next `len` channels of the concatenated output, has its own
@@ -85,10 +88,10 @@ struct ConvParts {
 //          x[img, c, oy·s + ky - pad, ox·s + kx - pad])   (zero outside the image)
 // as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r; co is
 // stored in its part's view.
-template <int P>
+template <int P, int R>
 __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, cols = n * positions;
-    const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
+    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
 
     auto load_w = [&](int co, int r) {
         int local;
@@ -98,16 +101,16 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
     auto load_col = [&](int r, int j) {
         return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
-    float acc[tiled::REG][tiled::REG];
+    float acc[R][R];
     tiled::gemm_tile<true, false>(c_out, cols, 0, patch, m0, n0, load_w, load_col, acc);
 
-    for (int i = 0; i < tiled::REG; ++i) {
+    for (int i = 0; i < R; ++i) {
         const int co = tiled::tile_row(m0, i);
         if (co >= c_out) continue;
         int local;
         const ConvPart& part = parts.find(co, local);
         const float bias = part.b[local];
-        for (int jj = 0; jj < tiled::REG; ++jj) {
+        for (int jj = 0; jj < R; ++jj) {
             const int j = tiled::tile_col(n0, jj);
             if (j >= cols) continue;
             const float v = acc[i][jj] + bias;
@@ -122,20 +125,25 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
 #define CONV_FWD_PART_INIT(s) \
     { w##s, b##s, y##s, nullptr, nullptr, nullptr, nullptr, len##s, offset##s, total##s }
 
-extern "C" __global__ void conv_fwd_f32(const float* x, CONV_FWD_PART(0), int relu,
-                                        CONV_GEOMETRY) {
-    const ConvParts<1> parts = {{CONV_FWD_PART_INIT(0)}};
-    conv_fwd(x, parts, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv_fwd_f32)
+// One part and three, on 64x64 tiles and (`_small`) 32x32.
+#define CONV_FWD_KERNELS(suffix, R)                                                       \
+    extern "C" __global__ void conv_fwd##suffix##_f32(const float* x, CONV_FWD_PART(0),   \
+                                                      int relu, CONV_GEOMETRY) {          \
+        const ConvParts<1> parts = {{CONV_FWD_PART_INIT(0)}};                             \
+        conv_fwd<1, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+    }                                                                                     \
+    EMU_REGISTER(conv_fwd##suffix##_f32)                                                  \
+    extern "C" __global__ void conv3_fwd##suffix##_f32(                                   \
+        const float* x, CONV_FWD_PART(0), CONV_FWD_PART(1), CONV_FWD_PART(2), int relu,   \
+        CONV_GEOMETRY) {                                                                  \
+        const ConvParts<3> parts = {                                                      \
+            {CONV_FWD_PART_INIT(0), CONV_FWD_PART_INIT(1), CONV_FWD_PART_INIT(2)}};       \
+        conv_fwd<3, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+    }                                                                                     \
+    EMU_REGISTER(conv3_fwd##suffix##_f32)
 
-extern "C" __global__ void conv3_fwd_f32(const float* x, CONV_FWD_PART(0), CONV_FWD_PART(1),
-                                         CONV_FWD_PART(2), int relu, CONV_GEOMETRY) {
-    const ConvParts<3> parts = {
-        {CONV_FWD_PART_INIT(0), CONV_FWD_PART_INIT(1), CONV_FWD_PART_INIT(2)}};
-    conv_fwd(x, parts, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv3_fwd_f32)
+CONV_FWD_KERNELS(, 4)
+CONV_FWD_KERNELS(_small, 2)
 
 // Backward data (the transposed convolution, as a gather so no two threads write one
 // element): dx[img, c, iy, ix] (+)= Σ_{co, ky, kx} w[co, c, ky, kx] · dy[img, co, oy, ox]
@@ -145,12 +153,12 @@ EMU_REGISTER(conv3_fwd_f32)
 // (ix + pad - kx) / s) when those divide exactly and land inside dy, else 0. Rows c,
 // cols q, depth c_out·k·k over every part. With `accumulate`, the result is added to
 // what dx holds (the gradient gathered so far) instead of replacing it.
-template <int P>
+template <int P, int R>
 __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, int accumulate,
                               CONV_GEOMETRY) {
     const int kk2 = k * k, depth = c_out * kk2, plane = h * wd, cols = n * plane;
     const int positions = oh * ow;
-    const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
+    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
 
     auto load_w = [&](int c, int t) {
         int local;
@@ -174,13 +182,13 @@ __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, in
         const ConvPart& part = parts.find(t / kk2, local);
         return part.grad(img, local, oy * ow + ox, positions, relu);
     };
-    float acc[tiled::REG][tiled::REG];
+    float acc[R][R];
     tiled::gemm_tile<false, false>(c_in, cols, 0, depth, m0, n0, load_w, load_dy, acc);
 
-    for (int i = 0; i < tiled::REG; ++i) {
+    for (int i = 0; i < R; ++i) {
         const int c = tiled::tile_row(m0, i);
         if (c >= c_in) continue;
-        for (int jj = 0; jj < tiled::REG; ++jj) {
+        for (int jj = 0; jj < R; ++jj) {
             const int q = tiled::tile_col(n0, jj);
             if (q >= cols) continue;
             const int img = q / plane, pix = q % plane;
@@ -196,21 +204,24 @@ __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, in
 #define CONV_DATA_PART_INIT(s) \
     { w##s, nullptr, nullptr, dy##s, y##s, nullptr, nullptr, len##s, offset##s, total##s }
 
-extern "C" __global__ void conv_bwd_data_f32(CONV_DATA_PART(0), float* dx, int relu,
-                                             int accumulate, CONV_GEOMETRY) {
-    const ConvParts<1> parts = {{CONV_DATA_PART_INIT(0)}};
-    conv_bwd_data(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv_bwd_data_f32)
+#define CONV_DATA_KERNELS(suffix, R)                                                      \
+    extern "C" __global__ void conv_bwd_data##suffix##_f32(                               \
+        CONV_DATA_PART(0), float* dx, int relu, int accumulate, CONV_GEOMETRY) {          \
+        const ConvParts<1> parts = {{CONV_DATA_PART_INIT(0)}};                            \
+        conv_bwd_data<1, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+    }                                                                                     \
+    EMU_REGISTER(conv_bwd_data##suffix##_f32)                                             \
+    extern "C" __global__ void conv3_bwd_data##suffix##_f32(                              \
+        CONV_DATA_PART(0), CONV_DATA_PART(1), CONV_DATA_PART(2), float* dx, int relu,     \
+        int accumulate, CONV_GEOMETRY) {                                                  \
+        const ConvParts<3> parts = {                                                      \
+            {CONV_DATA_PART_INIT(0), CONV_DATA_PART_INIT(1), CONV_DATA_PART_INIT(2)}};    \
+        conv_bwd_data<3, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+    }                                                                                     \
+    EMU_REGISTER(conv3_bwd_data##suffix##_f32)
 
-extern "C" __global__ void conv3_bwd_data_f32(CONV_DATA_PART(0), CONV_DATA_PART(1),
-                                              CONV_DATA_PART(2), float* dx, int relu,
-                                              int accumulate, CONV_GEOMETRY) {
-    const ConvParts<3> parts = {
-        {CONV_DATA_PART_INIT(0), CONV_DATA_PART_INIT(1), CONV_DATA_PART_INIT(2)}};
-    conv_bwd_data(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv3_bwd_data_f32)
+CONV_DATA_KERNELS(, 4)
+CONV_DATA_KERNELS(_small, 2)
 
 // Backward filter and bias, as one GEMM with an extra column: for the output columns j
 // in [z·chunk, (z+1)·chunk) with z = blockIdx.z,
@@ -348,6 +359,8 @@ EMU_REGISTER(conv3_bwd_filter_reduce_f32)
 #undef CONV_GEOMETRY_ARGS
 #undef CONV_FWD_PART
 #undef CONV_FWD_PART_INIT
+#undef CONV_FWD_KERNELS
+#undef CONV_DATA_KERNELS
 #undef CONV_GRAD_PART
 #undef CONV_DATA_PART
 #undef CONV_DATA_PART_INIT

@@ -375,6 +375,9 @@ fn conv_matches_within_tolerance() -> Result<()> {
         ([2, 2, 32, 32], 4, 3, 1, 1), // 2048 output pixels: the filter gradient splits
         ([4, 1, 64, 64], 8, 7, 2, 3), // conv1 on 64x64: four splits
         ([2, 32, 8, 8], 48, 5, 1, 2), // an Inception 5x5: several tiles on every axis
+        // 138 tiles of 64x64 both ways: forward and backward data on the large tiles
+        // (every case above runs on the 32x32 ones).
+        ([1, 130, 54, 54], 130, 1, 1, 0),
     ];
     for (i, (input, c_out, k, stride, pad)) in cases.into_iter().enumerate() {
         for fused in [false, true] {

@@ -8,14 +8,21 @@
 //! the backward GEMMs' loads. Backward filter computes the weight and bias gradients in
 //! one GEMM; where its reduction (over every output pixel of the batch) is long next to
 //! the weights, it splits it across blocks and sums the splits in a second, fixed-order
-//! launch.
+//! launch. Forward and backward data run on smaller tiles where the usual ones would
+//! not fill the GPU, which keeps them one launch each (no split-K reduction to add).
 
 use anyhow::{bail, ensure, Result};
 
-use super::launch::{check_len, gemm_grid, int, per_element, GEMM_TILE, GEMM_TILE_K};
-use super::{Arg, Driver};
+use super::launch::{check_len, gemm_grid, int, per_element, GEMM_THREADS, GEMM_TILE, GEMM_TILE_K};
+use super::{Arg, Driver, Launch};
 use crate::device::geometry::{ChannelView, ConvGeometry};
 use crate::device::{Buffer, ConvOutput, ConvOutputGrad};
+
+/// Below this many 64x64 tiles, a forward or backward-data GEMM would leave SMs of a
+/// 132-SM GPU idle (late stages at batch 16): it runs on 32x32 tiles instead, four
+/// times the blocks, in the same one launch.
+const SMALL_GRID_BLOCKS: usize = 132;
+const SMALL_TILE: usize = 32;
 
 /// Backward filter aims for about this many blocks (two per SM on a 132-SM GPU), so
 /// small weight tensors (conv1's 64 x 49) still fill the GPU.
@@ -50,6 +57,28 @@ fn kernel(op: &str, parts: usize) -> Result<String> {
         3 => Ok(format!("conv3_{op}_f32")),
         other => bail!("conv: the GPU kernels take 1 or 3 output parts, got {other}"),
     }
+}
+
+/// The kernel `conv_<op>` (or `conv3_<op>`) and its grid for a `rows x cols` product, on
+/// 64x64 tiles, or on 32x32 tiles (the `_small` kernels) where 64x64 ones are too few.
+fn tiled(op: &str, parts: usize, rows: usize, cols: usize) -> Result<(String, Launch)> {
+    if rows.div_ceil(GEMM_TILE) * cols.div_ceil(GEMM_TILE) >= SMALL_GRID_BLOCKS {
+        return Ok((kernel(op, parts)?, gemm_grid(rows, cols, 1)?));
+    }
+    let tiles_y = rows.div_ceil(SMALL_TILE).max(1);
+    ensure!(
+        tiles_y <= 65535,
+        "a GEMM of {rows} rows exceeds the grid's limits"
+    );
+    let launch = Launch {
+        grid: [
+            int(cols.div_ceil(SMALL_TILE).max(1), "GEMM tile columns")? as u32,
+            tiles_y as u32,
+            1,
+        ],
+        block: [GEMM_THREADS, 1, 1],
+    };
+    Ok((kernel(&format!("{op}_small"), parts)?, launch))
 }
 
 /// Checks that `buffer` is an output-shaped tensor of `view.total` channels holding the
@@ -120,7 +149,8 @@ pub(super) fn forward<D: Driver>(
     relu: bool,
 ) -> Result<()> {
     check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
-    let name = kernel("fwd", parts.len())?;
+    let columns = g.n * g.oh * g.ow;
+    let (name, grid) = tiled("fwd", parts.len(), g.c_out, columns)?;
     let mut channels = 0;
     for part in parts.iter() {
         check_len(part.w, part.view.len * g.patch_len(), "conv weight")?;
@@ -133,7 +163,6 @@ pub(super) fn forward<D: Driver>(
         g.c_out
     );
     let dims = geometry_args(g)?;
-    let columns = g.n * g.oh * g.ow;
     let mut args = vec![Arg::F32(x)];
     for part in parts.iter_mut() {
         let view = view_args(part.y, part.view, g)?;
@@ -149,7 +178,7 @@ pub(super) fn forward<D: Driver>(
     }
     args.push(Arg::I32(relu.into()));
     args.extend(dims.map(Arg::I32));
-    d.launch(&name, gemm_grid(g.c_out, columns, 1)?, &mut args)
+    d.launch(&name, grid, &mut args)
 }
 
 pub(super) fn backward_data<D: Driver>(
@@ -165,11 +194,11 @@ pub(super) fn backward_data<D: Driver>(
         grads.len(),
         w.len()
     );
-    let name = kernel("bwd_data", grads.len())?;
     let relu = check_grads(grads, g)?;
     let dims = geometry_args(g)?;
     // One GEMM column per input pixel: dx is gathered, each element by one thread.
     let columns = g.n * g.h * g.w;
+    let (name, grid) = tiled("bwd_data", grads.len(), g.c_in, columns)?;
     let accumulate = into.is_some();
     let mut dx = match into {
         Some(dx) => {
@@ -193,7 +222,7 @@ pub(super) fn backward_data<D: Driver>(
         Arg::I32(accumulate.into()),
     ]);
     args.extend(dims.map(Arg::I32));
-    d.launch(&name, gemm_grid(g.c_in, columns, 1)?, &mut args)?;
+    d.launch(&name, grid, &mut args)?;
     Ok(dx)
 }
 
