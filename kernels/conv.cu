@@ -71,11 +71,20 @@ template <int P>
 struct ConvParts {
     ConvPart part[P];
     // The part holding concatenated channel `co`; sets `local` to its channel there.
-    __device__ const ConvPart& find(int co, int& local) const {
-        int s = 0;
-        while (s + 1 < P && co >= part[s].len) co -= part[s++].len;
+    // By value, and over constant indices only, so the choice stays in registers:
+    // indexing `part` with a run-time index would put the parts in local memory.
+    __device__ ConvPart find(int co, int& local) const {
+        ConvPart found = part[0];
+        bool past = true;  // co lies past the parts looked at so far
+        for (int s = 0; s + 1 < P; ++s) {
+            past = past && co >= part[s].len;
+            if (past) {
+                co -= part[s].len;
+                found = part[s + 1];
+            }
+        }
         local = co;
-        return part[s];
+        return found;
     }
 };
 
