@@ -597,15 +597,15 @@ impl Suite<'_> {
             let flops = Work::Flops(2.0 * g.macs() as f64);
             let shape = conv_shape(g);
             let row = self.run("conv fwd", names, shape.clone(), flops, &mut || {
-                ops::conv2d(&x, &w, &b, g).map(drop)
+                ops::conv2d(&x, &w, &b, g, true).map(drop)
             })?;
             self.compare(row, g, reference::Pass::Forward);
             let row = self.run("conv bwd data", names, shape.clone(), flops, &mut || {
-                ops::conv2d_bwd_data(&dy, &w, g).map(drop)
+                ops::conv2d_bwd_data(&[ops::ConvGrad::whole(&dy)], &[&w], g, None).map(drop)
             })?;
             self.compare(row, g, reference::Pass::BackwardData);
             let row = self.run("conv bwd filter", names, shape, flops, &mut || {
-                ops::conv2d_bwd_filter(&x, &dy, g).map(drop)
+                ops::conv2d_bwd_filter(&x, &[ops::ConvGrad::whole(&dy)], g).map(drop)
             })?;
             self.compare(row, g, reference::Pass::BackwardFilter);
         }
@@ -927,7 +927,7 @@ fn warm_up(gpu: &Device, size: usize) -> Result<()> {
     let start = Instant::now();
     while start.elapsed().as_secs_f64() < 0.5 {
         for _ in 0..10 {
-            ops::conv2d(&x, &w, &b, &g)?;
+            ops::conv2d(&x, &w, &b, &g, true)?;
         }
         gpu.synchronize()?;
     }

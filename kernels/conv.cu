@@ -8,7 +8,23 @@
 //
 // Index names: a patch row r = (c, ky, kx) runs over c_in·k·k; an output column
 // j = (img, oy, ox) runs over n·oh·ow; an input column q = (img, iy, ix) over n·h·w.
-// Launch (all three GEMMs): 256 threads; grid (⌈cols/64⌉, ⌈rows/64⌉, splits).
+// Launch (all GEMMs): 256 threads; grid (⌈cols/64⌉, ⌈rows/64⌉, splits). The `_small`
+// kernels (forward and backward data) use 32x32 tiles, grid (⌈cols/32⌉, ⌈rows/32⌉),
+// for the products that 64x64 tiles would spread over too few blocks to fill the GPU
+// (late stages at small batches).
+//
+// Output parts. The c_out output channels come in P parts (P = 1, or 3 for the `conv3_`
+// kernels): part s owns the next `len` channels of the concatenated output, has its own
+// filters and bias, and writes (or, backward, reads its gradient from) channels
+// [offset, offset + len) of its own tensor [n, total, oh, ow]. One part with a view is a
+// convolution writing straight into its slice of an Inception block's output (no concat
+// kernel); three parts are a block's three 1x1 convolutions run as one GEMM over their
+// concatenated filters, each landing in its own tensor.
+//
+// Epilogue: forward stores act(acc + b) with act ReLU when `relu` (clamp_min: NaN stays
+// NaN), else the identity. Backward kernels, when `relu`, read the output gradient
+// masked by ReLU's backward, dy · [y > 0] with y the forward output through the same view,
+// so no ReLU kernel runs in either direction.
 
 // Input row (or column) that kernel tap `kt` reads for output position `o`, or -1 in
 // the padding.
@@ -29,50 +45,134 @@ __device__ inline float im2col_at(const float* x, int r, int j, int c_in, int h,
     return (iy < 0 || ix < 0) ? 0.0f : x[((img * c_in + c) * h + iy) * wd + ix];
 }
 
-// Forward: y[img, co, oy, ox] = b[co] + Σ_{c, ky, kx} w[co, c, ky, kx] ·
-//          x[img, c, oy·s + ky - pad, ox·s + kx - pad]   (zero outside the image)
-// as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r.
-extern "C" __global__ void conv_fwd_f32(const float* x, const float* w, const float* b,
-                                        float* y, int n, int c_in, int h, int wd, int c_out,
-                                        int k, int stride, int pad, int oh, int ow) {
-    const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, cols = n * positions;
-    const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
+// One output part; each kernel fills the fields it uses and leaves the others null.
+struct ConvPart {
+    const float* w;     // filters [len, c_in, k, k]              (forward, backward data)
+    const float* b;     // bias [len]                               (forward)
+    float* y;           // output                                   (forward)
+    const float* dy;    // output gradient                          (backward)
+    const float* fwd_y; // forward output, ReLU's mask              (backward, when relu)
+    float* dw;          // weight gradient [len, c_in, k, k]        (backward filter)
+    float* db;          // bias gradient [len]                      (backward filter)
+    int len, offset, total;
 
-    auto load_w = [&](int co, int r) { return w[co * patch + r]; };
+    // Index of element (img, channel `local` of this part, pixel p) in its tensor.
+    __device__ int at(int img, int local, int p, int positions) const {
+        return (img * total + offset + local) * positions + p;
+    }
+    // The output gradient there, masked by ReLU's backward when the forward applied it.
+    __device__ float grad(int img, int local, int p, int positions, int relu) const {
+        const int e = at(img, local, p, positions);
+        return (relu && !(fwd_y[e] > 0.0f)) ? 0.0f : dy[e];
+    }
+};
+
+template <int P>
+struct ConvParts {
+    ConvPart part[P];
+    // The part holding concatenated channel `co`; sets `local` to its channel there.
+    // By value, and over constant indices only, so the choice stays in registers:
+    // indexing `part` with a run-time index would put the parts in local memory.
+    __device__ ConvPart find(int co, int& local) const {
+        ConvPart found = part[0];
+        bool past = true;  // co lies past the parts looked at so far
+        for (int s = 0; s + 1 < P; ++s) {
+            past = past && co >= part[s].len;
+            if (past) {
+                co -= part[s].len;
+                found = part[s + 1];
+            }
+        }
+        local = co;
+        return found;
+    }
+};
+
+// The geometry every kernel takes after its buffers.
+#define CONV_GEOMETRY                                                                     \
+    int n, int c_in, int h, int wd, int c_out, int k, int stride, int pad, int oh, int ow
+#define CONV_GEOMETRY_ARGS n, c_in, h, wd, c_out, k, stride, pad, oh, ow
+
+// Forward: y[img, co, oy, ox] = act(b[co] + Σ_{c, ky, kx} w[co, c, ky, kx] ·
+//          x[img, c, oy·s + ky - pad, ox·s + kx - pad])   (zero outside the image)
+// as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r; co is
+// stored in its part's view.
+template <int P, int R>
+__device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CONV_GEOMETRY) {
+    const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, cols = n * positions;
+    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
+
+    auto load_w = [&](int co, int r) {
+        int local;
+        const ConvPart& part = parts.find(co, local);
+        return part.w[local * patch + r];
+    };
     auto load_col = [&](int r, int j) {
         return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
-    float acc[tiled::REG][tiled::REG];
+    float acc[R][R];
     tiled::gemm_tile<true, false>(c_out, cols, 0, patch, m0, n0, load_w, load_col, acc);
 
-    for (int i = 0; i < tiled::REG; ++i) {
+    for (int i = 0; i < R; ++i) {
         const int co = tiled::tile_row(m0, i);
         if (co >= c_out) continue;
-        for (int jj = 0; jj < tiled::REG; ++jj) {
+        int local;
+        const ConvPart& part = parts.find(co, local);
+        const float bias = part.b[local];
+        for (int jj = 0; jj < R; ++jj) {
             const int j = tiled::tile_col(n0, jj);
             if (j >= cols) continue;
-            const int img = j / positions, p = j % positions;
-            y[(img * c_out + co) * positions + p] = acc[i][jj] + b[co];
+            const float v = acc[i][jj] + bias;
+            part.y[part.at(j / positions, local, j % positions, positions)] =
+                (relu && v < 0.0f) ? 0.0f : v;
         }
     }
 }
-EMU_REGISTER(conv_fwd_f32)
+
+#define CONV_FWD_PART(s) \
+    const float *w##s, const float *b##s, float *y##s, int len##s, int offset##s, int total##s
+#define CONV_FWD_PART_INIT(s) \
+    { w##s, b##s, y##s, nullptr, nullptr, nullptr, nullptr, len##s, offset##s, total##s }
+
+// One part and three, on 64x64 tiles and (`_small`) 32x32.
+#define CONV_FWD_KERNELS(suffix, R)                                                       \
+    extern "C" __global__ void conv_fwd##suffix##_f32(const float* x, CONV_FWD_PART(0),   \
+                                                      int relu, CONV_GEOMETRY) {          \
+        const ConvParts<1> parts = {{CONV_FWD_PART_INIT(0)}};                             \
+        conv_fwd<1, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+    }                                                                                     \
+    EMU_REGISTER(conv_fwd##suffix##_f32)                                                  \
+    extern "C" __global__ void conv3_fwd##suffix##_f32(                                   \
+        const float* x, CONV_FWD_PART(0), CONV_FWD_PART(1), CONV_FWD_PART(2), int relu,   \
+        CONV_GEOMETRY) {                                                                  \
+        const ConvParts<3> parts = {                                                      \
+            {CONV_FWD_PART_INIT(0), CONV_FWD_PART_INIT(1), CONV_FWD_PART_INIT(2)}};       \
+        conv_fwd<3, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+    }                                                                                     \
+    EMU_REGISTER(conv3_fwd##suffix##_f32)
+
+CONV_FWD_KERNELS(, 4)
+CONV_FWD_KERNELS(_small, 2)
 
 // Backward data (the transposed convolution, as a gather so no two threads write one
-// element): dx[img, c, iy, ix] = Σ_{co, ky, kx} w[co, c, ky, kx] · dy[img, co, oy, ox]
+// element): dx[img, c, iy, ix] (+)= Σ_{co, ky, kx} w[co, c, ky, kx] · dy[img, co, oy, ox]
 // over the taps with iy = oy·s + ky - pad and ix = ox·s + kx - pad for an output
 // (oy, ox) inside dy. As the GEMM dX[c, q] = Σ_{(co,ky,kx)} W[co, c, ky, kx] · D[(co,ky,kx), q],
-// where D is dy at (oy, ox) = ((iy + pad - ky) / s, (ix + pad - kx) / s) when those
-// divide exactly and land inside dy, else 0. Rows c, cols q, depth c_out·k·k.
-extern "C" __global__ void conv_bwd_data_f32(const float* dy, const float* w, float* dx, int n,
-                                             int c_in, int h, int wd, int c_out, int k,
-                                             int stride, int pad, int oh, int ow) {
+// where D is dy (ReLU-masked when `relu`) at (oy, ox) = ((iy + pad - ky) / s,
+// (ix + pad - kx) / s) when those divide exactly and land inside dy, else 0. Rows c,
+// cols q, depth c_out·k·k over every part. With `accumulate`, the result is added to
+// what dx holds (the gradient gathered so far) instead of replacing it.
+template <int P, int R>
+__device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, int accumulate,
+                              CONV_GEOMETRY) {
     const int kk2 = k * k, depth = c_out * kk2, plane = h * wd, cols = n * plane;
-    const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
+    const int positions = oh * ow;
+    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
 
     auto load_w = [&](int c, int t) {
-        const int co = t / kk2, tap = t % kk2;
-        return w[(co * c_in + c) * kk2 + tap];
+        int local;
+        const ConvPart& part = parts.find(t / kk2, local);
+        return part.w[(local * c_in + c) * kk2 + t % kk2];
     };
     // Output coordinate that input coordinate i reaches through tap kt, or -1.
     auto target = [&](int i, int kt, int len) {
@@ -82,99 +182,199 @@ extern "C" __global__ void conv_bwd_data_f32(const float* dy, const float* w, fl
         return o < len ? o : -1;
     };
     auto load_dy = [&](int t, int q) {
-        const int co = t / kk2, ky = (t / k) % k, kx = t % k;
+        const int ky = (t / k) % k, kx = t % k;
         const int img = q / plane, pix = q % plane;
         const int oy = target(pix / wd, ky, oh);
         const int ox = target(pix % wd, kx, ow);
-        return (oy < 0 || ox < 0) ? 0.0f : dy[((img * c_out + co) * oh + oy) * ow + ox];
+        if (oy < 0 || ox < 0) return 0.0f;
+        int local;
+        const ConvPart& part = parts.find(t / kk2, local);
+        return part.grad(img, local, oy * ow + ox, positions, relu);
     };
-    float acc[tiled::REG][tiled::REG];
+    float acc[R][R];
     tiled::gemm_tile<false, false>(c_in, cols, 0, depth, m0, n0, load_w, load_dy, acc);
 
-    for (int i = 0; i < tiled::REG; ++i) {
+    for (int i = 0; i < R; ++i) {
         const int c = tiled::tile_row(m0, i);
         if (c >= c_in) continue;
-        for (int jj = 0; jj < tiled::REG; ++jj) {
+        for (int jj = 0; jj < R; ++jj) {
             const int q = tiled::tile_col(n0, jj);
             if (q >= cols) continue;
             const int img = q / plane, pix = q % plane;
-            dx[(img * c_in + c) * plane + pix] = acc[i][jj];
+            float* out = &dx[(img * c_in + c) * plane + pix];
+            *out = accumulate ? *out + acc[i][jj] : acc[i][jj];
         }
     }
 }
-EMU_REGISTER(conv_bwd_data_f32)
 
-// Backward filter, one split of the reduction: for the output columns j in
-// [z·chunk, (z+1)·chunk) with z = blockIdx.z,
-//   part[z, co, r] = Σ_j dy[img, co, oy, ox] · x[img, c, oy·s + ky - pad, ox·s + kx - pad]
-// (j = (img, oy, ox), r = (c, ky, kx)), the GEMM dW = dY · colᵀ restricted to the split.
-// Splitting the long j axis (n·oh·ow) gives small weight tensors enough blocks; the
-// splits are summed in a fixed order by conv_bwd_filter_reduce_f32 (no float atomics).
-// With one split, `part` is dw itself.
-extern "C" __global__ void conv_bwd_filter_f32(const float* x, const float* dy, float* part,
-                                               int n, int c_in, int h, int wd, int c_out,
-                                               int k, int stride, int pad, int oh, int ow,
-                                               int chunk) {
+#define CONV_GRAD_PART(s) \
+    const float *dy##s, const float *y##s, int len##s, int offset##s, int total##s
+#define CONV_DATA_PART(s) const float *w##s, CONV_GRAD_PART(s)
+#define CONV_DATA_PART_INIT(s) \
+    { w##s, nullptr, nullptr, dy##s, y##s, nullptr, nullptr, len##s, offset##s, total##s }
+
+#define CONV_DATA_KERNELS(suffix, R)                                                      \
+    extern "C" __global__ void conv_bwd_data##suffix##_f32(                               \
+        CONV_DATA_PART(0), float* dx, int relu, int accumulate, CONV_GEOMETRY) {          \
+        const ConvParts<1> parts = {{CONV_DATA_PART_INIT(0)}};                            \
+        conv_bwd_data<1, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+    }                                                                                     \
+    EMU_REGISTER(conv_bwd_data##suffix##_f32)                                             \
+    extern "C" __global__ void conv3_bwd_data##suffix##_f32(                              \
+        CONV_DATA_PART(0), CONV_DATA_PART(1), CONV_DATA_PART(2), float* dx, int relu,     \
+        int accumulate, CONV_GEOMETRY) {                                                  \
+        const ConvParts<3> parts = {                                                      \
+            {CONV_DATA_PART_INIT(0), CONV_DATA_PART_INIT(1), CONV_DATA_PART_INIT(2)}};    \
+        conv_bwd_data<3, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+    }                                                                                     \
+    EMU_REGISTER(conv3_bwd_data##suffix##_f32)
+
+CONV_DATA_KERNELS(, 4)
+CONV_DATA_KERNELS(_small, 2)
+
+// Backward filter and bias, as one GEMM with an extra column: for the output columns j
+// in [z·chunk, (z+1)·chunk) with z = blockIdx.z,
+//   G[co, r] = Σ_j dy[img, co, oy, ox] · x[img, c, oy·s + ky - pad, ox·s + kx - pad]
+//   G[co, patch] = Σ_j dy[img, co, oy, ox]   (a column of ones: the bias gradient)
+// (j = (img, oy, ox), r = (c, ky, kx), dy ReLU-masked when `relu`): dW = dY · colᵀ and
+// db in one launch. With one split (grid z = 1) G goes straight to each part's dw and
+// db; with more, each split writes its own partial G, `part` [splits, c_out, patch + 1],
+// and conv_bwd_filter_reduce sums the splits in a fixed order (no float atomics).
+// Splitting the long j axis (n·oh·ow) gives small weight tensors enough blocks.
+template <int P>
+__device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float* part_sums,
+                                int chunk, int relu, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, depth = n * positions;
     const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
     const int j_begin = blockIdx.z * chunk;
     const int j_end = j_begin + chunk < depth ? j_begin + chunk : depth;
 
     auto load_dy = [&](int co, int j) {
-        const int img = j / positions, p = j % positions;
-        return dy[(img * c_out + co) * positions + p];
+        int local;
+        const ConvPart& part = parts.find(co, local);
+        return part.grad(j / positions, local, j % positions, positions, relu);
     };
     auto load_col = [&](int j, int r) {
-        return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
+        return r == patch ? 1.0f
+                          : im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
     float acc[tiled::REG][tiled::REG];
-    tiled::gemm_tile<true, true>(c_out, patch, j_begin, j_end, m0, n0, load_dy, load_col, acc);
+    tiled::gemm_tile<true, true>(c_out, patch + 1, j_begin, j_end, m0, n0, load_dy, load_col,
+                                 acc);
 
-    float* out = part + blockIdx.z * c_out * patch;
     for (int i = 0; i < tiled::REG; ++i) {
         const int co = tiled::tile_row(m0, i);
         if (co >= c_out) continue;
+        int local;
+        const ConvPart& part = parts.find(co, local);
         for (int jj = 0; jj < tiled::REG; ++jj) {
             const int r = tiled::tile_col(n0, jj);
-            if (r < patch) out[co * patch + r] = acc[i][jj];
+            if (r > patch) continue;
+            if (gridDim.z > 1)
+                part_sums[(blockIdx.z * c_out + co) * (patch + 1) + r] = acc[i][jj];
+            else if (r < patch)
+                part.dw[local * patch + r] = acc[i][jj];
+            else
+                part.db[local] = acc[i][jj];
         }
     }
 }
+
+// Parts of the one-split kernels: where each part's gradients go.
+#define CONV_FILTER_PART(s) CONV_GRAD_PART(s), float *dw##s, float *db##s
+#define CONV_FILTER_PART_INIT(s) \
+    { nullptr, nullptr, nullptr, dy##s, y##s, dw##s, db##s, len##s, offset##s, total##s }
+// Parts of the split kernels, which write `part` instead.
+#define CONV_SPLIT_PART_INIT(s) \
+    { nullptr, nullptr, nullptr, dy##s, y##s, nullptr, nullptr, len##s, offset##s, total##s }
+
+extern "C" __global__ void conv_bwd_filter_f32(const float* x, CONV_FILTER_PART(0), int relu,
+                                               CONV_GEOMETRY) {
+    const ConvParts<1> parts = {{CONV_FILTER_PART_INIT(0)}};
+    conv_bwd_filter(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS);
+}
 EMU_REGISTER(conv_bwd_filter_f32)
 
-// Sums the split-K partials of conv_bwd_filter_f32 in split order:
-// dw[e] = ((part[0, e] + part[1, e]) + ...) + part[splits-1, e], for e < len.
-// Launch: one thread per element of dw.
-extern "C" __global__ void conv_bwd_filter_reduce_f32(const float* part, float* dw, int len,
-                                                      int splits) {
+extern "C" __global__ void conv3_bwd_filter_f32(const float* x, CONV_FILTER_PART(0),
+                                                CONV_FILTER_PART(1), CONV_FILTER_PART(2),
+                                                int relu, CONV_GEOMETRY) {
+    const ConvParts<3> parts = {
+        {CONV_FILTER_PART_INIT(0), CONV_FILTER_PART_INIT(1), CONV_FILTER_PART_INIT(2)}};
+    conv_bwd_filter(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS);
+}
+EMU_REGISTER(conv3_bwd_filter_f32)
+
+extern "C" __global__ void conv_bwd_filter_split_f32(const float* x, CONV_GRAD_PART(0),
+                                                     float* part, int chunk, int relu,
+                                                     CONV_GEOMETRY) {
+    const ConvParts<1> parts = {{CONV_SPLIT_PART_INIT(0)}};
+    conv_bwd_filter(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);
+}
+EMU_REGISTER(conv_bwd_filter_split_f32)
+
+extern "C" __global__ void conv3_bwd_filter_split_f32(const float* x, CONV_GRAD_PART(0),
+                                                      CONV_GRAD_PART(1), CONV_GRAD_PART(2),
+                                                      float* part, int chunk, int relu,
+                                                      CONV_GEOMETRY) {
+    const ConvParts<3> parts = {
+        {CONV_SPLIT_PART_INIT(0), CONV_SPLIT_PART_INIT(1), CONV_SPLIT_PART_INIT(2)}};
+    conv_bwd_filter(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);
+}
+EMU_REGISTER(conv3_bwd_filter_split_f32)
+
+// Sums the split partials of conv_bwd_filter in split order, for e = (co, r) < c_out·(patch+1):
+// G[e] = ((part[0, e] + part[1, e]) + ...) + part[splits-1, e], stored in co's part as
+// dw (r < patch) or db (r = patch). Launch: one thread per element of G.
+template <int P>
+__device__ void conv_bwd_filter_reduce(const float* part_sums, const ConvParts<P>& parts,
+                                       int c_out, int patch, int splits) {
+    const int len = c_out * (patch + 1);
     const int e = blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= len) return;
-    float sum = part[e];
-    for (int s = 1; s < splits; ++s) sum += part[s * len + e];
-    dw[e] = sum;
+    float sum = part_sums[e];
+    for (int s = 1; s < splits; ++s) sum += part_sums[s * len + e];
+    const int co = e / (patch + 1), r = e % (patch + 1);
+    int local;
+    const ConvPart& part = parts.find(co, local);
+    if (r < patch)
+        part.dw[local * patch + r] = sum;
+    else
+        part.db[local] = sum;
+}
+
+#define CONV_REDUCE_PART(s) float *dw##s, float *db##s, int len##s
+#define CONV_REDUCE_PART_INIT(s) \
+    { nullptr, nullptr, nullptr, nullptr, nullptr, dw##s, db##s, len##s, 0, 0 }
+
+extern "C" __global__ void conv_bwd_filter_reduce_f32(const float* part, CONV_REDUCE_PART(0),
+                                                      int c_out, int patch, int splits) {
+    const ConvParts<1> parts = {{CONV_REDUCE_PART_INIT(0)}};
+    conv_bwd_filter_reduce(part, parts, c_out, patch, splits);
 }
 EMU_REGISTER(conv_bwd_filter_reduce_f32)
 
-constexpr int BIAS_THREADS = 256;  // the block size conv_bwd_bias_f32 is launched with
-
-// Bias gradient: db[co] = Σ_{img, p} dy[img, co, p], one block per channel: each thread
-// sums a fixed strided subset, then a fixed-shape tree in shared memory (deterministic).
-// Launch: grid (c_out), 256 threads.
-extern "C" __global__ void conv_bwd_bias_f32(const float* dy, float* db, int n, int c_out,
-                                             int positions) {
-    __shared__ float partial[BIAS_THREADS];
-    const int co = blockIdx.x, tid = threadIdx.x, len = n * positions;
-    float sum = 0.0f;
-    for (int j = tid; j < len; j += BIAS_THREADS) {
-        const int img = j / positions, p = j % positions;
-        sum += dy[(img * c_out + co) * positions + p];
-    }
-    partial[tid] = sum;
-    __syncthreads();
-    for (int half = BIAS_THREADS / 2; half > 0; half /= 2) {
-        if (tid < half) partial[tid] += partial[tid + half];
-        __syncthreads();
-    }
-    if (tid == 0) db[co] = partial[0];
+extern "C" __global__ void conv3_bwd_filter_reduce_f32(const float* part, CONV_REDUCE_PART(0),
+                                                       CONV_REDUCE_PART(1),
+                                                       CONV_REDUCE_PART(2), int c_out,
+                                                       int patch, int splits) {
+    const ConvParts<3> parts = {
+        {CONV_REDUCE_PART_INIT(0), CONV_REDUCE_PART_INIT(1), CONV_REDUCE_PART_INIT(2)}};
+    conv_bwd_filter_reduce(part, parts, c_out, patch, splits);
 }
-EMU_REGISTER(conv_bwd_bias_f32)
+EMU_REGISTER(conv3_bwd_filter_reduce_f32)
+
+// The emulator compiles every kernel file into one translation unit: keep the macros here.
+#undef CONV_GEOMETRY
+#undef CONV_GEOMETRY_ARGS
+#undef CONV_FWD_PART
+#undef CONV_FWD_PART_INIT
+#undef CONV_FWD_KERNELS
+#undef CONV_DATA_KERNELS
+#undef CONV_GRAD_PART
+#undef CONV_DATA_PART
+#undef CONV_DATA_PART_INIT
+#undef CONV_FILTER_PART
+#undef CONV_FILTER_PART_INIT
+#undef CONV_SPLIT_PART_INIT
+#undef CONV_REDUCE_PART
+#undef CONV_REDUCE_PART_INIT

@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
-use anyhow::{ensure, Result};
+use anyhow::{ensure, Context, Result};
 
-use crate::device::geometry::{ConvGeometry, LinearGeometry, PoolGeometry};
+use crate::device::geometry::{ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Buffer, Device};
 use crate::tensor::Tensor;
 
@@ -165,35 +165,259 @@ pub fn conv2d_geometry(
     stride: usize,
     pad: usize,
 ) -> Result<ConvGeometry> {
-    let input = x.dims4("conv2d input")?;
-    let [c_out, c_in, kh, kw] = w.dims4("conv2d weight")?;
-    ensure!(
-        kh == kw,
-        "conv2d: only square kernels are supported, got {kh}x{kw}"
-    );
-    ensure!(
-        c_in == input[1],
-        "conv2d: input {:?} has {} channels but weight {:?} expects {c_in}",
-        x.shape(),
-        input[1],
-        w.shape()
-    );
-    ensure!(
-        b.shape() == [c_out],
-        "conv2d: bias shape {:?} does not match weight {:?} (expected [{c_out}])",
-        b.shape(),
-        w.shape()
-    );
-    same_device(x, w, "conv2d")?;
-    ConvGeometry::new(input, c_out, kh, stride, pad)
+    conv2d_parts_geometry(x, &[(w, b)], stride, pad)
 }
 
-pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: &ConvGeometry) -> Result<Tensor> {
-    let y = x
+/// The geometry of a convolution of `x` whose output channels come in parts, each with
+/// its filters and bias `(w, b)` (all of one kernel size): `c_out` is their total.
+pub fn conv2d_parts_geometry(
+    x: &Tensor,
+    filters: &[(&Tensor, &Tensor)],
+    stride: usize,
+    pad: usize,
+) -> Result<ConvGeometry> {
+    let input = x.dims4("conv2d input")?;
+    ensure!(!filters.is_empty(), "conv2d: no filters");
+    let mut c_out = 0;
+    let mut kernel = None;
+    for (w, b) in filters {
+        let [out, c_in, kh, kw] = w.dims4("conv2d weight")?;
+        ensure!(
+            kh == kw,
+            "conv2d: only square kernels are supported, got {kh}x{kw}"
+        );
+        ensure!(
+            c_in == input[1],
+            "conv2d: input {:?} has {} channels but weight {:?} expects {c_in}",
+            x.shape(),
+            input[1],
+            w.shape()
+        );
+        ensure!(
+            b.shape() == [out],
+            "conv2d: bias shape {:?} does not match weight {:?} (expected [{out}])",
+            b.shape(),
+            w.shape()
+        );
+        ensure!(
+            *kernel.get_or_insert(kh) == kh,
+            "conv2d: parts with different kernel sizes"
+        );
+        same_device(x, w, "conv2d")?;
+        same_device(x, b, "conv2d")?;
+        c_out += out;
+    }
+    ConvGeometry::new(input, c_out, kernel.unwrap_or(1), stride, pad)
+}
+
+/// A tensor of `shape` on `device` whose contents are unspecified: for outputs an op
+/// fills completely.
+pub(crate) fn alloc(device: &Device, shape: &[usize]) -> Result<Tensor> {
+    let data = device.backend().alloc_f32(shape.iter().product())?;
+    Ok(Tensor::from_buffer(device, shape, data))
+}
+
+/// `conv(x, w) + b`, then ReLU when `relu` (the epilogue), as a new tensor.
+pub fn conv2d(x: &Tensor, w: &Tensor, b: &Tensor, g: &ConvGeometry, relu: bool) -> Result<Tensor> {
+    let mut y = alloc(x.device(), &g.output_shape())?;
+    conv2d_into(
+        x,
+        &mut [ConvPart {
+            w,
+            b,
+            y: &mut y,
+            offset: 0,
+        }],
+        g,
+        relu,
+    )?;
+    Ok(y)
+}
+
+/// One output part of a convolution: filters `w` and bias `b`, whose output fills
+/// channels `offset .. offset + w.shape()[0]` of `y` (the output's shape but for its
+/// channel count).
+pub struct ConvPart<'a> {
+    pub w: &'a Tensor,
+    pub b: &'a Tensor,
+    pub y: &'a mut Tensor,
+    pub offset: usize,
+}
+
+/// The view of `t` (NCHW, with the batch and plane of `g`'s output) that channels
+/// `offset .. offset + len` make.
+fn output_view(t: &Tensor, offset: usize, len: usize, g: &ConvGeometry) -> Result<ChannelView> {
+    let [n, total, h, w] = t.dims4("conv2d output")?;
+    ensure!(
+        [n, h, w] == [g.n, g.oh, g.ow] && offset + len <= total,
+        "conv2d: channels {offset}..{} of {:?} do not fit an output of shape {:?}",
+        offset + len,
+        t.shape(),
+        g.output_shape()
+    );
+    Ok(ChannelView { offset, len, total })
+}
+
+/// Writes each part's `conv(x, w) + b` (then ReLU when `relu`) into its channel slice.
+/// `g` is the convolution of all parts together (`conv2d_parts_geometry`).
+pub fn conv2d_into(x: &Tensor, parts: &mut [ConvPart], g: &ConvGeometry, relu: bool) -> Result<()> {
+    ensure!(
+        x.shape() == g.input_shape(),
+        "conv2d: input {:?} does not match {:?}",
+        x.shape(),
+        g.input_shape()
+    );
+    let mut channels = 0;
+    let mut outputs = Vec::with_capacity(parts.len());
+    for part in parts.iter_mut() {
+        let len = part.w.shape()[0];
+        ensure!(
+            part.w.shape() == [len, g.c_in, g.k, g.k] && part.b.shape() == [len],
+            "conv2d: weight {:?} and bias {:?} do not match {g:?}",
+            part.w.shape(),
+            part.b.shape()
+        );
+        same_device(x, part.y, "conv2d")?;
+        let view = output_view(part.y, part.offset, len, g)?;
+        channels += len;
+        outputs.push(crate::device::ConvOutput {
+            w: part.w.buffer(),
+            b: part.b.buffer(),
+            y: part.y.buffer_mut()?,
+            view,
+        });
+    }
+    ensure!(
+        channels == g.c_out,
+        "conv2d: parts of {channels} channels for a convolution of {}",
+        g.c_out
+    );
+    x.device()
+        .backend()
+        .conv2d_fwd(x.buffer(), &mut outputs, g, relu)
+}
+
+/// The gradient of one output part, read in place: channels `offset .. offset + len`
+/// of `dy`. When the forward applied ReLU, `relu_y` is its output (`dy`'s shape), and
+/// the gradient is masked by `y > 0` as it is read (ReLU's backward, fused).
+#[derive(Clone, Copy)]
+pub struct ConvGrad<'a> {
+    pub dy: &'a Tensor,
+    pub relu_y: Option<&'a Tensor>,
+    pub offset: usize,
+    pub len: usize,
+}
+
+impl<'a> ConvGrad<'a> {
+    /// All of `dy`, no ReLU.
+    pub fn whole(dy: &'a Tensor) -> ConvGrad<'a> {
+        ConvGrad {
+            dy,
+            relu_y: None,
+            offset: 0,
+            len: dy.shape().get(1).copied().unwrap_or(0),
+        }
+    }
+}
+
+/// The parts' gradients as the device takes them, checked against `g`.
+fn output_grads<'a>(
+    grads: &[ConvGrad<'a>],
+    g: &ConvGeometry,
+) -> Result<Vec<crate::device::ConvOutputGrad<'a>>> {
+    let mut channels = 0;
+    let mut out = Vec::with_capacity(grads.len());
+    for gr in grads {
+        let view = output_view(gr.dy, gr.offset, gr.len, g)
+            .context("conv2d backward: an output gradient")?;
+        if let Some(y) = gr.relu_y {
+            y.ensure_same_shape(gr.dy, "conv2d backward (ReLU's mask)")?;
+        }
+        ensure!(
+            gr.relu_y.is_some() == grads[0].relu_y.is_some(),
+            "conv2d backward: parts disagree on ReLU"
+        );
+        channels += gr.len;
+        out.push(crate::device::ConvOutputGrad {
+            dy: gr.dy.buffer(),
+            relu_y: gr.relu_y.map(Tensor::buffer),
+            view,
+        });
+    }
+    ensure!(
+        channels == g.c_out,
+        "conv2d backward: gradients of {channels} channels for a convolution of {}",
+        g.c_out
+    );
+    Ok(out)
+}
+
+/// The input gradient from every part's output gradient (`w[i]`: part i's filters),
+/// added to `into` (the gradient gathered so far for the input) when given.
+pub fn conv2d_bwd_data(
+    grads: &[ConvGrad],
+    w: &[&Tensor],
+    g: &ConvGeometry,
+    into: Option<Tensor>,
+) -> Result<Tensor> {
+    ensure!(
+        grads.len() == w.len() && !w.is_empty(),
+        "conv2d backward: {} gradients for {} filter sets",
+        grads.len(),
+        w.len()
+    );
+    let device = grads[0].dy.device();
+    let parts = output_grads(grads, g)?;
+    let filters: Vec<&Buffer<f32>> = w.iter().map(|w| w.buffer()).collect();
+    let into = match into {
+        None => None,
+        Some(t) => {
+            ensure!(
+                t.shape() == g.input_shape(),
+                "conv2d backward: the gradient to add to has shape {:?}, expected {:?}",
+                t.shape(),
+                g.input_shape()
+            );
+            match t.into_buffer() {
+                Ok(buffer) => Some(buffer),
+                // Shared elsewhere, so not ours to write: add a fresh result to it.
+                Err(shared) => return conv2d_bwd_data(grads, w, g, None)?.add(&shared),
+            }
+        }
+    };
+    let dx = device
+        .backend()
+        .conv2d_bwd_data(&parts, &filters, g, into)?;
+    Ok(Tensor::from_buffer(device, &g.input_shape(), dx))
+}
+
+/// Returns `(dw, db)` of every part.
+pub fn conv2d_bwd_filter(
+    x: &Tensor,
+    grads: &[ConvGrad],
+    g: &ConvGeometry,
+) -> Result<Vec<(Tensor, Tensor)>> {
+    ensure!(
+        x.shape() == g.input_shape(),
+        "conv2d backward: input {:?} does not match {:?}",
+        x.shape(),
+        g.input_shape()
+    );
+    let parts = output_grads(grads, g)?;
+    let out = x
         .device()
         .backend()
-        .conv2d_fwd(x.buffer(), w.buffer(), b.buffer(), g)?;
-    Ok(Tensor::from_buffer(x.device(), &g.output_shape(), y))
+        .conv2d_bwd_filter(x.buffer(), &parts, g)?;
+    Ok(out
+        .into_iter()
+        .zip(grads)
+        .map(|((dw, db), gr)| {
+            (
+                Tensor::from_buffer(x.device(), &[gr.len, g.c_in, g.k, g.k], dw),
+                Tensor::from_buffer(x.device(), &[gr.len], db),
+            )
+        })
+        .collect())
 }
 
 fn check_output_grad(dy: &Tensor, expected: &[usize], what: &str) -> Result<()> {
@@ -203,28 +427,6 @@ fn check_output_grad(dy: &Tensor, expected: &[usize], what: &str) -> Result<()> 
         dy.shape()
     );
     Ok(())
-}
-
-pub fn conv2d_bwd_data(dy: &Tensor, w: &Tensor, g: &ConvGeometry) -> Result<Tensor> {
-    check_output_grad(dy, &g.output_shape(), "conv2d backward")?;
-    let dx = dy
-        .device()
-        .backend()
-        .conv2d_bwd_data(dy.buffer(), w.buffer(), g)?;
-    Ok(Tensor::from_buffer(dy.device(), &g.input_shape(), dx))
-}
-
-/// Returns `(dw, db)`.
-pub fn conv2d_bwd_filter(x: &Tensor, dy: &Tensor, g: &ConvGeometry) -> Result<(Tensor, Tensor)> {
-    check_output_grad(dy, &g.output_shape(), "conv2d backward")?;
-    let (dw, db) = dy
-        .device()
-        .backend()
-        .conv2d_bwd_filter(x.buffer(), dy.buffer(), g)?;
-    Ok((
-        Tensor::from_buffer(dy.device(), &g.weight_shape(), dw),
-        Tensor::from_buffer(dy.device(), &[g.c_out], db),
-    ))
 }
 
 pub fn relu(x: &Tensor) -> Result<Tensor> {
@@ -277,42 +479,6 @@ pub fn avg_pool_bwd(dy: &Tensor, g: &PoolGeometry) -> Result<Tensor> {
     check_output_grad(dy, &g.output_shape(), "average pool backward")?;
     let dx = dy.device().backend().avg_pool_bwd(dy.buffer(), g)?;
     Ok(Tensor::from_buffer(dy.device(), &g.input_shape(), dx))
-}
-
-/// Concatenates NCHW tensors along channels; all must agree on N, H and W.
-pub fn concat_channels(xs: &[&Tensor]) -> Result<Tensor> {
-    ensure!(!xs.is_empty(), "concat: nothing to concatenate");
-    let [n, _, h, w] = xs[0].dims4("concat")?;
-    let mut parts = Vec::with_capacity(xs.len());
-    for x in xs {
-        let [xn, c, xh, xw] = x.dims4("concat")?;
-        ensure!(
-            [xn, xh, xw] == [n, h, w],
-            "concat: shapes {:?} and {:?} differ outside the channel axis",
-            xs[0].shape(),
-            x.shape()
-        );
-        parts.push((x.buffer(), c));
-    }
-    let channels = parts.iter().map(|(_, c)| c).sum();
-    let y = xs[0].device().backend().concat_channels(&parts, n, h * w)?;
-    Ok(Tensor::from_buffer(xs[0].device(), &[n, channels, h, w], y))
-}
-
-/// Channels `start .. start + len` of an NCHW tensor.
-pub fn slice_channels(x: &Tensor, start: usize, len: usize) -> Result<Tensor> {
-    let [n, c, h, w] = x.dims4("channel slice")?;
-    ensure!(
-        start + len <= c,
-        "channel slice {start}..{} is outside {:?}",
-        start + len,
-        x.shape()
-    );
-    let y = x
-        .device()
-        .backend()
-        .slice_channels(x.buffer(), n, c, h * w, start, len)?;
-    Ok(Tensor::from_buffer(x.device(), &[n, len, h, w], y))
 }
 
 /// Inverted dropout with drop probability `p`; the same call with the same seed

@@ -73,6 +73,21 @@ impl Tensor {
         )
     }
 
+    /// The buffer itself, when no other tensor shares it (for an op to write into);
+    /// else the tensor back.
+    pub(crate) fn into_buffer(self) -> Result<Buffer<f32>, Tensor> {
+        let Tensor {
+            shape,
+            data,
+            device,
+        } = self;
+        Arc::try_unwrap(data).map_err(|data| Tensor {
+            shape,
+            data,
+            device,
+        })
+    }
+
     pub fn to_vec(&self) -> Result<Vec<f32>> {
         self.device.backend().download_f32(&self.data)
     }

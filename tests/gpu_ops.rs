@@ -3,7 +3,7 @@
 //! that are not multiples of the kernels' tiles, every GoogLeNet convolution and pool.
 //!
 //! Where both devices do the same arithmetic in the same order (elementwise ops,
-//! copies, pooling, dropout, resize, Adam, the linear bias gradient) the results must
+//! pooling, dropout, resize, Adam, the linear bias gradient) the results must
 //! be equal bit for bit. GEMMs (convolution, linear) sum in another order than the
 //! CPU's GEMM, and softmax uses the C library's expf/logf rather than Rust's, so those
 //! are compared within tolerances stated at each check. Shapes are small: the
@@ -13,9 +13,11 @@ mod common;
 
 use anyhow::Result;
 use googlenet::device::emu::EmuDriver;
-use googlenet::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use googlenet::device::geometry::{
+    AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
+};
 use googlenet::device::gpu::{Driver, GpuBackend};
-use googlenet::device::{Backend, Buffer, CpuBackend};
+use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend};
 use googlenet::Normalize;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -23,9 +25,7 @@ use rand::{Rng, SeedableRng};
 use common::assert_close;
 
 fn gpu() -> GpuBackend<EmuDriver> {
-    GpuBackend {
-        driver: EmuDriver::new(),
-    }
+    GpuBackend::new(EmuDriver::new())
 }
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -116,41 +116,6 @@ fn dropout_masks_match_the_cpu() -> Result<()> {
 }
 
 #[test]
-fn concat_and_slice_are_exact() -> Result<()> {
-    let (cpu, gpu) = (CpuBackend, gpu());
-    for (n, hw) in [(1, 1), (2, 5), (3, 49)] {
-        let channels = [1, 3, 2];
-        let data: Vec<Vec<f32>> = channels
-            .iter()
-            .enumerate()
-            .map(|(i, &c)| random(n * c * hw, 10 + i as u64))
-            .collect();
-        let on = |device: &dyn Backend| -> Result<Vec<f32>> {
-            let bufs: Vec<Buffer<f32>> = data.iter().map(|d| up(device, d)).collect();
-            let parts: Vec<(&Buffer<f32>, usize)> = bufs.iter().zip(channels).collect();
-            Ok(down(device, &device.concat_channels(&parts, n, hw)?))
-        };
-        let (expected, actual) = (on(&cpu)?, on(&gpu)?);
-        assert_same(&actual, &expected, &format!("concat n={n} hw={hw}"));
-
-        for (start, len) in [(0, 1), (1, 3), (4, 2), (0, 6), (2, 0)] {
-            let expected = down(
-                &cpu,
-                &cpu.slice_channels(&up(&cpu, &expected), n, 6, hw, start, len)?,
-            );
-            let actual = down(
-                &gpu,
-                &gpu.slice_channels(&up(&gpu, &actual), n, 6, hw, start, len)?,
-            );
-            assert_same(&actual, &expected, &format!("slice {start}+{len}"));
-        }
-    }
-    Ok(())
-}
-
-/// Max pools of GoogLeNet (3/2 pad 1, 3/1 pad 1) and others, on odd planes with ties,
-/// NaN and -inf: outputs, argmax and the backward gather must equal the CPU's.
-#[test]
 fn max_pool_matches_exactly() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
     let cases = [
@@ -235,12 +200,167 @@ fn gemm_tolerance(terms: usize) -> f32 {
     4e-7 * terms as f32
 }
 
+/// One convolution whose output channels come in parts of `lens` channels, on both
+/// devices from the same data, every result compared within the GEMMs' tolerance.
+/// Part i writes channels `offset .. offset + len` of a tensor with `total` channels
+/// (from `views`, or the whole tensor), which starts out random: channels outside the
+/// view must come back untouched. Backward reads each part's gradient through the same
+/// view, masked by ReLU's backward when `relu` (the CPU's forward output as the mask on
+/// both devices, so a value at the kink cannot split them), and backward data adds onto
+/// a random gradient when `accumulate`.
+struct ConvCase {
+    input: [usize; 4],
+    lens: Vec<usize>,
+    /// `(offset, total)` per part; `None`: every part is a whole tensor.
+    views: Option<Vec<(usize, usize)>>,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+    accumulate: bool,
+}
+
+fn check_conv(case: &ConvCase, seed: u64) -> Result<()> {
+    let (cpu, gpu) = (CpuBackend, gpu());
+    let c_out = case.lens.iter().sum();
+    let g = ConvGeometry::new(case.input, c_out, case.k, case.stride, case.pad)?;
+    let what = format!(
+        "conv {:?} -> {:?} (views {:?}), {k}x{k}/{} pad {}, relu {}, accumulate {}",
+        case.input,
+        case.lens,
+        case.views,
+        case.stride,
+        case.pad,
+        case.relu,
+        case.accumulate,
+        k = case.k
+    );
+    let views: Vec<ChannelView> = match &case.views {
+        None => case
+            .lens
+            .iter()
+            .map(|&len| ChannelView::whole(len))
+            .collect(),
+        Some(views) => case
+            .lens
+            .iter()
+            .zip(views)
+            .map(|(&len, &(offset, total))| ChannelView { offset, len, total })
+            .collect(),
+    };
+    let plane = g.n * g.oh * g.ow;
+    let x = random(case.input.iter().product(), seed);
+    let w: Vec<Vec<f32>> = (0..views.len())
+        .map(|i| random(views[i].len * g.patch_len(), seed + 10 + i as u64))
+        .collect();
+    let b: Vec<Vec<f32>> = (0..views.len())
+        .map(|i| random(views[i].len, seed + 20 + i as u64))
+        .collect();
+    let y0: Vec<Vec<f32>> = (0..views.len())
+        .map(|i| random(views[i].total * plane, seed + 30 + i as u64))
+        .collect();
+    let dy: Vec<Vec<f32>> = (0..views.len())
+        .map(|i| random(views[i].total * plane, seed + 40 + i as u64))
+        .collect();
+    let prior = random(case.input.iter().product(), seed + 50);
+
+    let forward = |device: &dyn Backend| -> Result<Vec<Vec<f32>>> {
+        let (x, w, b) = (
+            up(device, &x),
+            w.iter().map(|w| up(device, w)).collect::<Vec<_>>(),
+            b.iter().map(|b| up(device, b)).collect::<Vec<_>>(),
+        );
+        let mut y: Vec<Buffer<f32>> = y0.iter().map(|y| up(device, y)).collect();
+        let mut parts: Vec<ConvOutput> = y
+            .iter_mut()
+            .enumerate()
+            .map(|(i, y)| ConvOutput {
+                w: &w[i],
+                b: &b[i],
+                y,
+                view: views[i],
+            })
+            .collect();
+        device.conv2d_fwd(&x, &mut parts, &g, case.relu)?;
+        Ok(y.iter().map(|y| down(device, y)).collect())
+    };
+    let y_cpu = forward(&cpu)?;
+    let y_gpu = forward(&gpu)?;
+    let tol = gemm_tolerance(g.patch_len() + 1);
+    for (i, (y_gpu, y_cpu)) in y_gpu.iter().zip(&y_cpu).enumerate() {
+        assert_close(
+            y_gpu,
+            y_cpu,
+            tol,
+            0.0,
+            &format!("{what}: forward, part {i}"),
+        );
+    }
+
+    type Grads = (Vec<f32>, Vec<(Vec<f32>, Vec<f32>)>);
+    let backward = |device: &dyn Backend| -> Result<Grads> {
+        let x = up(device, &x);
+        let w: Vec<Buffer<f32>> = w.iter().map(|w| up(device, w)).collect();
+        let dy: Vec<Buffer<f32>> = dy.iter().map(|dy| up(device, dy)).collect();
+        let masks: Vec<Buffer<f32>> = y_cpu.iter().map(|y| up(device, y)).collect();
+        let grads: Vec<ConvOutputGrad> = (0..views.len())
+            .map(|i| ConvOutputGrad {
+                dy: &dy[i],
+                relu_y: case.relu.then_some(&masks[i]),
+                view: views[i],
+            })
+            .collect();
+        let into = case.accumulate.then(|| up(device, &prior));
+        let w_refs: Vec<&Buffer<f32>> = w.iter().collect();
+        let dx = device.conv2d_bwd_data(&grads, &w_refs, &g, into)?;
+        let filter = device.conv2d_bwd_filter(&x, &grads, &g)?;
+        Ok((
+            down(device, &dx),
+            filter
+                .iter()
+                .map(|(dw, db)| (down(device, dw), down(device, db)))
+                .collect(),
+        ))
+    };
+    let (dx_cpu, filter_cpu) = backward(&cpu)?;
+    let (dx_gpu, filter_gpu) = backward(&gpu)?;
+    // Plus one for the gradient added onto.
+    let tol = gemm_tolerance(c_out * case.k * case.k + 1);
+    assert_close(
+        &dx_gpu,
+        &dx_cpu,
+        tol,
+        0.0,
+        &format!("{what}: backward data"),
+    );
+    let tol = gemm_tolerance(plane);
+    for (i, ((dw_gpu, db_gpu), (dw_cpu, db_cpu))) in filter_gpu.iter().zip(&filter_cpu).enumerate()
+    {
+        assert_close(
+            dw_gpu,
+            dw_cpu,
+            tol,
+            0.0,
+            &format!("{what}: weight gradient, part {i}"),
+        );
+        assert_close(
+            db_gpu,
+            db_cpu,
+            tol,
+            0.0,
+            &format!("{what}: bias gradient, part {i}"),
+        );
+    }
+    Ok(())
+}
+
 /// Forward, backward data and backward filter on every GoogLeNet convolution shape
 /// (7x7/2 pad 3, 1x1, 3x3 pad 1, 5x5 pad 2) at small sizes, plus shapes that are not
-/// tile multiples in any dimension, batch 1, a 1x1 image and a split reduction.
+/// tile multiples in any dimension, batch 1, a 1x1 image and a split reduction: plain
+/// (no ReLU, whole outputs), then with every fusion (ReLU, a channel view, backward
+/// data adding onto a gradient).
 #[test]
 fn conv_matches_within_tolerance() -> Result<()> {
-    let (cpu, gpu) = (CpuBackend, gpu());
     let cases = [
         // (input [n, c_in, h, w], c_out, k, stride, pad)
         ([1, 1, 17, 19], 8, 7, 2, 3), // conv1 (grey input)
@@ -255,64 +375,120 @@ fn conv_matches_within_tolerance() -> Result<()> {
         ([2, 2, 32, 32], 4, 3, 1, 1), // 2048 output pixels: the filter gradient splits
         ([4, 1, 64, 64], 8, 7, 2, 3), // conv1 on 64x64: four splits
         ([2, 32, 8, 8], 48, 5, 1, 2), // an Inception 5x5: several tiles on every axis
+        // 138 tiles of 64x64 both ways: forward and backward data on the large tiles
+        // (every case above runs on the 32x32 ones).
+        ([1, 130, 54, 54], 130, 1, 1, 0),
     ];
-    for (i, (shape, c_out, k, stride, pad)) in cases.into_iter().enumerate() {
-        let g = ConvGeometry::new(shape, c_out, k, stride, pad)?;
-        let what = format!("conv {shape:?} -> {c_out}, {k}x{k}/{stride} pad {pad}");
-        let seed = 100 + 10 * i as u64;
-        let x = random(shape.iter().product(), seed);
-        let w = random(c_out * g.patch_len(), seed + 1);
-        let b = random(c_out, seed + 2);
-        let dy = random(g.n * c_out * g.oh * g.ow, seed + 3);
-
-        let y_cpu = down(
-            &cpu,
-            &cpu.conv2d_fwd(&up(&cpu, &x), &up(&cpu, &w), &up(&cpu, &b), &g)?,
-        );
-        let y_gpu = down(
-            &gpu,
-            &gpu.conv2d_fwd(&up(&gpu, &x), &up(&gpu, &w), &up(&gpu, &b), &g)?,
-        );
-        let tol = gemm_tolerance(g.patch_len() + 1);
-        assert_close(&y_gpu, &y_cpu, tol, 0.0, &format!("{what}: forward"));
-
-        let dx_cpu = down(
-            &cpu,
-            &cpu.conv2d_bwd_data(&up(&cpu, &dy), &up(&cpu, &w), &g)?,
-        );
-        let dx_gpu = down(
-            &gpu,
-            &gpu.conv2d_bwd_data(&up(&gpu, &dy), &up(&gpu, &w), &g)?,
-        );
-        let tol = gemm_tolerance(c_out * k * k);
-        assert_close(
-            &dx_gpu,
-            &dx_cpu,
-            tol,
-            0.0,
-            &format!("{what}: backward data"),
-        );
-
-        let (dw_cpu, db_cpu) = cpu.conv2d_bwd_filter(&up(&cpu, &x), &up(&cpu, &dy), &g)?;
-        let (dw_gpu, db_gpu) = gpu.conv2d_bwd_filter(&up(&gpu, &x), &up(&gpu, &dy), &g)?;
-        let tol = gemm_tolerance(g.n * g.oh * g.ow);
-        let (dw_cpu, dw_gpu) = (down(&cpu, &dw_cpu), down(&gpu, &dw_gpu));
-        assert_close(
-            &dw_gpu,
-            &dw_cpu,
-            tol,
-            0.0,
-            &format!("{what}: weight gradient"),
-        );
-        let (db_cpu, db_gpu) = (down(&cpu, &db_cpu), down(&gpu, &db_gpu));
-        assert_close(
-            &db_gpu,
-            &db_cpu,
-            tol,
-            0.0,
-            &format!("{what}: bias gradient"),
-        );
+    for (i, (input, c_out, k, stride, pad)) in cases.into_iter().enumerate() {
+        for fused in [false, true] {
+            let case = ConvCase {
+                input,
+                lens: vec![c_out],
+                // A view that starts past the tensor's first channel and ends before its last.
+                views: fused.then(|| vec![(3, c_out + 5)]),
+                k,
+                stride,
+                pad,
+                relu: fused,
+                accumulate: fused,
+            };
+            check_conv(&case, 100 + 100 * i as u64 + u64::from(fused))?;
+        }
     }
+    Ok(())
+}
+
+/// Three output parts (an Inception block's fused 1x1 convolutions): the first into a
+/// view of a wider tensor, the others whole; part sizes that straddle the 64-row tiles,
+/// a part of one channel, a split filter reduction, and three parts of a 3x3 (the
+/// kernels take any size).
+#[test]
+fn fused_conv_parts_match_within_tolerance() -> Result<()> {
+    let cases = [
+        // (input, lens, k, pad)
+        ([2, 6, 5, 7], [3, 70, 5], 1, 0),
+        ([1, 9, 3, 3], [1, 2, 65], 1, 0),
+        ([2, 4, 32, 32], [2, 3, 4], 1, 0), // 2048 output pixels: the reduction splits
+        ([1, 3, 6, 5], [2, 3, 2], 3, 1),
+    ];
+    for (i, (input, lens, k, pad)) in cases.into_iter().enumerate() {
+        for relu in [false, true] {
+            let case = ConvCase {
+                input,
+                lens: lens.to_vec(),
+                views: Some(vec![(2, lens[0] + 7), (0, lens[1]), (0, lens[2])]),
+                k,
+                stride: 1,
+                pad,
+                relu,
+                accumulate: relu,
+            };
+            check_conv(&case, 5000 + 100 * i as u64 + u64::from(relu))?;
+        }
+    }
+    Ok(())
+}
+
+/// A bad part list is an error on the GPU, not a bad launch.
+#[test]
+fn conv_refuses_mismatched_parts() -> Result<()> {
+    let gpu = gpu();
+    let g = ConvGeometry::new([1, 2, 3, 3], 4, 1, 1, 0)?;
+    let (x, w, b) = (
+        up(&gpu, &[0.0; 18]),
+        up(&gpu, &[0.0; 8]),
+        up(&gpu, &[0.0; 4]),
+    );
+    let mut y = up(&gpu, &[0.0; 36]);
+    // Channels 2..6 of a 4-channel tensor.
+    let view = ChannelView {
+        offset: 2,
+        len: 4,
+        total: 4,
+    };
+    let err = gpu
+        .conv2d_fwd(
+            &x,
+            &mut [ConvOutput {
+                w: &w,
+                b: &b,
+                y: &mut y,
+                view,
+            }],
+            &g,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside"), "{err}");
+    // Two parts: the kernels take one or three.
+    let (w2, b2) = (up(&gpu, &[0.0; 4]), up(&gpu, &[0.0; 2]));
+    let mut y2 = up(&gpu, &[0.0; 18]);
+    let mut y3 = up(&gpu, &[0.0; 18]);
+    let half = ChannelView::whole(2);
+    let err = gpu
+        .conv2d_fwd(
+            &x,
+            &mut [
+                ConvOutput {
+                    w: &w2,
+                    b: &b2,
+                    y: &mut y2,
+                    view: half,
+                },
+                ConvOutput {
+                    w: &w2,
+                    b: &b2,
+                    y: &mut y3,
+                    view: half,
+                },
+            ],
+            &g,
+            true,
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("1 or 3"), "{err}");
     Ok(())
 }
 

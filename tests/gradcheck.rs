@@ -363,7 +363,7 @@ fn check_conv(
         check_op(
             &format!("conv2d {k}x{k} stride {stride} pad {pad} on {input:?} -> {c_out}"),
             vec![("x", x), ("weight", w), ("bias", b)],
-            |tape, v| tape.conv2d(&v[0], &v[1], &v[2], stride, pad),
+            |tape, v| tape.conv2d(&v[0], &v[1], &v[2], stride, pad, false),
             seed + 3,
         )?;
     }
@@ -419,6 +419,80 @@ fn conv2d_5x5_pad2(device: Device) -> Result<()> {
             ([1, 3, 1, 1], 2),
         ],
     )
+}
+
+/// A bias per output channel that holds its ReLU input on one side of the kink (beyond
+/// what |w · x| reaches at these sizes): channel 0 below (the masked path, whose gradient
+/// must be zero), the others above.
+fn kink_free_bias(device: &Device, c_out: usize) -> Result<Tensor> {
+    let values = (0..c_out)
+        .map(|c| if c == 0 { -2.0 } else { 2.0 })
+        .collect();
+    Tensor::from_vec(device, &[c_out], values)
+}
+
+/// The convolution epilogue's ReLU, with biases clear of the kink.
+fn conv2d_relu_epilogue(device: Device) -> Result<()> {
+    let x = random_tensor(&device, &[2, 2, 4, 5], -0.5, 0.5, 60)?;
+    let w = random_tensor(&device, &[3, 2, 3, 3], -0.2, 0.2, 61)?;
+    check_op(
+        "conv2d 3x3 with the ReLU epilogue",
+        vec![
+            ("x", x),
+            ("weight", w),
+            ("bias", kink_free_bias(&device, 3)?),
+        ],
+        |tape, v| tape.conv2d(&v[0], &v[1], &v[2], 1, 1, true),
+        62,
+    )?;
+    Ok(())
+}
+
+/// The fused 1x1 convolutions (ReLU in the epilogue; the first part into channels
+/// 0..2 of a shared output), then a 3x3 and a 1x1 convolution of the two returned
+/// parts into the next channels: every input of every part gets its gradient, the
+/// fused backward reading the first part's gradient through its view and adding the
+/// three input gradients in one sum.
+fn conv1x1_fused_into_channel_output(device: Device) -> Result<()> {
+    let shape = [2, 3, 3, 4];
+    let mut inputs = vec![("x", random_tensor(&device, &shape, -0.5, 0.5, 70)?)];
+    let names = [("w1", "b1", 2), ("w2", "b2", 3), ("w3", "b3", 2)];
+    for (i, (w, b, c_out)) in names.into_iter().enumerate() {
+        let seed = 71 + i as u64;
+        inputs.push((
+            w,
+            random_tensor(&device, &[c_out, 3, 1, 1], -0.2, 0.2, seed)?,
+        ));
+        inputs.push((b, kink_free_bias(&device, c_out)?));
+    }
+    inputs.push((
+        "w_3x3",
+        random_tensor(&device, &[2, 3, 3, 3], -0.5, 0.5, 75)?,
+    ));
+    inputs.push(("b_3x3", random_tensor(&device, &[2], -0.5, 0.5, 76)?));
+    inputs.push((
+        "w_1x1",
+        random_tensor(&device, &[1, 2, 1, 1], -0.5, 0.5, 77)?,
+    ));
+    inputs.push(("b_1x1", random_tensor(&device, &[1], -0.5, 0.5, 78)?));
+    check_op(
+        "fused 1x1 convolutions into a channel output",
+        inputs,
+        |tape, v| {
+            let device = v[0].value.device().clone();
+            let mut out = tape.channel_output(&device, [2, 5, 3, 4])?;
+            let [r2, r3] = tape.conv1x1_fused(
+                &v[0],
+                [(&v[1], &v[2]), (&v[3], &v[4]), (&v[5], &v[6])],
+                &mut out,
+            )?;
+            tape.conv2d_into(&r2, &v[7], &v[8], 1, 1, false, &mut out)?;
+            tape.conv2d_into(&r3, &v[9], &v[10], 1, 0, false, &mut out)?;
+            tape.finish(out)
+        },
+        79,
+    )?;
+    Ok(())
 }
 
 /// Inputs of both signs, so the gradient is masked and passed, none near the kink.
@@ -498,40 +572,6 @@ fn global_avg_pool(device: Device) -> Result<()> {
             vec![("x", random_tensor(&device, &shape, -1.0, 1.0, seed)?)],
             |tape, v| tape.global_avg_pool(&v[0]),
             seed + 1,
-        )?;
-    }
-    Ok(())
-}
-
-/// Every input gets its own slice of the gradient (`check` requires a gradient for
-/// each), per image; an input given twice gets the sum of both slices.
-fn concat_channels(device: Device) -> Result<()> {
-    for (case, [n, h, w]) in [[1, 4, 5], [2, 3, 3]].into_iter().enumerate() {
-        let seed = 10 * case as u64;
-        let inputs = |seed| -> Result<Vec<(&str, Tensor)>> {
-            Ok(vec![
-                ("a", random_tensor(&device, &[n, 1, h, w], -1.0, 1.0, seed)?),
-                (
-                    "b",
-                    random_tensor(&device, &[n, 3, h, w], -1.0, 1.0, seed + 1)?,
-                ),
-                (
-                    "c",
-                    random_tensor(&device, &[n, 2, h, w], -1.0, 1.0, seed + 2)?,
-                ),
-            ])
-        };
-        check_op(
-            &format!("concat of 1, 3 and 2 channels, {n}x{h}x{w}"),
-            inputs(seed)?,
-            |tape, v| tape.concat_channels(&[&v[0], &v[1], &v[2]]),
-            seed + 3,
-        )?;
-        check_op(
-            &format!("concat with a repeated input, {n}x{h}x{w}"),
-            inputs(seed + 4)?,
-            |tape, v| tape.concat_channels(&[&v[0], &v[1], &v[0], &v[2]]),
-            seed + 7,
         )?;
     }
     Ok(())
@@ -683,8 +723,7 @@ fn conv_relu_pool_linear_cross_entropy(device: Device) -> Result<()> {
         &mut params,
         &|tape, p| {
             let (x, cw, cb) = (tape.param(p, x), tape.param(p, cw), tape.param(p, cb));
-            let y = tape.conv2d(&x, &cw, &cb, 1, 1)?;
-            let y = tape.relu(&y)?;
+            let y = tape.conv2d(&x, &cw, &cb, 1, 1, true)?;
             let y = tape.max_pool(&y, 3, 2, 1)?;
             let y = tape.global_avg_pool(&y)?;
             let y = tape.flatten(&y)?;
@@ -696,8 +735,9 @@ fn conv_relu_pool_linear_cross_entropy(device: Device) -> Result<()> {
     )
 }
 
-/// A whole block: four branches reading one input (whose gradient sums four
-/// contributions), ReLUs, the stride-1 pool and the concatenation.
+/// A whole block as it runs: the fused 1x1 convolutions and the pool reading one input
+/// (whose gradient sums their contributions, the fused backward adding onto the pool's),
+/// the ReLU epilogues, and the branches writing their channel slices of the output.
 ///
 /// Every weight here feeds dozens of ReLUs, so with the initial biases some kink lies
 /// within EPS of nearly every element. Instead the input is drawn like the max-pool
@@ -751,12 +791,13 @@ device_tests!(
     conv2d_1x1,
     conv2d_3x3_pad1,
     conv2d_5x5_pad2,
+    conv2d_relu_epilogue,
+    conv1x1_fused_into_channel_output,
     relu,
     max_pool_3x3_stride1_pad1,
     max_pool_3x3_stride2_pad1,
     avg_pool,
     global_avg_pool,
-    concat_channels,
     dropout,
     flatten,
     linear,

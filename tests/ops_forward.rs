@@ -5,9 +5,9 @@
 
 mod common;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor};
+use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor, Var};
 
 use common::assert_close;
 
@@ -26,7 +26,7 @@ fn conv(x: &Tensor, w: &Tensor, b: &Tensor, stride: usize, pad: usize) -> Result
         tape.constant(w.clone()),
         tape.constant(b.clone()),
     );
-    Ok(tape.conv2d(&x, &w, &b, stride, pad)?.value)
+    Ok(tape.conv2d(&x, &w, &b, stride, pad, false)?.value)
 }
 
 fn conv_2x2_kernel(device: Device) -> Result<()> {
@@ -196,6 +196,85 @@ fn relu_values(device: Device) -> Result<()> {
     Ok(())
 }
 
+/// The convolution's ReLU epilogue follows torch.relu (clamp_min): with zero filters the
+/// output is relu(bias), and a NaN bias stays NaN.
+fn conv_relu_epilogue_values(device: Device) -> Result<()> {
+    let biases = [-2.0, 0.5, f32::NAN, f32::NEG_INFINITY, f32::INFINITY, 0.0];
+    let x = tensor(&device, &[1, 1, 2, 1], &[1.0, 1.0])?;
+    let w = Tensor::zeros(&device, &[6, 1, 1, 1])?;
+    let b = tensor(&device, &[6], &biases)?;
+    let mut tape = Tape::new();
+    let (x, w, b) = (tape.constant(x), tape.constant(w), tape.constant(b));
+    let y = tape.conv2d(&x, &w, &b, 1, 0, true)?.value.to_vec()?;
+    assert_eq!(y.len(), 12);
+    for (c, &bias) in biases.iter().enumerate() {
+        for v in &y[2 * c..2 * c + 2] {
+            if bias.is_nan() {
+                assert!(v.is_nan(), "channel {c}: {v}");
+            } else {
+                assert_eq!(*v, bias.max(0.0), "channel {c}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// An Inception-shaped fill of one output: the fused 1x1 convolutions (the first into
+/// channel 0, the others returned), then two convolutions into channels 1 and 2.
+fn convolutions_fill_channel_slices(device: Device) -> Result<()> {
+    let mut tape = Tape::new();
+    let x = tape.constant(tensor(&device, &[1, 1, 3, 3], &ONE_TO_NINE)?);
+    let scalar = |tape: &mut Tape, v: f32| -> Result<Var> {
+        Ok(tape.constant(tensor(&device, &[1, 1, 1, 1], &[v])?))
+    };
+    let bias = |tape: &mut Tape, v: f32| -> Result<Var> {
+        Ok(tape.constant(tensor(&device, &[1], &[v])?))
+    };
+    let (w1, b1) = (scalar(&mut tape, 1.0)?, bias(&mut tape, -5.0)?);
+    let (w2, b2) = (scalar(&mut tape, -1.0)?, bias(&mut tape, 5.0)?);
+    let (w3, b3) = (scalar(&mut tape, 2.0)?, bias(&mut tape, 0.0)?);
+    let mut out = tape.channel_output(&device, [1, 3, 3, 3])?;
+    let [r2, r3] = tape.conv1x1_fused(&x, [(&w1, &b1), (&w2, &b2), (&w3, &b3)], &mut out)?;
+    // ReLU(5 - x) and ReLU(2x), each its own tensor.
+    assert_eq!(r2.value.to_vec()?, [4., 3., 2., 1., 0., 0., 0., 0., 0.]);
+    assert_eq!(
+        r3.value.to_vec()?,
+        [2., 4., 6., 8., 10., 12., 14., 16., 18.]
+    );
+    // Channel 1: r2 as it is; channel 2: ReLU(r3 / 2 - 3) = ReLU(x - 3).
+    let (one, zero) = (scalar(&mut tape, 1.0)?, bias(&mut tape, 0.0)?);
+    tape.conv2d_into(&r2, &one, &zero, 1, 0, true, &mut out)?;
+    let (half, minus3) = (scalar(&mut tape, 0.5)?, bias(&mut tape, -3.0)?);
+    tape.conv2d_into(&r3, &half, &minus3, 1, 0, true, &mut out)?;
+    let y = tape.finish(out)?;
+    assert_eq!(y.shape(), [1, 3, 3, 3]);
+    #[rustfmt::skip]
+    let expected = [
+        0., 0., 0., 0., 0., 1., 2., 3., 4., // ReLU(x - 5)
+        4., 3., 2., 1., 0., 0., 0., 0., 0., // ReLU(5 - x)
+        0., 0., 0., 1., 2., 3., 4., 5., 6., // ReLU(x - 3)
+    ];
+    assert_eq!(y.value.to_vec()?, expected);
+
+    // Writing past the last channel, and finishing with channels unwritten, are errors.
+    let mut out = tape.channel_output(&device, [1, 2, 3, 3])?;
+    tape.conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)?;
+    let err = tape
+        .finish(out)
+        .err()
+        .context("an unfinished output")?
+        .to_string();
+    assert!(err.contains("1 of 2 channels"), "{err}");
+    let mut out = tape.channel_output(&device, [1, 1, 3, 3])?;
+    tape.conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)?;
+    let err = tape
+        .conv2d_into(&x, &one, &zero, 1, 0, true, &mut out)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("do not fit"), "{err}");
+    Ok(())
+}
+
 fn max_pool(x: Tensor, k: usize, stride: usize, pad: usize) -> Result<Tensor> {
     let mut tape = Tape::new();
     let x = tape.constant(x);
@@ -357,60 +436,6 @@ fn global_avg_pool_non_square(device: Device) -> Result<()> {
     let y = tape.global_avg_pool(&x)?;
     assert_eq!(y.shape(), [2, 2, 1, 1]);
     assert_eq!(y.value.to_vec()?, [3.5, 35.0, 0.0, 0.0]);
-    Ok(())
-}
-
-fn concat_and_slice_channels(device: Device) -> Result<()> {
-    // a has one channel, b two; each plane is 1x2, two images.
-    let a = tensor(&device, &[2, 1, 1, 2], &[1., 2., 3., 4.])?;
-    let b = tensor(
-        &device,
-        &[2, 2, 1, 2],
-        &[10., 11., 12., 13., 14., 15., 16., 17.],
-    )?;
-    let y = ops::concat_channels(&[&a, &b])?;
-    assert_eq!(y.shape(), [2, 3, 1, 2]);
-    // torch.cat(dim=1): per image, a's channels then b's.
-    assert_eq!(
-        y.to_vec()?,
-        [1., 2., 10., 11., 12., 13., 3., 4., 14., 15., 16., 17.]
-    );
-
-    let mut tape = Tape::new();
-    let (va, vb) = (tape.constant(a.clone()), tape.constant(b.clone()));
-    let z = tape.concat_channels(&[&vb, &va])?;
-    assert_eq!(
-        z.value.to_vec()?,
-        [10., 11., 12., 13., 1., 2., 14., 15., 16., 17., 3., 4.]
-    );
-
-    let s = ops::slice_channels(&y, 1, 2)?;
-    assert_eq!(s.shape(), [2, 2, 1, 2]);
-    assert_eq!(s.to_vec()?, b.to_vec()?);
-    assert_eq!(ops::slice_channels(&y, 0, 1)?.to_vec()?, a.to_vec()?);
-    assert_eq!(
-        ops::slice_channels(&y, 2, 1)?.to_vec()?,
-        [12., 13., 16., 17.]
-    );
-    let err = ops::slice_channels(&y, 2, 2).unwrap_err().to_string();
-    assert!(err.contains("[2, 3, 1, 2]"), "{err}");
-    Ok(())
-}
-
-fn concat_shape_mismatch(device: Device) -> Result<()> {
-    let a = Tensor::zeros(&device, &[2, 1, 1, 2])?;
-    let batch = Tensor::zeros(&device, &[1, 1, 1, 2])?;
-    let err = ops::concat_channels(&[&a, &batch]).unwrap_err().to_string();
-    assert!(
-        err.contains("[2, 1, 1, 2]") && err.contains("[1, 1, 1, 2]"),
-        "{err}"
-    );
-    let width = Tensor::zeros(&device, &[2, 3, 1, 3])?;
-    let err = ops::concat_channels(&[&a, &width]).unwrap_err().to_string();
-    assert!(
-        err.contains("[2, 1, 1, 2]") && err.contains("[2, 3, 1, 3]"),
-        "{err}"
-    );
     Ok(())
 }
 
@@ -697,6 +722,8 @@ device_tests!(
     conv_shape_errors,
     tensor_length_error,
     relu_values,
+    conv_relu_epilogue_values,
+    convolutions_fill_channel_slices,
     max_pool_padding_is_minus_infinity,
     max_pool_values_and_batch,
     max_pool_output_sizes,
@@ -705,8 +732,6 @@ device_tests!(
     avg_pool_7x7,
     avg_pool_sliding,
     global_avg_pool_non_square,
-    concat_and_slice_channels,
-    concat_shape_mismatch,
     dropout_p_zero_keeps_everything,
     dropout_fraction_and_scale,
     linear_forward,

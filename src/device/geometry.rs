@@ -80,6 +80,27 @@ impl ConvGeometry {
     }
 }
 
+/// Channels `offset .. offset + len` of an NCHW tensor with `total` channels: where one
+/// output part of a convolution writes its output (and its backward reads that output's
+/// gradient), so that Inception branches fill the block output without a concat.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChannelView {
+    pub offset: usize,
+    pub len: usize,
+    pub total: usize,
+}
+
+impl ChannelView {
+    /// All `channels` channels of a tensor.
+    pub fn whole(channels: usize) -> ChannelView {
+        ChannelView {
+            offset: 0,
+            len: channels,
+            total: channels,
+        }
+    }
+}
+
 /// A pooling window over `x [n, c, h, w]`: `kh x kw`, equal stride, padding on both axes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PoolGeometry {

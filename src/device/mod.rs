@@ -21,7 +21,7 @@ use crate::ops::Normalize;
 pub use cpu::CpuBackend;
 use cuda::CudaDriver;
 use emu::EmuDriver;
-use geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use geometry::{AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
 use gpu::GpuBackend;
 
 /// Memory owned by a device: plain vectors on the CPU (and the emulator, whose
@@ -44,6 +44,25 @@ impl<T> Buffer<T> {
     }
 }
 
+/// One output part of a convolution: filters `w [view.len, c_in, k, k]` and bias
+/// `b [view.len]`, whose output lands in channels `view` of `y [n, view.total, oh, ow]`.
+pub struct ConvOutput<'a> {
+    pub w: &'a Buffer<f32>,
+    pub b: &'a Buffer<f32>,
+    pub y: &'a mut Buffer<f32>,
+    pub view: ChannelView,
+}
+
+/// The gradient of one output part, read in place: channels `view` of
+/// `dy [n, view.total, oh, ow]`. When the forward applied ReLU, `relu_y` is its output
+/// (the same shape, read through the same view), and the gradient is masked by `y > 0`.
+#[derive(Clone, Copy)]
+pub struct ConvOutputGrad<'a> {
+    pub dy: &'a Buffer<f32>,
+    pub relu_y: Option<&'a Buffer<f32>>,
+    pub view: ChannelView,
+}
+
 /// The op set. Every buffer argument holds exactly the elements its geometry implies.
 pub trait Backend: Send + Sync {
     fn name(&self) -> String;
@@ -59,6 +78,11 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
+    /// Kernel launches so far on a GPU device (cuda, emu); `None` on the CPU.
+    fn launches(&self) -> Option<u64> {
+        None
+    }
+
     /// The CUDA stream every op of a cuda device runs on, in order; `None` elsewhere.
     fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         None
@@ -72,26 +96,36 @@ pub trait Backend: Send + Sync {
     /// `a + b`, elementwise.
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>>;
 
+    /// A buffer of `len` elements whose contents are unspecified: for outputs that ops
+    /// fill completely (an Inception block's output, which its branches write in parts).
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>>;
+
+    /// Convolution with its epilogue: each output part gets `conv(x, part.w) + part.b`,
+    /// then ReLU when `relu`, stored in its view of `part.y`. `g.c_out` is the parts'
+    /// total; there is one part, or three (an Inception block's fused 1x1 convolutions).
     fn conv2d_fwd(
         &self,
         x: &Buffer<f32>,
-        w: &Buffer<f32>,
-        b: &Buffer<f32>,
+        parts: &mut [ConvOutput],
         g: &ConvGeometry,
-    ) -> Result<Buffer<f32>>;
+        relu: bool,
+    ) -> Result<()>;
+    /// The input gradient from every part's output gradient (`w[i]` is part i's filters),
+    /// added to `into` (the gradient gathered so far) when given, else in a new buffer.
     fn conv2d_bwd_data(
         &self,
-        dy: &Buffer<f32>,
-        w: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
+        w: &[&Buffer<f32>],
         g: &ConvGeometry,
+        into: Option<Buffer<f32>>,
     ) -> Result<Buffer<f32>>;
-    /// Returns `(dw, db)`.
+    /// Returns `(dw, db)` of every part.
     fn conv2d_bwd_filter(
         &self,
         x: &Buffer<f32>,
-        dy: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
         g: &ConvGeometry,
-    ) -> Result<(Buffer<f32>, Buffer<f32>)>;
+    ) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>>;
 
     fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>>;
     /// `dx = dy` where the forward output `y` is positive, else 0.
@@ -111,24 +145,6 @@ pub trait Backend: Send + Sync {
     /// Average pooling without padding (divisor `kh * kw`).
     fn avg_pool_fwd(&self, x: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
     fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
-
-    /// Concatenates `[n, c_i, hw]` inputs along channels into `[n, Σc_i, hw]`.
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>>;
-    /// Channels `start .. start + len` of `x [n, c, hw]`, as `[n, len, hw]`.
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>>;
 
     /// `x * mask / (1 - p)`, the mask drawn by `dropout_keeps(seed, index, p)`.
     /// Forward and backward are the same map, so one method serves both.
@@ -217,16 +233,12 @@ impl Device {
 
     /// The CUDA kernels run on the CPU by the emulator (kernels/emu/): slow, for tests.
     pub fn emu() -> Device {
-        Device(Arc::new(GpuBackend {
-            driver: EmuDriver::new(),
-        }))
+        Device(Arc::new(GpuBackend::new(EmuDriver::new())))
     }
 
     /// GPU `ordinal`; an error (never a panic) without a driver, a GPU or kernels.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        Ok(Device(Arc::new(GpuBackend {
-            driver: CudaDriver::new(ordinal)?,
-        })))
+        Ok(Device(Arc::new(GpuBackend::new(CudaDriver::new(ordinal)?))))
     }
 
     /// Parses a `--device` value: auto (the first GPU when there is a working one,
@@ -278,6 +290,11 @@ impl Device {
     /// libraries' kernels (cuDNN) in the same order on the same GPU.
     pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         self.0.cuda_stream()
+    }
+
+    /// Kernel launches so far (cuda and emu; `None` on the CPU, which launches none).
+    pub fn launches(&self) -> Option<u64> {
+        self.0.launches()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

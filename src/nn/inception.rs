@@ -4,6 +4,12 @@
 //!   branch 2: 1x1 conv, ReLU, 3x3 conv (pad 1), ReLU
 //!   branch 3: 1x1 conv, ReLU, 5x5 conv (pad 2), ReLU
 //!   branch 4: 3x3 max pool (stride 1, pad 1), 1x1 conv, ReLU
+//!
+//! As it runs: the three 1x1 convolutions that read the input are one GEMM, and each
+//! branch's last convolution writes straight into its channel slice of the block
+//! output, so no concat (and, backward, no slice or gradient addition) runs. The weights
+//! stay four separate parameters per branch, as PyTorch names and stores them: the fused
+//! kernels read each part's filters where they are, so nothing is copied per step.
 
 use anyhow::Result;
 
@@ -57,14 +63,21 @@ impl Inception {
     }
 
     pub fn forward(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
-        let b1 = self.branch1.forward_relu(tape, params, x)?;
-        let b2 = self.branch2_1.forward_relu(tape, params, x)?;
-        let b2 = self.branch2_2.forward_relu(tape, params, &b2)?;
-        let b3 = self.branch3_1.forward_relu(tape, params, x)?;
-        let b3 = self.branch3_2.forward_relu(tape, params, &b3)?;
-        let b4 = tape.max_pool(x, 3, 1, 1)?;
-        let b4 = self.branch4_2.forward_relu(tape, params, &b4)?;
-        tape.concat_channels(&[&b1, &b2, &b3, &b4])
+        let shape = self.output_shape(x.value.dims4("Inception input")?);
+        let mut out = tape.channel_output(x.value.device(), shape)?;
+        let (w1, b1) = self.branch1.vars(tape, params);
+        let (w2, b2) = self.branch2_1.vars(tape, params);
+        let (w3, b3) = self.branch3_1.vars(tape, params);
+        let [reduce2, reduce3] =
+            tape.conv1x1_fused(x, [(&w1, &b1), (&w2, &b2), (&w3, &b3)], &mut out)?;
+        self.branch2_2
+            .forward_relu_into(tape, params, &reduce2, &mut out)?;
+        self.branch3_2
+            .forward_relu_into(tape, params, &reduce3, &mut out)?;
+        let pooled = tape.max_pool(x, 3, 1, 1)?;
+        self.branch4_2
+            .forward_relu_into(tape, params, &pooled, &mut out)?;
+        tape.finish(out)
     }
 
     /// Every convolution and pool of the block named `name` on an input of shape

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use super::params::{ParamBuilder, ParamId, Parameters};
-use crate::autograd::{Tape, Var};
+use crate::autograd::{ChannelOutput, Tape, Var};
 use crate::device::geometry::{window_output, ConvGeometry};
 
 /// `nn.Conv2d(c_in, c_out, k, stride, pad)` with a bias.
@@ -37,16 +37,31 @@ impl Conv2d {
         })
     }
 
-    pub fn forward(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
-        let w = tape.param(params, self.weight);
-        let b = tape.param(params, self.bias);
-        tape.conv2d(x, &w, &b, self.stride, self.pad)
+    /// The weight and bias on the tape.
+    pub fn vars(&self, tape: &mut Tape, params: &Parameters) -> (Var, Var) {
+        (
+            tape.param(params, self.weight),
+            tape.param(params, self.bias),
+        )
     }
 
-    /// Convolution then ReLU, the pairing every GoogLeNet convolution uses.
+    /// Convolution then ReLU, the pairing every GoogLeNet convolution uses (the ReLU
+    /// runs in the convolution's store).
     pub fn forward_relu(&self, tape: &mut Tape, params: &Parameters, x: &Var) -> Result<Var> {
-        let y = self.forward(tape, params, x)?;
-        tape.relu(&y)
+        let (w, b) = self.vars(tape, params);
+        tape.conv2d(x, &w, &b, self.stride, self.pad, true)
+    }
+
+    /// `forward_relu` into the next channels of `out`.
+    pub fn forward_relu_into(
+        &self,
+        tape: &mut Tape,
+        params: &Parameters,
+        x: &Var,
+        out: &mut ChannelOutput,
+    ) -> Result<()> {
+        let (w, b) = self.vars(tape, params);
+        tape.conv2d_into(x, &w, &b, self.stride, self.pad, true, out)
     }
 
     /// The convolution this layer runs on an input of shape `input`.

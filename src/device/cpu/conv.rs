@@ -8,13 +8,43 @@
 //!   backward filt. `dW = dY · colᵀ`,  `db[co] = Σ_j dY[co, j]`
 //! Putting every image in one matrix keeps the GEMM wide even where the planes are
 //! tiny (4x4 and below at 32x32 inputs).
+//!
+//! The output channels come in parts (see `ConvOutput`): one, or an Inception block's
+//! three 1x1 convolutions. Their filters are stacked into one `W` and their output
+//! gradients into one `dY`, so each pass is still one GEMM over the shared `col`; the
+//! bias and ReLU go into the scatter to each part's channel view, and ReLU's backward
+//! into the gather of `dY`.
 
+use std::borrow::Cow;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
 use super::gemm::{par_gemm, Mat};
-use crate::device::geometry::ConvGeometry;
+use crate::device::geometry::{ChannelView, ConvGeometry};
+
+/// One output part, on host slices (see `ConvOutput`).
+pub struct Part<'a> {
+    pub w: &'a [f32],
+    pub b: &'a [f32],
+    pub y: &'a mut [f32],
+    pub view: ChannelView,
+}
+
+/// One output part's gradient, on host slices (see `ConvOutputGrad`).
+pub struct PartGrad<'a> {
+    pub dy: &'a [f32],
+    pub relu_y: Option<&'a [f32]>,
+    pub view: ChannelView,
+}
+
+/// The parts' filters stacked into one `[c_out, patch]` matrix (borrowed for one part).
+fn stacked<'a>(w: &[&'a [f32]]) -> Cow<'a, [f32]> {
+    match w {
+        [one] => Cow::Borrowed(one),
+        many => Cow::Owned(many.concat()),
+    }
+}
 
 /// The output positions `o` whose kernel tap `k` lands inside an input axis of
 /// `len` (at `o * stride + k - pad`); the others read padding.
@@ -62,57 +92,85 @@ fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     col
 }
 
-/// `dY[co, (n, p)] = dy[n, co, p]`.
-fn gather_output_grad(dy: &[f32], g: &ConvGeometry) -> Vec<f32> {
+/// `dY[co, (n, p)] = dy[n, co, p]`, with co running over the parts' channels in order,
+/// each read through its part's view and masked by ReLU's backward where it applies.
+fn gather_output_grad(grads: &[PartGrad], g: &ConvGeometry) -> Vec<f32> {
     let positions = g.oh * g.ow;
-    let mut out = vec![0.0; dy.len()];
+    let rows: Vec<(&PartGrad, usize)> = grads
+        .iter()
+        .flat_map(|gr| (0..gr.view.len).map(move |c| (gr, c)))
+        .collect();
+    let mut out = vec![0.0; rows.len() * g.n * positions];
     out.par_chunks_mut(g.n * positions)
-        .enumerate()
-        .for_each(|(co, row)| {
+        .zip(&rows)
+        .for_each(|(row, &(gr, c))| {
             for n in 0..g.n {
-                let from = (n * g.c_out + co) * positions;
-                row[n * positions..(n + 1) * positions]
-                    .copy_from_slice(&dy[from..from + positions]);
+                let from = (n * gr.view.total + gr.view.offset + c) * positions;
+                let src = &gr.dy[from..from + positions];
+                let dst = &mut row[n * positions..(n + 1) * positions];
+                match gr.relu_y {
+                    None => dst.copy_from_slice(src),
+                    Some(y) => {
+                        for ((d, &s), &y) in dst.iter_mut().zip(src).zip(&y[from..]) {
+                            *d = if y > 0.0 { s } else { 0.0 };
+                        }
+                    }
+                }
             }
         });
     out
 }
 
-pub fn forward(x: &[f32], w: &[f32], b: &[f32], g: &ConvGeometry) -> Vec<f32> {
+pub fn forward(x: &[f32], parts: &mut [Part], g: &ConvGeometry, relu: bool) {
     let positions = g.oh * g.ow;
     let width = g.n * positions;
     let col = im2col(x, g);
+    let w: Vec<&[f32]> = parts.iter().map(|p| p.w).collect();
     let mut out = vec![0.0; g.c_out * width];
     par_gemm(
-        Mat::new(w, g.c_out, g.patch_len()),
+        Mat::new(&stacked(&w), g.c_out, g.patch_len()),
         Mat::new(&col, g.patch_len(), width),
         &mut out,
     );
-    let mut y = vec![0.0; out.len()];
-    y.par_chunks_mut(g.c_out * positions)
-        .enumerate()
-        .for_each(|(n, y_n)| {
-            for (co, y_row) in y_n.chunks_mut(positions).enumerate() {
-                let from = co * width + n * positions;
-                for (dst, src) in y_row.iter_mut().zip(&out[from..from + positions]) {
-                    *dst = src + b[co];
+    let mut first = 0;
+    for part in parts {
+        let (view, b) = (part.view, part.b);
+        let out = &out[first * width..(first + view.len) * width];
+        part.y
+            .par_chunks_mut(view.total * positions)
+            .enumerate()
+            .for_each(|(n, y_n)| {
+                let y_n = &mut y_n[view.offset * positions..(view.offset + view.len) * positions];
+                for (c, y_row) in y_n.chunks_mut(positions).enumerate() {
+                    let from = c * width + n * positions;
+                    for (dst, src) in y_row.iter_mut().zip(&out[from..from + positions]) {
+                        let v = src + b[c];
+                        // ReLU as PyTorch's clamp_min: NaN stays NaN, -0.0 stays -0.0.
+                        *dst = if relu && v < 0.0 { 0.0 } else { v };
+                    }
                 }
-            }
-        });
-    y
+            });
+        first += view.len;
+    }
 }
 
-pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
+/// The input gradient, added onto `into` (the gradient gathered so far) when given.
+pub fn backward_data(
+    grads: &[PartGrad],
+    w: &[&[f32]],
+    g: &ConvGeometry,
+    into: Option<Vec<f32>>,
+) -> Vec<f32> {
     let (positions, plane) = (g.oh * g.ow, g.h * g.w);
     let width = g.n * positions;
-    let d_out = gather_output_grad(dy, g);
+    let d_out = gather_output_grad(grads, g);
     let mut dcol = vec![0.0; g.patch_len() * width];
     par_gemm(
-        Mat::new(w, g.c_out, g.patch_len()).t(),
+        Mat::new(&stacked(w), g.c_out, g.patch_len()).t(),
         Mat::new(&d_out, g.c_out, width),
         &mut dcol,
     );
-    let mut dx = vec![0.0; g.n * g.c_in * plane];
+    let mut dx = into.unwrap_or_else(|| vec![0.0; g.n * g.c_in * plane]);
     dx.par_chunks_mut(plane).enumerate().for_each(|(i, dx_p)| {
         let (n, c) = (i / g.c_in, i % g.c_in);
         for ky in 0..g.k {
@@ -133,16 +191,33 @@ pub fn backward_data(dy: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     dx
 }
 
-pub fn backward_filter(x: &[f32], dy: &[f32], g: &ConvGeometry) -> (Vec<f32>, Vec<f32>) {
+/// `(dw, db)` of every part.
+pub fn backward_filter(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
     let width = g.n * g.oh * g.ow;
+    let patch = g.patch_len();
     let col = im2col(x, g);
-    let d_out = gather_output_grad(dy, g);
-    let mut dw = vec![0.0; g.c_out * g.patch_len()];
+    let d_out = gather_output_grad(grads, g);
+    let mut dw = vec![0.0; g.c_out * patch];
     par_gemm(
         Mat::new(&d_out, g.c_out, width),
-        Mat::new(&col, g.patch_len(), width).t(),
+        Mat::new(&col, patch, width).t(),
         &mut dw,
     );
-    let db = d_out.chunks(width).map(|row| row.iter().sum()).collect();
-    (dw, db)
+    let mut first = 0;
+    grads
+        .iter()
+        .map(|gr| {
+            let rows = first..first + gr.view.len;
+            first += gr.view.len;
+            let db = rows
+                .clone()
+                .map(|co| d_out[co * width..(co + 1) * width].iter().sum())
+                .collect();
+            (dw[rows.start * patch..rows.end * patch].to_vec(), db)
+        })
+        .collect()
 }

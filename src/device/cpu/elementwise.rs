@@ -1,4 +1,4 @@
-//! Elementwise ops and channel copies on the CPU.
+//! Elementwise ops on the CPU.
 
 use rayon::prelude::*;
 
@@ -43,31 +43,4 @@ pub fn dropout(x: &[f32], p: f32, seed: u64) -> Vec<f32> {
     } else {
         x.par_iter().enumerate().map(apply).collect()
     }
-}
-
-pub fn concat_channels(parts: &[(&[f32], usize)], n: usize, hw: usize) -> Vec<f32> {
-    let total: usize = parts.iter().map(|(_, c)| c).sum();
-    let mut out = Vec::with_capacity(n * total * hw);
-    for image in 0..n {
-        for (data, c) in parts {
-            out.extend_from_slice(&data[image * c * hw..(image + 1) * c * hw]);
-        }
-    }
-    out
-}
-
-pub fn slice_channels(
-    x: &[f32],
-    n: usize,
-    c: usize,
-    hw: usize,
-    start: usize,
-    len: usize,
-) -> Vec<f32> {
-    let mut out = Vec::with_capacity(n * len * hw);
-    for image in 0..n {
-        let from = (image * c + start) * hw;
-        out.extend_from_slice(&x[from..from + len * hw]);
-    }
-    out
 }

@@ -13,7 +13,7 @@ mod resize;
 use anyhow::{bail, Result};
 
 use super::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use super::{Backend, Buffer};
+use super::{Backend, Buffer, ConvOutput, ConvOutputGrad};
 use crate::ops::Normalize;
 
 pub struct CpuBackend;
@@ -31,6 +31,19 @@ fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut [T]> {
         Buffer::Host(v) => Ok(v),
         Buffer::Cuda(_) => bail!("a GPU buffer was passed to a CPU op"),
     }
+}
+
+fn part_grads<'a>(grads: &[ConvOutputGrad<'a>]) -> Result<Vec<conv::PartGrad<'a>>> {
+    grads
+        .iter()
+        .map(|gr| {
+            Ok(conv::PartGrad {
+                dy: host(gr.dy)?,
+                relu_y: gr.relu_y.map(host).transpose()?,
+                view: gr.view,
+            })
+        })
+        .collect()
 }
 
 impl Backend for CpuBackend {
@@ -58,33 +71,64 @@ impl Backend for CpuBackend {
         Ok(Buffer::Host(elementwise::add(host(a)?, host(b)?)))
     }
 
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
+        Ok(Buffer::Host(vec![0.0; len]))
+    }
+
     fn conv2d_fwd(
         &self,
         x: &Buffer<f32>,
-        w: &Buffer<f32>,
-        b: &Buffer<f32>,
+        parts: &mut [ConvOutput],
         g: &ConvGeometry,
-    ) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(conv::forward(host(x)?, host(w)?, host(b)?, g)))
+        relu: bool,
+    ) -> Result<()> {
+        let mut parts = parts
+            .iter_mut()
+            .map(|p| {
+                Ok(conv::Part {
+                    w: host(p.w)?,
+                    b: host(p.b)?,
+                    y: host_mut(p.y)?,
+                    view: p.view,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        conv::forward(host(x)?, &mut parts, g, relu);
+        Ok(())
     }
 
     fn conv2d_bwd_data(
         &self,
-        dy: &Buffer<f32>,
-        w: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
+        w: &[&Buffer<f32>],
         g: &ConvGeometry,
+        into: Option<Buffer<f32>>,
     ) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(conv::backward_data(host(dy)?, host(w)?, g)))
+        let w = w.iter().map(|w| host(w)).collect::<Result<Vec<_>>>()?;
+        let into = match into {
+            None => None,
+            Some(Buffer::Host(v)) => Some(v),
+            Some(Buffer::Cuda(_)) => bail!("a GPU buffer was passed to a CPU op"),
+        };
+        Ok(Buffer::Host(conv::backward_data(
+            &part_grads(grads)?,
+            &w,
+            g,
+            into,
+        )))
     }
 
     fn conv2d_bwd_filter(
         &self,
         x: &Buffer<f32>,
-        dy: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
         g: &ConvGeometry,
-    ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        let (dw, db) = conv::backward_filter(host(x)?, host(dy)?, g);
-        Ok((Buffer::Host(dw), Buffer::Host(db)))
+    ) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>> {
+        let grads = conv::backward_filter(host(x)?, &part_grads(grads)?, g);
+        Ok(grads
+            .into_iter()
+            .map(|(dw, db)| (Buffer::Host(dw), Buffer::Host(db)))
+            .collect())
     }
 
     fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -126,38 +170,6 @@ impl Backend for CpuBackend {
 
     fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>> {
         Ok(Buffer::Host(pool::avg_backward(host(dy)?, g)))
-    }
-
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>> {
-        let parts = parts
-            .iter()
-            .map(|(b, c)| Ok((host(b)?, *c)))
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Buffer::Host(elementwise::concat_channels(&parts, n, hw)))
-    }
-
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(elementwise::slice_channels(
-            host(x)?,
-            n,
-            c,
-            hw,
-            start,
-            len,
-        )))
     }
 
     fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {

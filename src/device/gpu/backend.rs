@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
 use super::{Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::device::{Backend, Buffer};
+use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad};
 use crate::ops::Normalize;
 
 impl<D: Driver> Backend for GpuBackend<D> {
@@ -18,6 +18,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn is_gpu(&self) -> bool {
         self.driver.is_gpu()
+    }
+
+    fn launches(&self) -> Option<u64> {
+        Some(self.driver.launches())
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -48,32 +52,37 @@ impl<D: Driver> Backend for GpuBackend<D> {
         elementwise::add(&self.driver, a, b)
     }
 
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
+        self.driver.zeros_f32(len)
+    }
+
     fn conv2d_fwd(
         &self,
         x: &Buffer<f32>,
-        w: &Buffer<f32>,
-        b: &Buffer<f32>,
+        parts: &mut [ConvOutput],
         g: &ConvGeometry,
-    ) -> Result<Buffer<f32>> {
-        conv::forward(&self.driver, x, w, b, g)
+        relu: bool,
+    ) -> Result<()> {
+        conv::forward(&self.driver, x, parts, g, relu)
     }
 
     fn conv2d_bwd_data(
         &self,
-        dy: &Buffer<f32>,
-        w: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
+        w: &[&Buffer<f32>],
         g: &ConvGeometry,
+        into: Option<Buffer<f32>>,
     ) -> Result<Buffer<f32>> {
-        conv::backward_data(&self.driver, dy, w, g)
+        conv::backward_data(&self.driver, grads, w, g, into)
     }
 
     fn conv2d_bwd_filter(
         &self,
         x: &Buffer<f32>,
-        dy: &Buffer<f32>,
+        grads: &[ConvOutputGrad],
         g: &ConvGeometry,
-    ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        conv::backward_filter(&self.driver, x, dy, g)
+    ) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>> {
+        conv::backward_filter(&self.driver, x, grads, g)
     }
 
     fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -107,27 +116,6 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>> {
         pool::avg_backward(&self.driver, dy, g)
-    }
-
-    fn concat_channels(
-        &self,
-        parts: &[(&Buffer<f32>, usize)],
-        n: usize,
-        hw: usize,
-    ) -> Result<Buffer<f32>> {
-        elementwise::concat_channels(&self.driver, parts, n, hw)
-    }
-
-    fn slice_channels(
-        &self,
-        x: &Buffer<f32>,
-        n: usize,
-        c: usize,
-        hw: usize,
-        start: usize,
-        len: usize,
-    ) -> Result<Buffer<f32>> {
-        elementwise::slice_channels(&self.driver, x, n, c, hw, start, len)
     }
 
     fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {

@@ -1,15 +1,28 @@
 //! Convolution: kernels/conv.cu, implicit GEMMs on the shared-memory tile core.
 //!
-//! Forward and backward data are one GEMM launch each; backward filter splits its long
-//! reduction (over every output pixel of the batch) across blocks and sums the splits
-//! in a second, fixed-order launch, then computes the bias gradient in a third.
+//! Every op takes one output part or three (the `conv_` or `conv3_` kernels, one code
+//! for both): three are an Inception block's 1x1 convolutions run as one GEMM. Each part
+//! writes (backward: reads its gradient from) a channel view of its own tensor, so
+//! branches fill the block output in place. Forward and backward data are one launch
+//! each, with the epilogue (bias, ReLU) in the forward's store and ReLU's backward in
+//! the backward GEMMs' loads. Backward filter computes the weight and bias gradients in
+//! one GEMM; where its reduction (over every output pixel of the batch) is long next to
+//! the weights, it splits it across blocks and sums the splits in a second, fixed-order
+//! launch. Forward and backward data run on smaller tiles where the usual ones would
+//! not fill the GPU, which keeps them one launch each (no split-K reduction to add).
 
-use anyhow::Result;
+use anyhow::{bail, ensure, Result};
 
-use super::launch::{check_len, gemm_grid, int, per_element, GEMM_TILE, GEMM_TILE_K};
+use super::launch::{check_len, gemm_grid, int, per_element, GEMM_THREADS, GEMM_TILE, GEMM_TILE_K};
 use super::{Arg, Driver, Launch};
-use crate::device::geometry::ConvGeometry;
-use crate::device::Buffer;
+use crate::device::geometry::{ChannelView, ConvGeometry};
+use crate::device::{Buffer, ConvOutput, ConvOutputGrad};
+
+/// Below this many 64x64 tiles, a forward or backward-data GEMM would leave SMs of a
+/// 132-SM GPU idle (late stages at batch 16): it runs on 32x32 tiles instead, four
+/// times the blocks, in the same one launch.
+const SMALL_GRID_BLOCKS: usize = 132;
+const SMALL_TILE: usize = 32;
 
 /// Backward filter aims for about this many blocks (two per SM on a 132-SM GPU), so
 /// small weight tensors (conv1's 64 x 49) still fill the GPU.
@@ -17,15 +30,12 @@ const FILTER_TARGET_BLOCKS: usize = 256;
 /// Each split sums at least this many output pixels, so that writing and re-reading
 /// the partial sums stays cheap next to the multiply-adds.
 const FILTER_MIN_CHUNK: usize = 1024;
-/// The block size conv_bwd_bias_f32 is written for (its BIAS_THREADS).
-const BIAS_THREADS: u32 = 256;
 
-/// The geometry as the kernels' leading int parameters:
-/// `n, c_in, h, w, c_out, k, stride, pad, oh, ow`, with every buffer length checked.
+/// The geometry as the kernels' trailing int parameters:
+/// `n, c_in, h, w, c_out, k, stride, pad, oh, ow`, with the input and weight lengths checked.
 fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
     int(g.n * g.c_in * g.h * g.w, "conv input length")?;
-    int(g.n * g.c_out * g.oh * g.ow, "conv output length")?;
-    int(g.c_out * g.patch_len(), "conv weight length")?;
+    int(g.c_out * (g.patch_len() + 1), "conv weight length")?;
     Ok([
         int(g.n, "batch")?,
         int(g.c_in, "input channels")?,
@@ -40,50 +50,179 @@ fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
     ])
 }
 
+/// The kernel `conv_<op>_f32` for one part, `conv3_<op>_f32` for three.
+fn kernel(op: &str, parts: usize) -> Result<String> {
+    match parts {
+        1 => Ok(format!("conv_{op}_f32")),
+        3 => Ok(format!("conv3_{op}_f32")),
+        other => bail!("conv: the GPU kernels take 1 or 3 output parts, got {other}"),
+    }
+}
+
+/// The kernel `conv_<op>` (or `conv3_<op>`) and its grid for a `rows x cols` product, on
+/// 64x64 tiles, or on 32x32 tiles (the `_small` kernels) where 64x64 ones are too few.
+fn tiled(op: &str, parts: usize, rows: usize, cols: usize) -> Result<(String, Launch)> {
+    if rows.div_ceil(GEMM_TILE) * cols.div_ceil(GEMM_TILE) >= SMALL_GRID_BLOCKS {
+        return Ok((kernel(op, parts)?, gemm_grid(rows, cols, 1)?));
+    }
+    let tiles_y = rows.div_ceil(SMALL_TILE).max(1);
+    ensure!(
+        tiles_y <= 65535,
+        "a GEMM of {rows} rows exceeds the grid's limits"
+    );
+    let launch = Launch {
+        grid: [
+            int(cols.div_ceil(SMALL_TILE).max(1), "GEMM tile columns")? as u32,
+            tiles_y as u32,
+            1,
+        ],
+        block: [GEMM_THREADS, 1, 1],
+    };
+    Ok((kernel(&format!("{op}_small"), parts)?, launch))
+}
+
+/// Checks that `buffer` is an output-shaped tensor of `view.total` channels holding the
+/// view, and returns the view as the kernels' `len, offset, total`.
+fn view_args(buffer: &Buffer<f32>, view: ChannelView, g: &ConvGeometry) -> Result<[i32; 3]> {
+    ensure!(
+        view.offset + view.len <= view.total,
+        "conv: channels {}..{} are outside a tensor of {}",
+        view.offset,
+        view.offset + view.len,
+        view.total
+    );
+    check_len(
+        buffer,
+        g.n * view.total * g.oh * g.ow,
+        "conv output (or its gradient)",
+    )?;
+    int(buffer.len(), "conv output length")?;
+    Ok([
+        int(view.len, "part channels")?,
+        int(view.offset, "channel offset")?,
+        int(view.total, "channels")?,
+    ])
+}
+
+/// Checks the parts' views against `g` (their channels sum to `c_out`); returns the
+/// ReLU flag, which all parts share.
+fn check_grads(grads: &[ConvOutputGrad], g: &ConvGeometry) -> Result<bool> {
+    let relu = grads.first().is_some_and(|gr| gr.relu_y.is_some());
+    let mut channels = 0;
+    for gr in grads {
+        view_args(gr.dy, gr.view, g)?;
+        ensure!(
+            gr.relu_y.is_some() == relu,
+            "conv backward: parts disagree on ReLU"
+        );
+        if let Some(y) = gr.relu_y {
+            check_len(y, gr.dy.len(), "conv output (ReLU's mask)")?;
+        }
+        channels += gr.view.len;
+    }
+    ensure!(
+        channels == g.c_out,
+        "conv backward: parts of {channels} channels for {} output channels",
+        g.c_out
+    );
+    Ok(relu)
+}
+
+/// A part's output gradient, ReLU mask (the gradient itself when there is none: the
+/// kernels then never read it) and view.
+fn grad_args<'a>(gr: &ConvOutputGrad<'a>, g: &ConvGeometry) -> Result<[Arg<'a>; 5]> {
+    let [len, offset, total] = view_args(gr.dy, gr.view, g)?;
+    Ok([
+        Arg::F32(gr.dy),
+        Arg::F32(gr.relu_y.unwrap_or(gr.dy)),
+        Arg::I32(len),
+        Arg::I32(offset),
+        Arg::I32(total),
+    ])
+}
+
 pub(super) fn forward<D: Driver>(
     d: &D,
     x: &Buffer<f32>,
-    w: &Buffer<f32>,
-    b: &Buffer<f32>,
+    parts: &mut [ConvOutput],
     g: &ConvGeometry,
-) -> Result<Buffer<f32>> {
+    relu: bool,
+) -> Result<()> {
     check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
-    check_len(w, g.c_out * g.patch_len(), "conv weight")?;
-    check_len(b, g.c_out, "conv bias")?;
-    let dims = geometry_args(g)?;
     let columns = g.n * g.oh * g.ow;
-    let mut y = d.zeros_f32(g.c_out * columns)?;
-    if y.is_empty() {
-        return Ok(y);
+    let (name, grid) = tiled("fwd", parts.len(), g.c_out, columns)?;
+    let mut channels = 0;
+    for part in parts.iter() {
+        check_len(part.w, part.view.len * g.patch_len(), "conv weight")?;
+        check_len(part.b, part.view.len, "conv bias")?;
+        channels += part.view.len;
     }
-    let mut args = vec![Arg::F32(x), Arg::F32(w), Arg::F32(b), Arg::OutF32(&mut y)];
+    ensure!(
+        channels == g.c_out,
+        "conv: parts of {channels} channels for {} output channels",
+        g.c_out
+    );
+    let dims = geometry_args(g)?;
+    let mut args = vec![Arg::F32(x)];
+    for part in parts.iter_mut() {
+        let view = view_args(part.y, part.view, g)?;
+        args.extend([
+            Arg::F32(part.w),
+            Arg::F32(part.b),
+            Arg::OutF32(&mut *part.y),
+        ]);
+        args.extend(view.map(Arg::I32));
+    }
+    if g.c_out * columns == 0 {
+        return Ok(());
+    }
+    args.push(Arg::I32(relu.into()));
     args.extend(dims.map(Arg::I32));
-    d.launch("conv_fwd_f32", gemm_grid(g.c_out, columns, 1)?, &mut args)?;
-    Ok(y)
+    d.launch(&name, grid, &mut args)
 }
 
 pub(super) fn backward_data<D: Driver>(
     d: &D,
-    dy: &Buffer<f32>,
-    w: &Buffer<f32>,
+    grads: &[ConvOutputGrad],
+    w: &[&Buffer<f32>],
     g: &ConvGeometry,
+    into: Option<Buffer<f32>>,
 ) -> Result<Buffer<f32>> {
-    check_len(dy, g.n * g.c_out * g.oh * g.ow, "conv output gradient")?;
-    check_len(w, g.c_out * g.patch_len(), "conv weight")?;
+    ensure!(
+        grads.len() == w.len(),
+        "conv backward: {} output gradients for {} filter sets",
+        grads.len(),
+        w.len()
+    );
+    let relu = check_grads(grads, g)?;
     let dims = geometry_args(g)?;
     // One GEMM column per input pixel: dx is gathered, each element by one thread.
     let columns = g.n * g.h * g.w;
-    let mut dx = d.zeros_f32(g.c_in * columns)?;
+    let (name, grid) = tiled("bwd_data", grads.len(), g.c_in, columns)?;
+    let accumulate = into.is_some();
+    let mut dx = match into {
+        Some(dx) => {
+            check_len(&dx, g.c_in * columns, "conv input gradient")?;
+            dx
+        }
+        None => d.zeros_f32(g.c_in * columns)?,
+    };
     if dx.is_empty() {
         return Ok(dx);
     }
-    let mut args = vec![Arg::F32(dy), Arg::F32(w), Arg::OutF32(&mut dx)];
+    let mut args = Vec::new();
+    for (gr, &w) in grads.iter().zip(w) {
+        check_len(w, gr.view.len * g.patch_len(), "conv weight")?;
+        args.push(Arg::F32(w));
+        args.extend(grad_args(gr, g)?);
+    }
+    args.extend([
+        Arg::OutF32(&mut dx),
+        Arg::I32(relu.into()),
+        Arg::I32(accumulate.into()),
+    ]);
     args.extend(dims.map(Arg::I32));
-    d.launch(
-        "conv_bwd_data_f32",
-        gemm_grid(g.c_in, columns, 1)?,
-        &mut args,
-    )?;
+    d.launch(&name, grid, &mut args)?;
     Ok(dx)
 }
 
@@ -92,77 +231,95 @@ pub(super) fn backward_data<D: Driver>(
 /// k step) and the last one what is left.
 fn filter_splits(g: &ConvGeometry) -> (usize, usize) {
     let depth = g.n * g.oh * g.ow;
-    let tiles = g.c_out.div_ceil(GEMM_TILE) * g.patch_len().div_ceil(GEMM_TILE);
+    let tiles = g.c_out.div_ceil(GEMM_TILE) * (g.patch_len() + 1).div_ceil(GEMM_TILE);
     let wanted = FILTER_TARGET_BLOCKS.div_ceil(tiles.max(1));
     let splits = wanted.min(depth / FILTER_MIN_CHUNK).max(1);
     let chunk = depth.div_ceil(splits).next_multiple_of(GEMM_TILE_K);
     (chunk, depth.div_ceil(chunk).max(1))
 }
 
+/// Kernel launches of `backward_filter` on `g`: one, or two where the reduction splits.
+pub fn backward_filter_launches(g: &ConvGeometry) -> usize {
+    if filter_splits(g).1 > 1 {
+        2
+    } else {
+        1
+    }
+}
+
 pub(super) fn backward_filter<D: Driver>(
     d: &D,
     x: &Buffer<f32>,
-    dy: &Buffer<f32>,
+    grads: &[ConvOutputGrad],
     g: &ConvGeometry,
-) -> Result<(Buffer<f32>, Buffer<f32>)> {
+) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>> {
     check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
-    check_len(dy, g.n * g.c_out * g.oh * g.ow, "conv output gradient")?;
-    let dims = geometry_args(g)?;
-    let weights = g.c_out * g.patch_len();
-    let mut dw = d.zeros_f32(weights)?;
-    let mut db = d.zeros_f32(g.c_out)?;
-    let positions = g.oh * g.ow;
-    if weights == 0 || g.n * positions == 0 {
+    let relu = check_grads(grads, g)?;
+    let patch = g.patch_len();
+    let mut out = grads
+        .iter()
+        .map(|gr| Ok((d.zeros_f32(gr.view.len * patch)?, d.zeros_f32(gr.view.len)?)))
+        .collect::<Result<Vec<_>>>()?;
+    if g.c_out == 0 || g.n * g.oh * g.ow == 0 {
         // Nothing to sum over (or nothing to sum into): the gradients are zero.
-        return Ok((dw, db));
+        return Ok(out);
+    }
+    let dims = geometry_args(g)?;
+    // One GEMM column per weight of a filter, and one more for the bias.
+    let grid = |splits| gemm_grid(g.c_out, patch + 1, splits);
+    let (chunk, splits) = filter_splits(g);
+    if splits == 1 {
+        let mut args = vec![Arg::F32(x)];
+        for (gr, (dw, db)) in grads.iter().zip(out.iter_mut()) {
+            args.extend(grad_args(gr, g)?);
+            args.extend([Arg::OutF32(dw), Arg::OutF32(db)]);
+        }
+        args.push(Arg::I32(relu.into()));
+        args.extend(dims.map(Arg::I32));
+        d.launch(&kernel("bwd_filter", grads.len())?, grid(1)?, &mut args)?;
+        return Ok(out);
     }
 
-    let (chunk, splits) = filter_splits(g);
-    int(splits * weights, "filter partial sums length")?;
-    // With one split the GEMM writes dw itself; with more, each split writes its own
-    // partial sums, which a second launch adds up in split order.
-    let mut part = if splits > 1 {
-        Some(d.zeros_f32(splits * weights)?)
-    } else {
-        None
-    };
-    let target = part.as_mut().unwrap_or(&mut dw);
-    let mut args = vec![Arg::F32(x), Arg::F32(dy), Arg::OutF32(target)];
+    // Each split writes its own partial sums, which a second launch adds up in split
+    // order into each part's gradients.
+    let sums_len = splits * g.c_out * (patch + 1);
+    int(sums_len, "filter partial sums length")?;
+    let mut sums = d.zeros_f32(sums_len)?;
+    let mut args = vec![Arg::F32(x)];
+    for gr in grads {
+        args.extend(grad_args(gr, g)?);
+    }
+    args.extend([
+        Arg::OutF32(&mut sums),
+        Arg::I32(int(chunk, "filter split length")?),
+        Arg::I32(relu.into()),
+    ]);
     args.extend(dims.map(Arg::I32));
-    args.push(Arg::I32(int(chunk, "filter split length")?));
     d.launch(
-        "conv_bwd_filter_f32",
-        gemm_grid(g.c_out, g.patch_len(), splits)?,
+        &kernel("bwd_filter_split", grads.len())?,
+        grid(splits)?,
         &mut args,
     )?;
-    if let Some(part) = &part {
-        d.launch(
-            "conv_bwd_filter_reduce_f32",
-            per_element(weights),
-            &mut [
-                Arg::F32(part),
-                Arg::OutF32(&mut dw),
-                Arg::I32(int(weights, "weight length")?),
-                Arg::I32(int(splits, "filter splits")?),
-            ],
-        )?;
-    }
 
+    let mut args = vec![Arg::F32(&sums)];
+    for (gr, (dw, db)) in grads.iter().zip(out.iter_mut()) {
+        args.extend([
+            Arg::OutF32(dw),
+            Arg::OutF32(db),
+            Arg::I32(int(gr.view.len, "part channels")?),
+        ]);
+    }
+    args.extend([
+        Arg::I32(dims[4]),
+        Arg::I32(int(patch, "patch length")?),
+        Arg::I32(int(splits, "filter splits")?),
+    ]);
     d.launch(
-        "conv_bwd_bias_f32",
-        Launch {
-            grid: [int(g.c_out, "output channels")? as u32, 1, 1],
-            block: [BIAS_THREADS, 1, 1],
-        },
-        &mut [
-            Arg::F32(dy),
-            Arg::OutF32(&mut db),
-            Arg::I32(dims[0]),
-            Arg::I32(dims[4]),
-            Arg::I32(int(positions, "output plane")?),
-        ],
+        &kernel("bwd_filter_reduce", grads.len())?,
+        per_element(g.c_out * (patch + 1)),
+        &mut args,
     )?;
-    Ok((dw, db))
+    Ok(out)
 }
 
 #[cfg(test)]

@@ -14,6 +14,7 @@ use super::Buffer;
 mod adam;
 mod backend;
 mod conv;
+mod counted;
 mod elementwise;
 mod launch;
 mod linear;
@@ -81,7 +82,18 @@ pub trait Driver: Send + Sync + 'static {
     }
 }
 
-/// The op set on a GPU driver.
+pub use conv::backward_filter_launches;
+pub use counted::Counted;
+
+/// The op set on a GPU driver, counting its launches.
 pub struct GpuBackend<D: Driver> {
-    pub driver: D,
+    pub driver: Counted<D>,
+}
+
+impl<D: Driver> GpuBackend<D> {
+    pub fn new(driver: D) -> Self {
+        GpuBackend {
+            driver: Counted::new(driver),
+        }
+    }
 }
