@@ -76,3 +76,30 @@ extern "C" __global__ void correct_count_fwd_f32(const float* logits, const unsi
     if ((unsigned int)best == labels[i]) atomicAdd(count, 1u);
 }
 EMU_REGISTER(correct_count_fwd_f32)
+
+// A training step's record, kept on the device so the step never waits for the host:
+//   losses[slot] = loss[0],  correct[slot] = #rows whose first largest logit (as
+//   correct_count_fwd_f32) sits at the label,
+//   diverged[0] = 1 if loss[0] is NaN or infinite (it stays set; Adam skips its
+//   update while it is, see adam_step_f32).
+// The host reads the slots every --log-every steps. Launch: one block of one thread
+// (a batch is a few hundred logits; a single thread counts in a fixed order).
+extern "C" __global__ void record_step_f32(const float* loss, const float* logits,
+                                           const unsigned int* labels, int n, int classes,
+                                           int slot, float* losses, unsigned int* correct,
+                                           unsigned int* diverged) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    unsigned int count = 0;
+    for (int i = 0; i < n; ++i) {
+        const float* z = logits + i * classes;
+        int best = 0;
+        for (int j = 1; j < classes; ++j)
+            if (z[j] > z[best]) best = j;
+        if ((unsigned int)best == labels[i]) ++count;
+    }
+    const float value = loss[0];
+    losses[slot] = value;
+    correct[slot] = count;
+    if (!isfinite(value)) diverged[0] = 1u;
+}
+EMU_REGISTER(record_step_f32)

@@ -23,9 +23,7 @@ use rand::{Rng, SeedableRng};
 use common::assert_close;
 
 fn gpu() -> GpuBackend<EmuDriver> {
-    GpuBackend {
-        driver: EmuDriver::new(),
-    }
+    GpuBackend::new(EmuDriver::new())
 }
 
 fn random(len: usize, seed: u64) -> Vec<f32> {
@@ -557,6 +555,7 @@ fn adam_is_exact() -> Result<()> {
                 &mut m.iter_mut().collect::<Vec<_>>(),
                 &mut v.iter_mut().collect::<Vec<_>>(),
                 &hyper,
+                None,
             )?;
         }
         Ok(params

@@ -21,13 +21,16 @@ pub use cpu::CpuBackend;
 use cuda::CudaDriver;
 use emu::EmuDriver;
 use geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+pub use gpu::Counters;
 use gpu::GpuBackend;
 
 /// Memory owned by a device: plain vectors on the CPU (and the emulator, whose
-/// "device memory" is host memory), device memory on a CUDA GPU.
+/// "device memory" is host memory), device memory on a CUDA GPU. A GPU device lends
+/// its buffers from a caching allocator (`Pooled`), which takes them back on drop.
 pub enum Buffer<T> {
     Host(Vec<T>),
     Cuda(cudarc::driver::CudaSlice<T>),
+    Pooled(gpu::Pooled<T>),
 }
 
 impl<T> Buffer<T> {
@@ -35,6 +38,7 @@ impl<T> Buffer<T> {
         match self {
             Buffer::Host(v) => v.len(),
             Buffer::Cuda(s) => s.len(),
+            Buffer::Pooled(p) => p.raw().len(),
         }
     }
 
@@ -63,10 +67,20 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// What a GPU device did since this was last asked (launches, allocations,
+    /// memsets, copies, host waits, peak memory; see gpu/runtime.rs); `None` on the CPU.
+    fn take_counters(&self) -> Option<Counters> {
+        None
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>>;
+    fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
+
+    /// `len` copies of `value`, made on the device (no upload).
+    fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>>;
 
     /// `a + b`, elementwise.
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>>;
@@ -181,6 +195,26 @@ pub trait Backend: Send + Sync {
         classes: usize,
     ) -> Result<usize>;
 
+    /// Records a training step without the host waiting for it: `losses[slot]` = the
+    /// one-element `loss`, `correct[slot]` = the correct count of `logits`, and
+    /// `diverged[0]` = 1 when the loss is NaN or infinite (it stays 1).
+    #[allow(clippy::too_many_arguments)]
+    fn record_step(
+        &self,
+        loss: &Buffer<f32>,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+        slot: usize,
+        losses: &mut Buffer<f32>,
+        correct: &mut Buffer<u32>,
+        diverged: &mut Buffer<u32>,
+    ) -> Result<()>;
+
+    /// `labels[indices[i]]` for each index: a batch's labels from its split's.
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>>;
+
     /// Gathers `images [count, h, w]` (u8) at `indices` and resizes each to
     /// `size x size` floats in [0, 1] (bilinear, align_corners=False), then
     /// normalises them: `(x - mean) / std`.
@@ -194,7 +228,8 @@ pub trait Backend: Send + Sync {
         norm: Normalize,
     ) -> Result<Buffer<f32>>;
 
-    /// One Adam step over every parameter, in place.
+    /// One Adam step over every parameter, in place; none at all while `skip` (a
+    /// one-element flag on the device, `record_step`'s `diverged`) is nonzero.
     fn adam_step(
         &self,
         params: &mut [&mut Buffer<f32>],
@@ -202,6 +237,7 @@ pub trait Backend: Send + Sync {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        skip: Option<&Buffer<u32>>,
     ) -> Result<()>;
 }
 
@@ -216,16 +252,12 @@ impl Device {
 
     /// The CUDA kernels run on the CPU by the emulator (kernels/emu/): slow, for tests.
     pub fn emu() -> Device {
-        Device(Arc::new(GpuBackend {
-            driver: EmuDriver::new(),
-        }))
+        Device(Arc::new(GpuBackend::new(EmuDriver::new())))
     }
 
     /// GPU `ordinal`; an error (never a panic) without a driver, a GPU or kernels.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        Ok(Device(Arc::new(GpuBackend {
-            driver: CudaDriver::new(ordinal)?,
-        })))
+        Ok(Device(Arc::new(GpuBackend::new(CudaDriver::new(ordinal)?))))
     }
 
     /// Parses a `--device` value: auto (the first GPU when there is a working one,
@@ -269,6 +301,12 @@ impl Device {
     /// libraries' kernels (cuDNN) in the same order on the same GPU.
     pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         self.0.cuda_stream()
+    }
+
+    /// On a GPU device (cuda or emu), what it did since the last call: kernel launches,
+    /// allocations, memsets, copies, host waits and peak memory. `None` on the CPU.
+    pub fn take_counters(&self) -> Option<Counters> {
+        self.0.take_counters()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

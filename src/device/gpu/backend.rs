@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
-use super::{Driver, GpuBackend};
+use super::{Counters, Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Backend, Buffer};
 use crate::ops::Normalize;
@@ -28,6 +28,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.cuda_stream()
     }
 
+    fn take_counters(&self) -> Option<Counters> {
+        Some(self.driver.take_counters())
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
         self.driver.upload_f32(data)
     }
@@ -42,6 +46,14 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
         self.driver.download_f32(buffer)
+    }
+
+    fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>> {
+        self.driver.download_u32(buffer)
+    }
+
+    fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
+        elementwise::fill(&self.driver, len, value)
     }
 
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -193,6 +205,31 @@ impl<D: Driver> Backend for GpuBackend<D> {
         loss::correct_count(&self.driver, logits, labels, n, classes)
     }
 
+    fn record_step(
+        &self,
+        loss: &Buffer<f32>,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+        slot: usize,
+        losses: &mut Buffer<f32>,
+        correct: &mut Buffer<u32>,
+        diverged: &mut Buffer<u32>,
+    ) -> Result<()> {
+        let log = loss::StepLog {
+            slot,
+            losses,
+            correct,
+            diverged,
+        };
+        loss::record_step(&self.driver, loss, logits, labels, n, classes, log)
+    }
+
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>> {
+        resize::gather_labels(&self.driver, labels, indices)
+    }
+
     fn resize_images(
         &self,
         images: &Buffer<u8>,
@@ -212,7 +249,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
-        adam::step(&self.driver, params, grads, m, v, hyper)
+        adam::step(&self.driver, params, grads, m, v, hyper, skip)
     }
 }

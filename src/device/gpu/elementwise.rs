@@ -15,7 +15,7 @@ pub(super) fn add<D: Driver>(d: &D, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<
         b.len()
     );
     let len = a.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "add_fwd_f32",
@@ -31,9 +31,25 @@ pub(super) fn add<D: Driver>(d: &D, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<
     Ok(y)
 }
 
+pub(super) fn fill<D: Driver>(d: &D, len: usize, value: f32) -> Result<Buffer<f32>> {
+    let mut y = d.alloc_f32(len)?;
+    if len > 0 {
+        d.launch(
+            "fill_f32",
+            per_element(len),
+            &mut [
+                Arg::OutF32(&mut y),
+                Arg::I32(int(len, "fill length")?),
+                Arg::Float(value),
+            ],
+        )?;
+    }
+    Ok(y)
+}
+
 pub(super) fn relu_fwd<D: Driver>(d: &D, x: &Buffer<f32>) -> Result<Buffer<f32>> {
     let len = x.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "relu_fwd_f32",
@@ -56,7 +72,7 @@ pub(super) fn relu_bwd<D: Driver>(d: &D, y: &Buffer<f32>, dy: &Buffer<f32>) -> R
         dy.len()
     );
     let len = y.len();
-    let mut dx = d.zeros_f32(len)?;
+    let mut dx = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "relu_bwd_f32",
@@ -74,7 +90,7 @@ pub(super) fn relu_bwd<D: Driver>(d: &D, y: &Buffer<f32>, dy: &Buffer<f32>) -> R
 
 pub(super) fn dropout<D: Driver>(d: &D, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
     let len = x.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "dropout_fwd_f32",
@@ -99,7 +115,7 @@ pub(super) fn concat_channels<D: Driver>(
     hw: usize,
 ) -> Result<Buffer<f32>> {
     let total: usize = parts.iter().map(|(_, c)| c).sum();
-    let mut y = d.zeros_f32(n * total * hw)?;
+    let mut y = d.alloc_f32(n * total * hw)?;
     int(n * total * hw, "concat output length")?;
     let mut offset = 0;
     for &(part, c) in parts {
@@ -151,7 +167,7 @@ pub(super) fn slice_channels<D: Driver>(
     );
     int(x.len(), "slice input length")?;
     let out_len = n * len * hw;
-    let mut y = d.zeros_f32(out_len)?;
+    let mut y = d.alloc_f32(out_len)?;
     if out_len > 0 {
         d.launch(
             "concat_bwd_f32",

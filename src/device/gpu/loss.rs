@@ -30,9 +30,9 @@ pub(super) fn forward<D: Driver>(
 ) -> Result<(Buffer<f32>, Buffer<f32>)> {
     let [rows, cols] = check(logits.len(), labels, n, classes)?;
     ensure!(n > 0 && classes > 0, "cross-entropy of an empty batch");
-    let mut probs = d.zeros_f32(n * classes)?;
-    let mut term = d.zeros_f32(n)?;
-    let mut loss = d.zeros_f32(1)?;
+    let mut probs = d.alloc_f32(n * classes)?;
+    let mut term = d.alloc_f32(n)?;
+    let mut loss = d.alloc_f32(1)?;
     d.launch(
         "cross_entropy_fwd_f32",
         per_element(n),
@@ -69,7 +69,7 @@ pub(super) fn backward<D: Driver>(
         dloss.len() == 1,
         "cross-entropy backward: the loss gradient must be one element"
     );
-    let mut dz = d.zeros_f32(n * classes)?;
+    let mut dz = d.alloc_f32(n * classes)?;
     if !dz.is_empty() {
         d.launch(
             "cross_entropy_bwd_f32",
@@ -112,4 +112,53 @@ pub(super) fn correct_count<D: Driver>(
         ],
     )?;
     Ok(d.download_u32(&count)?[0] as usize)
+}
+
+/// Where `record_step` writes: slot `slot` of the step log, and its divergence flag.
+pub(super) struct StepLog<'a> {
+    pub slot: usize,
+    pub losses: &'a mut Buffer<f32>,
+    pub correct: &'a mut Buffer<u32>,
+    pub diverged: &'a mut Buffer<u32>,
+}
+
+/// One launch, no memset and no read: see record_step_f32.
+pub(super) fn record_step<D: Driver>(
+    d: &D,
+    loss: &Buffer<f32>,
+    logits: &Buffer<f32>,
+    labels: &Buffer<u32>,
+    n: usize,
+    classes: usize,
+    log: StepLog,
+) -> Result<()> {
+    let slot = log.slot;
+    let [rows, cols] = check(logits.len(), labels, n, classes)?;
+    ensure!(
+        loss.len() == 1 && log.diverged.len() == 1,
+        "record_step: the loss and the divergence flag must be one element each"
+    );
+    ensure!(
+        slot < log.losses.len() && slot < log.correct.len(),
+        "record_step: slot {slot} is outside the step log of {} steps",
+        log.losses.len().min(log.correct.len())
+    );
+    d.launch(
+        "record_step_f32",
+        Launch {
+            grid: [1, 1, 1],
+            block: [1, 1, 1],
+        },
+        &mut [
+            Arg::F32(loss),
+            Arg::F32(logits),
+            Arg::U32s(labels),
+            Arg::I32(rows),
+            Arg::I32(cols),
+            Arg::I32(int(slot, "step log slot")?),
+            Arg::OutF32(log.losses),
+            Arg::OutU32s(log.correct),
+            Arg::OutU32s(log.diverged),
+        ],
+    )
 }
