@@ -2,8 +2,9 @@
 //! host asks for them, so a step never waits for the GPU: reading a loss right after
 //! the forward pass would drain the GPU's queue before backward is even queued.
 //!
-//! Each step writes its slot (`Backend::record_step`, one launch); the host reads the
-//! slots every `--log-every` steps and at epoch end, one wait for all of them. A NaN
+//! Each step writes the next slot (`Backend::record_step`, one launch; the slot comes
+//! from a cursor in device memory, so a captured step can be replayed); the host reads
+//! the slots every `--log-every` steps and at epoch end, and zeroes the cursor. A NaN
 //! or infinite loss also raises a flag on the device that Adam checks, so the weights
 //! stay those of the last good step until the host sees the loss and stops the run.
 
@@ -26,6 +27,7 @@ pub struct StepResult {
 
 pub struct StepLog {
     device: Device,
+    cursor: Buffer<u32>,
     losses: Buffer<f32>,
     correct: Buffer<u32>,
     diverged: Buffer<u32>,
@@ -40,6 +42,7 @@ impl StepLog {
         let backend = device.backend();
         Ok(StepLog {
             device: device.clone(),
+            cursor: backend.upload_u32(vec![0])?,
             losses: backend.upload_f32(vec![0.0; capacity])?,
             correct: backend.upload_u32(vec![0; capacity])?,
             diverged: backend.upload_u32(vec![0])?,
@@ -84,7 +87,7 @@ impl StepLog {
             labels.buffer(),
             n,
             classes,
-            self.pending.len(),
+            &mut self.cursor,
             &mut self.losses,
             &mut self.correct,
             &mut self.diverged,
@@ -107,6 +110,7 @@ impl StepLog {
         let backend = self.device.backend();
         let losses = backend.download_f32(&self.losses)?;
         let correct = backend.download_u32(&self.correct)?;
+        backend.fill_zeros_u32(&mut self.cursor)?;
         let results = self
             .pending
             .drain(..)

@@ -68,8 +68,8 @@ impl CudaDriver {
         );
         let ctx =
             CudaContext::new(ordinal).with_context(|| format!("cannot open GPU {ordinal}"))?;
-        // SAFETY: everything (cuDNN in the benchmark too) runs on the one default
-        // stream, so cudarc's cross-stream tracking, two events per allocation, is
+        // SAFETY: everything (cuDNN in the benchmark too) runs on the one stream made
+        // below, so cudarc's cross-stream tracking, two events per allocation, is
         // not needed.
         unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx
@@ -85,9 +85,14 @@ impl CudaDriver {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        // A stream of the device's own: CUDA graphs cannot be captured on the legacy
+        // default stream.
+        let stream = ctx
+            .new_stream()
+            .with_context(|| format!("cannot create a stream on GPU {ordinal}"))?;
         Ok(CudaDriver {
             ordinal,
-            stream: ctx.default_stream(),
+            stream,
             modules,
             functions: Mutex::new(HashMap::new()),
             tables: Mutex::new(HashMap::new()),

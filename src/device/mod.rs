@@ -78,6 +78,8 @@ pub trait Backend: Send + Sync {
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>>;
     fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
+    /// Sets every element to zero, in order with the ops (a memset on a GPU).
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()>;
 
     /// `len` copies of `value`, made on the device (no upload).
     fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>>;
@@ -195,9 +197,10 @@ pub trait Backend: Send + Sync {
         classes: usize,
     ) -> Result<usize>;
 
-    /// Records a training step without the host waiting for it: `losses[slot]` = the
-    /// one-element `loss`, `correct[slot]` = the correct count of `logits`, and
-    /// `diverged[0]` = 1 when the loss is NaN or infinite (it stays 1).
+    /// Records a training step without the host waiting for it: with `slot` =
+    /// `cursor[0]` (then advanced by one), `losses[slot]` = the one-element `loss` and
+    /// `correct[slot]` = the correct count of `logits`; `diverged[0]` = 1 when the loss
+    /// is NaN or infinite (it stays 1). A slot past the end is not written.
     #[allow(clippy::too_many_arguments)]
     fn record_step(
         &self,
@@ -206,7 +209,7 @@ pub trait Backend: Send + Sync {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
-        slot: usize,
+        cursor: &mut Buffer<u32>,
         losses: &mut Buffer<f32>,
         correct: &mut Buffer<u32>,
         diverged: &mut Buffer<u32>,

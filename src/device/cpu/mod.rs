@@ -58,6 +58,11 @@ impl Backend for CpuBackend {
         Ok(host(buffer)?.to_vec())
     }
 
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        host_mut(buffer)?.fill(0);
+        Ok(())
+    }
+
     fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
         Ok(Buffer::Host(vec![value; len]))
     }
@@ -251,22 +256,23 @@ impl Backend for CpuBackend {
         labels: &Buffer<u32>,
         _n: usize,
         classes: usize,
-        slot: usize,
+        cursor: &mut Buffer<u32>,
         losses: &mut Buffer<f32>,
         correct: &mut Buffer<u32>,
         diverged: &mut Buffer<u32>,
     ) -> Result<()> {
         let value = host(loss)?[0];
         let count = loss::correct_count(host(logits)?, host(labels)?, classes);
-        let (Some(l), Some(c)) = (
-            host_mut(losses)?.get_mut(slot),
-            host_mut(correct)?.get_mut(slot),
-        ) else {
-            bail!("record_step: slot {slot} is outside the step log");
-        };
-        (*l, *c) = (value, count as u32);
         if !value.is_finite() {
             host_mut(diverged)?[0] = 1;
+        }
+        let cursor = &mut host_mut(cursor)?[0];
+        let slot = *cursor as usize;
+        let losses = host_mut(losses)?;
+        let correct = host_mut(correct)?;
+        if slot < losses.len() && slot < correct.len() {
+            (losses[slot], correct[slot]) = (value, count as u32);
+            *cursor += 1;
         }
         Ok(())
     }

@@ -52,6 +52,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.download_u32(buffer)
     }
 
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        self.driver.fill_zeros_u32(buffer)
+    }
+
     fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
         elementwise::fill(&self.driver, len, value)
     }
@@ -212,13 +216,13 @@ impl<D: Driver> Backend for GpuBackend<D> {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
-        slot: usize,
+        cursor: &mut Buffer<u32>,
         losses: &mut Buffer<f32>,
         correct: &mut Buffer<u32>,
         diverged: &mut Buffer<u32>,
     ) -> Result<()> {
         let log = loss::StepLog {
-            slot,
+            cursor,
             losses,
             correct,
             diverged,

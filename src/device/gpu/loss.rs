@@ -114,9 +114,10 @@ pub(super) fn correct_count<D: Driver>(
     Ok(d.download_u32(&count)?[0] as usize)
 }
 
-/// Where `record_step` writes: slot `slot` of the step log, and its divergence flag.
+/// Where `record_step` writes: the step log's slots, its cursor (the next slot) and
+/// its divergence flag.
 pub(super) struct StepLog<'a> {
-    pub slot: usize,
+    pub cursor: &'a mut Buffer<u32>,
     pub losses: &'a mut Buffer<f32>,
     pub correct: &'a mut Buffer<u32>,
     pub diverged: &'a mut Buffer<u32>,
@@ -132,17 +133,18 @@ pub(super) fn record_step<D: Driver>(
     classes: usize,
     log: StepLog,
 ) -> Result<()> {
-    let slot = log.slot;
     let [rows, cols] = check(logits.len(), labels, n, classes)?;
     ensure!(
-        loss.len() == 1 && log.diverged.len() == 1,
-        "record_step: the loss and the divergence flag must be one element each"
+        loss.len() == 1 && log.diverged.len() == 1 && log.cursor.len() == 1,
+        "record_step: the loss, the cursor and the divergence flag must be one element each"
     );
     ensure!(
-        slot < log.losses.len() && slot < log.correct.len(),
-        "record_step: slot {slot} is outside the step log of {} steps",
-        log.losses.len().min(log.correct.len())
+        log.losses.len() == log.correct.len(),
+        "record_step: {} loss slots but {} count slots",
+        log.losses.len(),
+        log.correct.len()
     );
+    let capacity = int(log.losses.len(), "step log capacity")?;
     d.launch(
         "record_step_f32",
         Launch {
@@ -155,7 +157,8 @@ pub(super) fn record_step<D: Driver>(
             Arg::U32s(labels),
             Arg::I32(rows),
             Arg::I32(cols),
-            Arg::I32(int(slot, "step log slot")?),
+            Arg::OutU32s(log.cursor),
+            Arg::I32(capacity),
             Arg::OutF32(log.losses),
             Arg::OutU32s(log.correct),
             Arg::OutU32s(log.diverged),
