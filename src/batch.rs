@@ -3,7 +3,7 @@
 //! Its images and labels are uploaded once; a batch uploads only its indices, from
 //! which the device gathers (and resizes) the images and gathers the labels.
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 
 use crate::data::Split;
 use crate::device::{Buffer, Device};
@@ -27,8 +27,14 @@ impl DeviceSplit {
     pub fn upload(device: &Device, split: &Split, limit: Option<usize>) -> Result<DeviceSplit> {
         let split = split.truncated(limit.unwrap_or(usize::MAX));
         let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
-        // Checks every label once, here, so that gathered batches need no check.
-        Labels::new(device, &labels, CLASSES)?;
+        // Every label is checked once, here, so that gathered batches need no check.
+        if let Some((i, bad)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            bail!("label {bad} of sample {i} is out of range: there are {CLASSES} classes");
+        }
         let backend = device.backend();
         Ok(DeviceSplit {
             device: device.clone(),
@@ -58,7 +64,7 @@ impl DeviceSplit {
     pub fn batch(&self, indices: &[u32], size: usize, norm: Normalize) -> Result<(Tensor, Labels)> {
         ensure!(size > 0, "image size must be positive");
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
-            anyhow::bail!(
+            bail!(
                 "sample index {bad} is out of range: the split holds {}",
                 self.len()
             );

@@ -7,8 +7,8 @@
 //! the same set of free blocks (every step after the first, whatever order the
 //! previous step freed them in), they get the same blocks, at the same addresses.
 //! That is what a captured CUDA graph needs, and it makes runs reproducible to the
-//! address. Nothing is given back to the driver while the device lives: the pool
-//! holds the peak of what any step needed, per length.
+//! address. Nothing is given back to the driver while the device lives, unless an
+//! allocation fails: then the free blocks go back and the allocation is tried again.
 //!
 //! A block dropped while a kernel queued on the GPU still uses it can be lent again at
 //! once: everything runs on one stream, so its next user's kernels run after that one.
@@ -76,7 +76,7 @@ impl<T> Pool<T> {
     pub fn take(
         self: &Arc<Self>,
         len: usize,
-        allocate: impl FnOnce(usize) -> Result<Buffer<T>>,
+        allocate: impl Fn(usize) -> Result<Buffer<T>>,
     ) -> Result<Buffer<T>> {
         if len == 0 {
             return allocate(0);
@@ -91,7 +91,15 @@ impl<T> Pool<T> {
         let (id, raw) = match reused {
             Some(block) => block,
             None => {
-                let raw = allocate(len)?;
+                let raw = match allocate(len) {
+                    Ok(raw) => raw,
+                    // Out of memory, perhaps only because free blocks of other lengths
+                    // hold it: give those back to the driver and try once more.
+                    Err(_) => {
+                        self.release_free();
+                        allocate(len)?
+                    }
+                };
                 self.stats.allocations.fetch_add(1, Ordering::Relaxed);
                 self.stats
                     .bytes_reserved
@@ -105,6 +113,21 @@ impl<T> Pool<T> {
             id,
             home: self.clone(),
         }))
+    }
+
+    /// Returns every free block to the driver.
+    fn release_free(&self) {
+        let released: Vec<Buffer<T>> = {
+            let mut free = self.free.lock().expect("pool lock");
+            free.drain()
+                .flat_map(|(_, list)| list)
+                .map(|(_, raw)| raw)
+                .collect()
+        };
+        let bytes: usize = released.iter().map(|raw| raw.len() * size_of::<T>()).sum();
+        self.stats
+            .bytes_reserved
+            .fetch_sub(bytes as u64, Ordering::Relaxed);
     }
 
     fn give_back(&self, id: u64, raw: Buffer<T>) {
