@@ -1,5 +1,13 @@
 //! One full GoogLeNet training step (forward, backward, Adam): `cargo bench --bench
-//! train_step`. Prints the median step time and the images per second.
+//! train_step`. Prints the median step time and the images per second, and, for the
+//! GPU devices, what one steady-state step costs the host (kernel launches, device
+//! allocations, memsets, copies, host waits) and its peak device memory.
+//!
+//! The counts come from the GPU layer the cuda and emu devices share, so the
+//! emulator's are the GPU's: they are measured on emu at batch 16 and 128, 32x32
+//! (the image size changes only the split-K reductions' launches, not the rest), and
+//! on cuda:0 at 224x224 when there is one. Peak memory follows the image size: emu's
+//! is at 32x32.
 //!
 //! On a GPU (`cuda:0`): 224x224 at batch 16 and 128. Without one it says that GPU
 //! figures need a GPU. Then the CPU at batch 16, 32x32 and 224x224 (`--gpu-only`
@@ -13,9 +21,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use googlenet::batch::DeviceSplit;
+use googlenet::data::Split;
 use googlenet::device::cuda;
-use googlenet::train::train_step;
-use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Tensor};
+use googlenet::train::{train_step_logged, StepLog};
+use googlenet::{
+    Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Normalize, Tensor,
+};
 use serde_json::{json, Value};
 
 /// The tutorial's batch, the CPU's only one.
@@ -41,18 +53,95 @@ fn median_step(
         10,
     )?;
     let mut times = Vec::new();
+    // As the training loop runs it: losses stay on the device until the end.
+    let mut log = StepLog::new(device, warmup + steps)?;
     // Warm-up steps fill the allocator and the thread pool (and, on a GPU, load the
     // kernels and raise the clocks); they are not counted.
     for step in 0..warmup + steps {
         let start = Instant::now();
-        train_step(&net, &mut params, &mut adam, &images, &labels, step as u64)?;
+        train_step_logged(
+            &net,
+            &mut params,
+            &mut adam,
+            &images,
+            &labels,
+            step as u64,
+            &mut log,
+        )?;
         device.synchronize()?;
         if step >= warmup {
             times.push(start.elapsed());
         }
     }
+    log.read()?;
     times.sort();
     Ok(times[times.len() / 2])
+}
+
+/// What the second of two training steps (the first is the warm-up that fills the
+/// allocator) cost a GPU device, the batch cut from a split on the device as the
+/// training loop does.
+fn steady_state_counts(device: &Device, batch: usize, size: usize) -> Result<Counters> {
+    let samples = 2 * batch;
+    let split = Split {
+        images: (0..samples * 28 * 28)
+            .map(|i| ((i * 37) % 251) as u8)
+            .collect(),
+        labels: (0..samples).map(|i| (i % 10) as u8).collect(),
+        rows: 28,
+        cols: 28,
+    };
+    let data = DeviceSplit::upload(device, &split, None)?;
+    let (net, mut params) =
+        GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let mut adam = Adam::new(&params, 1e-3)?;
+    let mut log = StepLog::new(device, 2)?;
+    let mut counts = None;
+    for step in 0..2 {
+        let indices: Vec<u32> = (0..batch).map(|i| (step * batch + i) as u32).collect();
+        device.take_counters();
+        let (images, labels) = data.batch(&indices, size, Normalize::FASHION_MNIST)?;
+        train_step_logged(
+            &net,
+            &mut params,
+            &mut adam,
+            &images,
+            &labels,
+            step as u64,
+            &mut log,
+        )?;
+        counts = device.take_counters();
+    }
+    log.read()?;
+    counts.context("only GPU devices count")
+}
+
+/// Prints the counts and adds them to `rows`.
+fn report_counts(rows: &mut Vec<Value>, device: &Device, batch: usize, size: usize) -> Result<()> {
+    let c = steady_state_counts(device, batch, size)?;
+    let copies = c.copies_to_device + c.copies_to_host;
+    println!(
+        "  batch {batch:>3}  {size:>3}x{size:<3}  {} launches, {} allocations, {} memsets, \
+         {copies} copies, {} host waits per step; peak memory {:.1} MiB",
+        c.launches,
+        c.allocations,
+        c.memsets,
+        c.host_waits,
+        c.peak_bytes as f64 / (1 << 20) as f64,
+    );
+    rows.push(json!({
+        "device": device.name(),
+        "batch": batch,
+        "image_size": size,
+        "launches_per_step": c.launches,
+        "allocations_per_step": c.allocations,
+        "memsets_per_step": c.memsets,
+        "copies_per_step": copies,
+        "host_waits_per_step": c.host_waits,
+        "peak_device_bytes_per_step": c.peak_bytes,
+        "measured_over": "the second of two steps (the first fills the allocator)",
+    }));
+    Ok(())
 }
 
 fn report(
@@ -101,8 +190,20 @@ fn main() -> Result<()> {
                 let t = median_step(gpu, batch, 224, 3, steps)?;
                 report(&mut rows, gpu, batch, 224, steps, t);
             }
+            println!("what a steady-state step costs the host on {}", gpu.name());
+            for batch in [16, 128] {
+                report_counts(&mut rows, gpu, batch, 224)?;
+            }
         }
         Err(why) => println!("GPU figures need a GPU ({why})"),
+    }
+
+    if !quick {
+        let emu = Device::emu();
+        println!("what a steady-state step costs the host on emu (the GPU layer's counts)");
+        for batch in [16, 128] {
+            report_counts(&mut rows, &emu, batch, 32)?;
+        }
     }
 
     if !gpu_only {

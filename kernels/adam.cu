@@ -18,12 +18,16 @@
 // tensor by binary search over `block_start` (uniform across the block, ~7 steps for
 // GoogLeNet's ~116 tensors, from L1/L2), then each thread updates one element; at
 // most 255 threads per tensor idle, in the tensor's last block.
+//
+// `skip[0]` nonzero (a NaN or infinite loss was recorded, see record_step_f32 in
+// loss.cu) leaves everything untouched: the weights stay those of the last good step.
 extern "C" __global__ void adam_step_f32(float** param, const float** grad, float** m, float** v,
                                          const unsigned* block_start, const unsigned* len,
-                                         int tensors,
+                                         int tensors, const unsigned* skip,
                                          float step_size, float correction2_sqrt,
                                          float one_minus_beta1, float one_minus_beta2,
                                          float beta2, float eps) {
+    if (skip[0] != 0) return;
     const unsigned block = blockIdx.x;
     // The last tensor t with block_start[t] <= block (tensors are nonempty, so the
     // starts strictly increase).

@@ -76,3 +76,37 @@ extern "C" __global__ void correct_count_fwd_f32(const float* logits, const unsi
     if ((unsigned int)best == labels[i]) atomicAdd(count, 1u);
 }
 EMU_REGISTER(correct_count_fwd_f32)
+
+// A training step's record, kept on the device so the step never waits for the host:
+// with slot = cursor[0] (then cursor[0] = slot + 1),
+//   losses[slot] = loss[0],  correct[slot] = #rows whose first largest logit (as
+//   correct_count_fwd_f32) sits at the label,
+//   diverged[0] = 1 if loss[0] is NaN or infinite (it stays set; Adam skips its
+//   update while it is, see adam_step_f32).
+// The slot comes from device memory, not from an argument, so a captured step replays
+// into the next slot each time. The host reads the slots every --log-every steps and
+// then zeroes the cursor; it never lets more than `capacity` steps in between (a slot
+// past the end is not written). Launch: one block of one thread (a batch is a few
+// hundred logits; a single thread counts in a fixed order).
+extern "C" __global__ void record_step_f32(const float* loss, const float* logits,
+                                           const unsigned int* labels, int n, int classes,
+                                           unsigned int* cursor, int capacity, float* losses,
+                                           unsigned int* correct, unsigned int* diverged) {
+    if (blockIdx.x != 0 || threadIdx.x != 0) return;
+    unsigned int count = 0;
+    for (int i = 0; i < n; ++i) {
+        const float* z = logits + i * classes;
+        int best = 0;
+        for (int j = 1; j < classes; ++j)
+            if (z[j] > z[best]) best = j;
+        if ((unsigned int)best == labels[i]) ++count;
+    }
+    const float value = loss[0];
+    if (!isfinite(value)) diverged[0] = 1u;
+    const unsigned int slot = cursor[0];
+    if (slot >= (unsigned int)capacity) return;
+    losses[slot] = value;
+    correct[slot] = count;
+    cursor[0] = slot + 1;
+}
+EMU_REGISTER(record_step_f32)

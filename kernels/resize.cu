@@ -43,3 +43,14 @@ extern "C" __global__ void resize_fwd_f32(const unsigned char* images, const uns
     out[e] = __fdiv_rn(__fsub_rn(value, mean), stddev);
 }
 EMU_REGISTER(resize_fwd_f32)
+
+// The labels of a batch: out[i] = labels[indices[i]], from the whole split's labels
+// (uploaded once, like its images). Launch: one thread per batch entry, blocks of 256.
+extern "C" __global__ void gather_labels_u32(const unsigned int* labels,
+                                             const unsigned int* indices, unsigned int* out,
+                                             int batch) {
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= batch) return;
+    out[i] = labels[indices[i]];
+}
+EMU_REGISTER(gather_labels_u32)

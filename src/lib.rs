@@ -10,6 +10,7 @@
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 pub mod autograd;
+pub mod batch;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
@@ -19,11 +20,12 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod presets;
+pub mod step_log;
 pub mod tensor;
 pub mod train;
 
 pub use autograd::{Gradients, Tape, Var};
-pub use device::Device;
+pub use device::{Counters, Device};
 pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
 pub use ops::{ByteImages, Labels, Normalize};
 pub use optim::Adam;

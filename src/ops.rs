@@ -36,6 +36,20 @@ impl Labels {
         })
     }
 
+    /// Labels already on the device, gathered there from a split whose labels were
+    /// checked when it was uploaded.
+    pub(crate) fn from_device(buffer: Buffer<u32>, classes: usize) -> Labels {
+        Labels {
+            len: buffer.len(),
+            buffer: Arc::new(buffer),
+            classes,
+        }
+    }
+
+    pub(crate) fn buffer(&self) -> &Buffer<u32> {
+        &self.buffer
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

@@ -6,6 +6,7 @@ use crate::autograd::Gradients;
 use crate::device::geometry::AdamStep;
 use crate::device::Buffer;
 use crate::nn::Parameters;
+use crate::step_log::StepLog;
 use crate::tensor::Tensor;
 
 pub struct Adam {
@@ -69,6 +70,26 @@ impl Adam {
     /// Updates every parameter that has a gradient, in one device call; a parameter
     /// without one is left alone, state included (as PyTorch skips `grad is None`).
     pub fn step(&mut self, params: &mut Parameters, grads: &Gradients) -> Result<()> {
+        self.step_unless(params, grads, None)
+    }
+
+    /// As `step`, but the device leaves everything untouched once `log` has recorded
+    /// a NaN or infinite loss: the host need not read the loss first.
+    pub fn step_unless_diverged(
+        &mut self,
+        params: &mut Parameters,
+        grads: &Gradients,
+        log: &StepLog,
+    ) -> Result<()> {
+        self.step_unless(params, grads, Some(log.diverged_flag()))
+    }
+
+    fn step_unless(
+        &mut self,
+        params: &mut Parameters,
+        grads: &Gradients,
+        skip: Option<&Buffer<u32>>,
+    ) -> Result<()> {
         ensure!(
             grads.0.len() == params.len() && self.m.len() == params.len(),
             "adam: {} gradients and {} moment slots for {} parameters",
@@ -106,6 +127,6 @@ impl Adam {
         let Some(device) = device else { return Ok(()) };
         device
             .backend()
-            .adam_step(&mut p_bufs, &g_bufs, &mut m_bufs, &mut v_bufs, &hyper)
+            .adam_step(&mut p_bufs, &g_bufs, &mut m_bufs, &mut v_bufs, &hyper, skip)
     }
 }

@@ -40,13 +40,15 @@ impl Tensor {
     }
 
     pub fn zeros(device: &Device, shape: &[usize]) -> Result<Tensor> {
-        let numel = shape.iter().product();
-        Tensor::from_vec(device, shape, vec![0.0; numel])
+        Tensor::full(device, shape, 0.0)
     }
 
+    /// Made on the device: no host-to-device copy, so a training step can make its
+    /// constants without one.
     pub fn full(device: &Device, shape: &[usize], value: f32) -> Result<Tensor> {
         let numel = shape.iter().product();
-        Tensor::from_vec(device, shape, vec![value; numel])
+        let buffer = device.backend().full_f32(numel, value)?;
+        Ok(Tensor::from_buffer(device, shape, buffer))
     }
 
     pub fn shape(&self) -> &[usize] {

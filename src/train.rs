@@ -17,13 +17,15 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::batch::DeviceSplit;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
 use crate::device::Device;
 use crate::metrics::{MetricsLog, Record};
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
-use crate::ops::{self, ByteImages, Labels, Normalize};
+use crate::ops::{self, Labels, Normalize};
 use crate::optim::Adam;
+pub use crate::step_log::{StepLog, StepResult};
 use crate::{Tape, Tensor};
 
 /// Everything that decides what a run computes.
@@ -114,8 +116,9 @@ pub struct RunState {
 
 /// What the caller sees as the run goes.
 pub trait Observer {
-    /// After every step.
-    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: f64) {}
+    /// After every step, with the loss of the latest step the host has read back
+    /// from the device (every `--log-every` steps; `None` before the first).
+    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: Option<f64>) {}
     /// Before evaluating on the test set.
     fn evaluating(&mut self, _epoch: usize) {}
     fn record(&mut self, record: &Record);
@@ -168,52 +171,27 @@ fn dropout_seed(seed: u64, step: u64) -> u64 {
     seed.rotate_left(32) ^ step.wrapping_mul(0xD1B5_4A32_D192_ED03)
 }
 
-/// The data set on the device, cut to the configured limits.
-struct DeviceSplit {
-    images: ByteImages,
-    labels: Vec<u32>,
+/// One optimizer step: forward in training mode, mean cross-entropy, backward, Adam;
+/// the loss and correct count go to `log`, on the device, unread. Once the log has
+/// seen a NaN or infinite loss, Adam leaves the weights alone.
+pub fn train_step_logged(
+    net: &GoogLeNet,
+    params: &mut Parameters,
+    adam: &mut Adam,
+    images: &Tensor,
+    labels: &Labels,
+    dropout_seed: u64,
+    log: &mut StepLog,
+) -> Result<()> {
+    let mut tape = Tape::new();
+    let logits = net.forward(&mut tape, params, images, Mode::Train { dropout_seed })?;
+    let loss = tape.cross_entropy(&logits, labels)?;
+    log.record(&loss.value, &logits.value, labels)?;
+    let grads = tape.backward(&loss, params)?;
+    adam.step_unless_diverged(params, &grads, log)
 }
 
-impl DeviceSplit {
-    fn upload(device: &Device, split: &Split, limit: Option<usize>) -> Result<DeviceSplit> {
-        let split = split.truncated(limit.unwrap_or(usize::MAX));
-        Ok(DeviceSplit {
-            images: ByteImages::new(
-                device,
-                split.images.clone(),
-                split.len(),
-                split.rows,
-                split.cols,
-            )?,
-            labels: split.labels.iter().map(|&l| l as u32).collect(),
-        })
-    }
-
-    fn len(&self) -> usize {
-        self.labels.len()
-    }
-
-    fn images(&self, indices: &[u32], config: &TrainConfig) -> Result<Tensor> {
-        self.images
-            .resize_batch_normalized(indices, config.image_size, config.normalization())
-    }
-
-    fn labels(&self, device: &Device, indices: &[u32]) -> Result<Labels> {
-        let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i as usize]).collect();
-        Labels::new(device, &labels, 10)
-    }
-}
-
-/// What one training step measured on its batch.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct StepResult {
-    /// Mean cross-entropy over the batch.
-    pub loss: f32,
-    /// Images whose largest logit is at their label.
-    pub correct: usize,
-}
-
-/// One optimizer step: forward in training mode, mean cross-entropy, backward, Adam.
+/// One step as `train_step_logged`, its loss and correct count read back at once.
 /// A NaN or infinite loss is returned without updating anything.
 pub fn train_step(
     net: &GoogLeNet,
@@ -223,18 +201,9 @@ pub fn train_step(
     labels: &Labels,
     dropout_seed: u64,
 ) -> Result<StepResult> {
-    let mut tape = Tape::new();
-    let logits = net.forward(&mut tape, params, images, Mode::Train { dropout_seed })?;
-    let loss = tape.cross_entropy(&logits, labels)?;
-    let result = StepResult {
-        loss: loss.value.scalar()?,
-        correct: ops::correct_count(&logits.value, labels)?,
-    };
-    if result.loss.is_finite() {
-        let grads = tape.backward(&loss, params)?;
-        adam.step(params, &grads)?;
-    }
-    Ok(result)
+    let mut log = StepLog::new(images.device(), 1)?;
+    train_step_logged(net, params, adam, images, labels, dropout_seed, &mut log)?;
+    Ok(log.read()?[0])
 }
 
 /// Test accuracy of the model over a whole split, in evaluation mode.
@@ -261,11 +230,11 @@ fn evaluate_split(
     let order: Vec<u32> = (0..data.len() as u32).collect();
     let mut confusion = vec![[0u64; 10]; 10];
     for indices in order.chunks(batch) {
-        let images = data.images(indices, config)?;
+        let (images, _) = data.batch(indices, config.image_size, config.normalization())?;
         let logits = net.forward(&mut Tape::no_grad(), params, &images, Mode::Eval)?;
         let scores = logits.value.to_vec()?;
         for (&i, row) in indices.iter().zip(scores.chunks(10)) {
-            confusion[data.labels[i as usize] as usize][ops::argmax(row)] += 1;
+            confusion[data.labels()[i as usize] as usize][ops::argmax(row)] += 1;
         }
     }
     let correct: u64 = (0..10).map(|c| confusion[c][c]).sum();
@@ -306,6 +275,8 @@ pub fn train(
     let train_set = DeviceSplit::upload(device, &data.train, config.train_limit)?;
     let test_set = DeviceSplit::upload(device, &data.test, config.test_limit)?;
     let batches = train_set.len().div_ceil(config.batch_size);
+    // Read at least every --log-every batches and at each epoch's end.
+    let mut log = StepLog::new(device, config.log_every.min(batches))?;
     let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;
     let checkpoints = checkpoints_dir(run_dir);
     let mut last_checkpoint = resume_from.map(Path::to_path_buf);
@@ -315,33 +286,57 @@ pub fn train(
         let epoch_start = Instant::now() - std::time::Duration::from_secs_f64(state.epoch_seconds);
         let order = epoch_order(train_set.len(), config.seed, state.epoch);
         let (mut window_loss, mut window_correct, mut window_seen) = (0.0f64, 0u64, 0u64);
+        let mut latest_loss = None;
         for indices in order.chunks(config.batch_size).skip(state.batch) {
-            let images = train_set.images(indices, &config)?;
-            let labels = train_set.labels(device, indices)?;
-            let seed = dropout_seed(config.seed, state.step);
-            let result = train_step(&net, &mut params, &mut adam, &images, &labels, seed)?;
-            let (loss_value, correct) = (result.loss as f64, result.correct as u64);
-            if !loss_value.is_finite() {
-                return Ok(Outcome::Diverged {
-                    step: state.step + 1,
-                    loss: loss_value,
-                    last_checkpoint,
-                });
+            let (images, labels) =
+                train_set.batch(indices, config.image_size, config.normalization())?;
+            let seed = dropout_seed(config.seed, state.step + log.pending() as u64);
+            train_step_logged(
+                &net,
+                &mut params,
+                &mut adam,
+                &images,
+                &labels,
+                seed,
+                &mut log,
+            )?;
+            let batch = state.batch + log.pending();
+            state.epoch_seconds = epoch_start.elapsed().as_secs_f64();
+            observer.step(state.epoch + 1, batch, batches, latest_loss);
+
+            // The host reads the steps' losses only to log them, at epoch end, and
+            // before a checkpoint (which must hold the sums of every step before it).
+            let interrupted = stop.load(Ordering::SeqCst);
+            let periodic = config.save_every.is_some_and(|every| {
+                (state.step + log.pending() as u64).is_multiple_of(every as u64)
+            });
+            let checkpointing = (interrupted || periodic) && batch < batches;
+            let logging = batch % config.log_every == 0;
+            if !(logging || checkpointing || batch == batches || log.is_full()) {
+                continue;
+            }
+            for result in log.read()? {
+                let loss_value = result.loss as f64;
+                if !loss_value.is_finite() {
+                    return Ok(Outcome::Diverged {
+                        step: state.step + 1,
+                        loss: loss_value,
+                        last_checkpoint,
+                    });
+                }
+                let (n, correct) = (result.images as u64, result.correct as u64);
+                state.step += 1;
+                state.batch += 1;
+                state.epoch_loss_sum += loss_value * n as f64;
+                state.epoch_correct += correct;
+                state.epoch_seen += n;
+                window_loss += loss_value * n as f64;
+                window_correct += correct;
+                window_seen += n;
+                latest_loss = Some(loss_value);
             }
 
-            let n = indices.len() as u64;
-            state.step += 1;
-            state.batch += 1;
-            state.epoch_loss_sum += loss_value * n as f64;
-            state.epoch_correct += correct;
-            state.epoch_seen += n;
-            window_loss += loss_value * n as f64;
-            window_correct += correct;
-            window_seen += n;
-            state.epoch_seconds = epoch_start.elapsed().as_secs_f64();
-            observer.step(state.epoch + 1, state.batch, batches, loss_value);
-
-            if state.batch % config.log_every == 0 {
+            if logging {
                 let record = Record::Log {
                     epoch: state.epoch + 1,
                     batch: state.batch,
@@ -354,11 +349,7 @@ pub fn train(
                 observer.record(&record);
                 (window_loss, window_correct, window_seen) = (0.0, 0, 0);
             }
-            let interrupted = stop.load(Ordering::SeqCst);
-            let periodic = config
-                .save_every
-                .is_some_and(|every| state.step % every as u64 == 0);
-            if (interrupted || periodic) && state.batch < batches {
+            if checkpointing {
                 let path = checkpoints.join(format!("step-{:08}", state.step));
                 save(&path, &params, &adam, &state)?;
                 prune_step_checkpoints(&checkpoints, &path)?;

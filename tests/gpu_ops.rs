@@ -733,6 +733,7 @@ fn adam_is_exact() -> Result<()> {
                 &mut m.iter_mut().collect::<Vec<_>>(),
                 &mut v.iter_mut().collect::<Vec<_>>(),
                 &hyper,
+                None,
             )?;
         }
         Ok(params

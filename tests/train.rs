@@ -99,7 +99,7 @@ struct Recorder<'a> {
 }
 
 impl Observer for Recorder<'_> {
-    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: f64) {
+    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: Option<f64>) {
         self.steps += 1;
         if Some(self.steps) == self.stop_at {
             self.stop.store(true, Ordering::SeqCst);

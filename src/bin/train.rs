@@ -300,7 +300,7 @@ impl Console {
 }
 
 impl Observer for Console {
-    fn step(&mut self, epoch: usize, batch: usize, batches: usize, loss: f64) {
+    fn step(&mut self, epoch: usize, batch: usize, batches: usize, loss: Option<f64>) {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::new(batches as u64);
             bar.set_style(
@@ -314,7 +314,9 @@ impl Observer for Console {
         });
         bar.set_prefix(epoch.to_string());
         bar.set_position(batch as u64);
-        bar.set_message(format!("loss {loss:.4}"));
+        if let Some(loss) = loss {
+            bar.set_message(format!("loss {loss:.4}"));
+        }
     }
 
     fn evaluating(&mut self, epoch: usize) {

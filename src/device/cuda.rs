@@ -14,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaModule, CudaStream, DevicePtr, DevicePtrMut,
+    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
+    DevicePtrMut,
     DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
@@ -28,10 +29,15 @@ pub struct CudaDriver {
     stream: Arc<CudaStream>,
     modules: Vec<Arc<CudaModule>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
+    /// Device copies of the pointer tables `*Table` arguments become, by content.
+    tables: Mutex<HashMap<Vec<u64>, CudaSlice<u64>>>,
     gpu_name: String,
     /// `GOOGLENET_CUDA_SYNC=1`: wait for and check every launch.
     sync_each_launch: bool,
 }
+
+/// Distinct pointer tables kept on the device; past this the cache starts over.
+const TABLES_KEPT: usize = 16;
 
 /// Whether this machine has the CUDA driver library (libcuda), without loading cudarc.
 pub fn driver_present() -> bool {
@@ -61,8 +67,8 @@ impl CudaDriver {
         );
         let ctx =
             CudaContext::new(ordinal).with_context(|| format!("cannot open GPU {ordinal}"))?;
-        // SAFETY: everything (cuDNN in the benchmark too) runs on the one default
-        // stream, so cudarc's cross-stream tracking, two events per allocation, is
+        // SAFETY: everything (cuDNN in the benchmark too) runs on the one stream made
+        // below, so cudarc's cross-stream tracking, two events per allocation, is
         // not needed.
         unsafe { ctx.disable_event_tracking() };
         let (major, minor) = ctx
@@ -89,11 +95,17 @@ impl CudaDriver {
             })
             .collect::<Result<Vec<_>>>()?;
         keep_freed_memory(&ctx)?;
+        // A stream of the device's own: CUDA graphs cannot be captured on the legacy
+        // default stream.
+        let stream = ctx
+            .new_stream()
+            .with_context(|| format!("cannot create a stream on GPU {ordinal}"))?;
         Ok(CudaDriver {
             ordinal,
-            stream: ctx.default_stream(),
+            stream,
             modules,
             functions: Mutex::new(HashMap::new()),
+            tables: Mutex::new(HashMap::new()),
             gpu_name,
             sync_each_launch: std::env::var_os("GOOGLENET_CUDA_SYNC").is_some_and(|v| v == "1"),
         })
@@ -123,19 +135,34 @@ impl CudaDriver {
         Ok(f)
     }
 
-    fn zeros<T: DeviceRepr + ValidAsZeroBits>(&self, len: usize) -> Result<Buffer<T>> {
+    fn alloc<T: DeviceRepr>(&self, len: usize) -> Result<Buffer<T>> {
         if len == 0 {
             // The driver refuses empty allocations; nothing reads an empty buffer.
             return Ok(Buffer::Host(Vec::new()));
         }
-        Ok(Buffer::Cuda(self.stream.alloc_zeros::<T>(len)?))
+        // SAFETY: the contents are unspecified until written; the `Driver` contract
+        // (alloc_* vs zeros_*) makes op code write before it reads.
+        Ok(Buffer::Cuda(unsafe { self.stream.alloc::<T>(len) }?))
     }
 
-    fn upload<T: DeviceRepr>(&self, data: Vec<T>) -> Result<Buffer<T>> {
-        if data.is_empty() {
-            return Ok(Buffer::Host(data));
+    fn fill_zeros<T: DeviceRepr + ValidAsZeroBits>(&self, buffer: &mut Buffer<T>) -> Result<()> {
+        if buffer.is_empty() {
+            return Ok(());
         }
-        Ok(Buffer::Cuda(self.stream.clone_htod(&data)?))
+        Ok(self.stream.memset_zeros(slice_mut(buffer)?)?)
+    }
+
+    fn write<T: DeviceRepr>(&self, buffer: &mut Buffer<T>, data: &[T]) -> Result<()> {
+        ensure!(
+            buffer.len() == data.len(),
+            "{} elements written to a GPU buffer of {}",
+            data.len(),
+            buffer.len()
+        );
+        if data.is_empty() {
+            return Ok(());
+        }
+        Ok(self.stream.memcpy_htod(data, slice_mut(buffer)?)?)
     }
 }
 
@@ -144,7 +171,7 @@ impl CudaDriver {
         match buffer {
             Buffer::Cuda(s) => Ok(self.stream.clone_dtoh(s)?),
             Buffer::Host(v) if v.is_empty() => Ok(Vec::new()),
-            Buffer::Host(_) => bail!("a host buffer was passed to the CUDA device"),
+            _ => bail!("a host buffer was passed to the CUDA device"),
         }
     }
 }
@@ -153,14 +180,14 @@ impl CudaDriver {
 fn slice<T>(buffer: &Buffer<T>) -> Result<&cudarc::driver::CudaSlice<T>> {
     match buffer {
         Buffer::Cuda(s) => Ok(s),
-        Buffer::Host(_) => bail!("a host buffer was passed to a CUDA kernel"),
+        _ => bail!("a host buffer was passed to a CUDA kernel"),
     }
 }
 
 fn slice_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut cudarc::driver::CudaSlice<T>> {
     match buffer {
         Buffer::Cuda(s) => Ok(s),
-        Buffer::Host(_) => bail!("a host buffer was passed to a CUDA kernel"),
+        _ => bail!("a host buffer was passed to a CUDA kernel"),
     }
 }
 
@@ -173,24 +200,36 @@ impl Driver for CudaDriver {
         true
     }
 
-    fn zeros_f32(&self, len: usize) -> Result<Buffer<f32>> {
-        self.zeros(len)
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
+        self.alloc(len)
     }
 
-    fn zeros_u32(&self, len: usize) -> Result<Buffer<u32>> {
-        self.zeros(len)
+    fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>> {
+        self.alloc(len)
     }
 
-    fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
-        self.upload(data)
+    fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>> {
+        self.alloc(len)
     }
 
-    fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>> {
-        self.upload(data)
+    fn fill_zeros_f32(&self, buffer: &mut Buffer<f32>) -> Result<()> {
+        self.fill_zeros(buffer)
     }
 
-    fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>> {
-        self.upload(data)
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        self.fill_zeros(buffer)
+    }
+
+    fn write_f32(&self, buffer: &mut Buffer<f32>, data: &[f32]) -> Result<()> {
+        self.write(buffer, data)
+    }
+
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()> {
+        self.write(buffer, data)
+    }
+
+    fn write_u8(&self, buffer: &mut Buffer<u8>, data: &[u8]) -> Result<()> {
+        self.write(buffer, data)
     }
 
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
@@ -203,9 +242,11 @@ impl Driver for CudaDriver {
 
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()> {
         let function = self.function(kernel)?;
-        // Each `*Table` argument as an array of device pointers in device memory. They
-        // are freed (stream-ordered) after the launch is enqueued, on the same stream.
-        let mut tables = Vec::new();
+        // Each `*Table` argument as an array of device pointers in device memory, built
+        // the first time these pointers come together and kept (Adam's tables are the
+        // same every step, so a steady-state step uploads none).
+        let mut tables = self.tables.lock().expect("pointer table lock");
+        let mut keys = Vec::new();
         for arg in args.iter_mut() {
             let pointers: Vec<u64> = match arg {
                 Arg::F32Table(buffers) => buffers
@@ -222,14 +263,22 @@ impl Driver for CudaDriver {
                 !pointers.is_empty(),
                 "an empty table of buffers for {kernel}"
             );
-            tables.push(self.stream.clone_htod(&pointers)?);
+            if !tables.contains_key(&pointers) {
+                if tables.len() >= TABLES_KEPT {
+                    tables.clear();
+                }
+                let table = self.stream.clone_htod(&pointers)?;
+                tables.insert(pointers.clone(), table);
+            }
+            keys.push(pointers);
         }
-        let mut tables = tables.iter();
+        let mut keys = keys.iter();
         let mut builder = self.stream.launch_builder(&function);
         for arg in args.iter_mut() {
             match arg {
                 Arg::F32Table(_) | Arg::OutF32Table(_) => {
-                    builder.arg(tables.next().expect("one table per table argument"))
+                    let key = keys.next().expect("one table per table argument");
+                    builder.arg(&tables[key])
                 }
                 Arg::F32(b) => builder.arg(slice(b)?),
                 Arg::OutF32(b) => builder.arg(slice_mut(b)?),

@@ -64,24 +64,38 @@ impl Driver for EmuDriver {
         false
     }
 
-    fn zeros_f32(&self, len: usize) -> Result<Buffer<f32>> {
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
         Ok(Buffer::Host(vec![0.0; len]))
     }
 
-    fn zeros_u32(&self, len: usize) -> Result<Buffer<u32>> {
+    fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>> {
         Ok(Buffer::Host(vec![0; len]))
     }
 
-    fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(data))
+    fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>> {
+        Ok(Buffer::Host(vec![0; len]))
     }
 
-    fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>> {
-        Ok(Buffer::Host(data))
+    fn fill_zeros_f32(&self, buffer: &mut Buffer<f32>) -> Result<()> {
+        host_mut(buffer)?.fill(0.0);
+        Ok(())
     }
 
-    fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>> {
-        Ok(Buffer::Host(data))
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        host_mut(buffer)?.fill(0);
+        Ok(())
+    }
+
+    fn write_f32(&self, buffer: &mut Buffer<f32>, data: &[f32]) -> Result<()> {
+        write(host_mut(buffer)?, data)
+    }
+
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()> {
+        write(host_mut(buffer)?, data)
+    }
+
+    fn write_u8(&self, buffer: &mut Buffer<u8>, data: &[u8]) -> Result<()> {
+        write(host_mut(buffer)?, data)
     }
 
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
@@ -238,6 +252,18 @@ fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut Vec<T>> {
             "emu: a buffer of another device was passed to the emulator"
         )),
     }
+}
+
+fn write<T: Copy>(buffer: &mut [T], data: &[T]) -> Result<()> {
+    if buffer.len() != data.len() {
+        bail!(
+            "emu: {} elements written to a buffer of {}",
+            data.len(),
+            buffer.len()
+        );
+    }
+    buffer.copy_from_slice(data);
+    Ok(())
 }
 
 /// The pointer a kernel gets for a buffer it only reads.

@@ -22,13 +22,16 @@ pub use cpu::CpuBackend;
 use cuda::CudaDriver;
 use emu::EmuDriver;
 use geometry::{AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
+pub use gpu::Counters;
 use gpu::GpuBackend;
 
 /// Memory owned by a device: plain vectors on the CPU (and the emulator, whose
-/// "device memory" is host memory), device memory on a CUDA GPU.
+/// "device memory" is host memory), device memory on a CUDA GPU. A GPU device lends
+/// its buffers from a caching allocator (`Pooled`), which takes them back on drop.
 pub enum Buffer<T> {
     Host(Vec<T>),
     Cuda(cudarc::driver::CudaSlice<T>),
+    Pooled(gpu::Pooled<T>),
 }
 
 impl<T> Buffer<T> {
@@ -36,6 +39,7 @@ impl<T> Buffer<T> {
         match self {
             Buffer::Host(v) => v.len(),
             Buffer::Cuda(s) => s.len(),
+            Buffer::Pooled(p) => p.raw().len(),
         }
     }
 
@@ -78,13 +82,14 @@ pub trait Backend: Send + Sync {
         Ok(())
     }
 
-    /// Kernel launches so far on a GPU device (cuda, emu); `None` on the CPU.
-    fn launches(&self) -> Option<u64> {
+    /// The CUDA stream every op of a cuda device runs on, in order; `None` elsewhere.
+    fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         None
     }
 
-    /// The CUDA stream every op of a cuda device runs on, in order; `None` elsewhere.
-    fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
+    /// What a GPU device did since this was last asked (launches, allocations,
+    /// memsets, copies, host waits, peak memory; see gpu/runtime.rs); `None` on the CPU.
+    fn take_counters(&self) -> Option<Counters> {
         None
     }
 
@@ -92,6 +97,12 @@ pub trait Backend: Send + Sync {
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>>;
+    fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
+    /// Sets every element to zero, in order with the ops (a memset on a GPU).
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()>;
+
+    /// `len` copies of `value`, made on the device (no upload).
+    fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>>;
 
     /// `a + b`, elementwise.
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>>;
@@ -198,6 +209,27 @@ pub trait Backend: Send + Sync {
         classes: usize,
     ) -> Result<usize>;
 
+    /// Records a training step without the host waiting for it: with `slot` =
+    /// `cursor[0]` (then advanced by one), `losses[slot]` = the one-element `loss` and
+    /// `correct[slot]` = the correct count of `logits`; `diverged[0]` = 1 when the loss
+    /// is NaN or infinite (it stays 1). A slot past the end is not written.
+    #[allow(clippy::too_many_arguments)]
+    fn record_step(
+        &self,
+        loss: &Buffer<f32>,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+        cursor: &mut Buffer<u32>,
+        losses: &mut Buffer<f32>,
+        correct: &mut Buffer<u32>,
+        diverged: &mut Buffer<u32>,
+    ) -> Result<()>;
+
+    /// `labels[indices[i]]` for each index: a batch's labels from its split's.
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>>;
+
     /// Gathers `images [count, h, w]` (u8) at `indices` and resizes each to
     /// `size x size` floats in [0, 1] (bilinear, align_corners=False), then
     /// normalises them: `(x - mean) / std`.
@@ -211,7 +243,8 @@ pub trait Backend: Send + Sync {
         norm: Normalize,
     ) -> Result<Buffer<f32>>;
 
-    /// One Adam step over every parameter, in place.
+    /// One Adam step over every parameter, in place; none at all while `skip` (a
+    /// one-element flag on the device, `record_step`'s `diverged`) is nonzero.
     fn adam_step(
         &self,
         params: &mut [&mut Buffer<f32>],
@@ -219,6 +252,7 @@ pub trait Backend: Send + Sync {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        skip: Option<&Buffer<u32>>,
     ) -> Result<()>;
 }
 
@@ -292,9 +326,10 @@ impl Device {
         self.0.cuda_stream()
     }
 
-    /// Kernel launches so far (cuda and emu; `None` on the CPU, which launches none).
-    pub fn launches(&self) -> Option<u64> {
-        self.0.launches()
+    /// On a GPU device (cuda or emu), what it did since the last call: kernel launches,
+    /// allocations, memsets, copies, host waits and peak memory. `None` on the CPU.
+    pub fn take_counters(&self) -> Option<Counters> {
+        self.0.take_counters()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

@@ -22,14 +22,14 @@ pub struct CpuBackend;
 fn host<T>(buffer: &Buffer<T>) -> Result<&[T]> {
     match buffer {
         Buffer::Host(v) => Ok(v),
-        Buffer::Cuda(_) => bail!("a GPU buffer was passed to a CPU op"),
+        _ => bail!("a GPU buffer was passed to a CPU op"),
     }
 }
 
 fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut [T]> {
     match buffer {
         Buffer::Host(v) => Ok(v),
-        Buffer::Cuda(_) => bail!("a GPU buffer was passed to a CPU op"),
+        _ => bail!("a GPU buffer was passed to a CPU op"),
     }
 }
 
@@ -65,6 +65,19 @@ impl Backend for CpuBackend {
 
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
         Ok(host(buffer)?.to_vec())
+    }
+
+    fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>> {
+        Ok(host(buffer)?.to_vec())
+    }
+
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        host_mut(buffer)?.fill(0);
+        Ok(())
+    }
+
+    fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
+        Ok(Buffer::Host(vec![value; len]))
     }
 
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -108,7 +121,7 @@ impl Backend for CpuBackend {
         let into = match into {
             None => None,
             Some(Buffer::Host(v)) => Some(v),
-            Some(Buffer::Cuda(_)) => bail!("a GPU buffer was passed to a CPU op"),
+            Some(_) => bail!("a GPU buffer was passed to a CPU op"),
         };
         Ok(Buffer::Host(conv::backward_data(
             &part_grads(grads)?,
@@ -248,6 +261,49 @@ impl Backend for CpuBackend {
         Ok(loss::correct_count(host(logits)?, host(labels)?, classes))
     }
 
+    fn record_step(
+        &self,
+        loss: &Buffer<f32>,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        _n: usize,
+        classes: usize,
+        cursor: &mut Buffer<u32>,
+        losses: &mut Buffer<f32>,
+        correct: &mut Buffer<u32>,
+        diverged: &mut Buffer<u32>,
+    ) -> Result<()> {
+        let value = host(loss)?[0];
+        let count = loss::correct_count(host(logits)?, host(labels)?, classes);
+        if !value.is_finite() {
+            host_mut(diverged)?[0] = 1;
+        }
+        let cursor = &mut host_mut(cursor)?[0];
+        let slot = *cursor as usize;
+        let losses = host_mut(losses)?;
+        let correct = host_mut(correct)?;
+        if slot < losses.len() && slot < correct.len() {
+            (losses[slot], correct[slot]) = (value, count as u32);
+            *cursor += 1;
+        }
+        Ok(())
+    }
+
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>> {
+        let labels = host(labels)?;
+        let gathered = host(indices)?
+            .iter()
+            .map(|&i| labels.get(i as usize).copied())
+            .collect::<Option<Vec<u32>>>();
+        match gathered {
+            Some(out) => Ok(Buffer::Host(out)),
+            None => bail!(
+                "gather_labels: an index is outside the {} labels",
+                labels.len()
+            ),
+        }
+    }
+
     fn resize_images(
         &self,
         images: &Buffer<u8>,
@@ -274,7 +330,13 @@ impl Backend for CpuBackend {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
+        if let Some(skip) = skip {
+            if host(skip)?.iter().any(|&flag| flag != 0) {
+                return Ok(());
+            }
+        }
         if params.len() != grads.len() || params.len() != m.len() || params.len() != v.len() {
             bail!("adam: parameter, gradient and state lists differ in length");
         }

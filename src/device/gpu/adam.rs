@@ -2,14 +2,14 @@
 //!
 //! The tensors live in separate buffers, so the kernel takes tables of their addresses
 //! (`Arg::F32Table`, `Arg::OutF32Table`, which each driver turns into an array of
-//! pointers) and two small tables uploaded here: each tensor's first block and its
-//! length. Each tensor gets whole blocks of `BLOCK` threads, so a block finds its
+//! pointers) and two small tables: each tensor's first block and its length, uploaded
+//! once and kept (`Runtime::constant_u32`), since they are the same every step. Each tensor gets whole blocks of `BLOCK` threads, so a block finds its
 //! tensor with one binary search and never spans two.
 
 use anyhow::{ensure, Result};
 
 use super::launch::{int, BLOCK};
-use super::{Arg, Driver, Launch};
+use super::{Arg, Driver, Launch, Runtime};
 use crate::device::geometry::AdamStep;
 use crate::device::Buffer;
 
@@ -40,12 +40,13 @@ impl Scalars {
 }
 
 pub(super) fn step<D: Driver>(
-    d: &D,
+    d: &Runtime<D>,
     params: &mut [&mut Buffer<f32>],
     grads: &[&Buffer<f32>],
     m: &mut [&mut Buffer<f32>],
     v: &mut [&mut Buffer<f32>],
     hyper: &AdamStep,
+    skip: Option<&Buffer<u32>>,
 ) -> Result<()> {
     ensure!(
         params.len() == grads.len() && params.len() == m.len() && params.len() == v.len(),
@@ -90,8 +91,15 @@ pub(super) fn step<D: Driver>(
         grid: [int(blocks, "Adam's blocks")? as u32, 1, 1],
         block: [BLOCK, 1, 1],
     };
-    let block_start = d.upload_u32(block_start)?;
-    let lengths = d.upload_u32(lengths)?;
+    let block_start = d.constant_u32(&block_start)?;
+    let lengths = d.constant_u32(&lengths)?;
+    // Without a flag, one that is never set.
+    let never = match skip {
+        Some(_) => None,
+        None => Some(d.constant_u32(&[0])?),
+    };
+    let skip = skip.or(never.as_deref()).expect("a flag either way");
+    ensure!(skip.len() == 1, "adam: the skip flag must be one element");
     let s = Scalars::new(hyper);
     d.launch(
         "adam_step_f32",
@@ -104,6 +112,7 @@ pub(super) fn step<D: Driver>(
             Arg::U32s(&block_start),
             Arg::U32s(&lengths),
             Arg::I32(tensors),
+            Arg::U32s(skip),
             Arg::Float(s.step_size),
             Arg::Float(s.correction2_sqrt),
             Arg::Float(s.one_minus_beta1),

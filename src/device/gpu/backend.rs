@@ -6,7 +6,7 @@ use std::sync::Arc;
 use anyhow::Result;
 
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
-use super::{Driver, GpuBackend};
+use super::{Counters, Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad};
 use crate::ops::Normalize;
@@ -20,16 +20,16 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.is_gpu()
     }
 
-    fn launches(&self) -> Option<u64> {
-        Some(self.driver.launches())
-    }
-
     fn synchronize(&self) -> Result<()> {
         self.driver.synchronize()
     }
 
     fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         self.driver.cuda_stream()
+    }
+
+    fn take_counters(&self) -> Option<Counters> {
+        Some(self.driver.take_counters())
     }
 
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
@@ -48,12 +48,24 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.download_f32(buffer)
     }
 
+    fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>> {
+        self.driver.download_u32(buffer)
+    }
+
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        self.driver.fill_zeros_u32(buffer)
+    }
+
+    fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
+        elementwise::fill(&self.driver, len, value)
+    }
+
     fn add(&self, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>> {
         elementwise::add(&self.driver, a, b)
     }
 
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
-        self.driver.zeros_f32(len)
+        self.driver.alloc_f32(len)
     }
 
     fn conv2d_fwd(
@@ -181,6 +193,31 @@ impl<D: Driver> Backend for GpuBackend<D> {
         loss::correct_count(&self.driver, logits, labels, n, classes)
     }
 
+    fn record_step(
+        &self,
+        loss: &Buffer<f32>,
+        logits: &Buffer<f32>,
+        labels: &Buffer<u32>,
+        n: usize,
+        classes: usize,
+        cursor: &mut Buffer<u32>,
+        losses: &mut Buffer<f32>,
+        correct: &mut Buffer<u32>,
+        diverged: &mut Buffer<u32>,
+    ) -> Result<()> {
+        let log = loss::StepLog {
+            cursor,
+            losses,
+            correct,
+            diverged,
+        };
+        loss::record_step(&self.driver, loss, logits, labels, n, classes, log)
+    }
+
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>> {
+        resize::gather_labels(&self.driver, labels, indices)
+    }
+
     fn resize_images(
         &self,
         images: &Buffer<u8>,
@@ -200,7 +237,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
-        adam::step(&self.driver, params, grads, m, v, hyper)
+        adam::step(&self.driver, params, grads, m, v, hyper, skip)
     }
 }

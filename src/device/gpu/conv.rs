@@ -205,7 +205,8 @@ pub(super) fn backward_data<D: Driver>(
             check_len(&dx, g.c_in * columns, "conv input gradient")?;
             dx
         }
-        None => d.zeros_f32(g.c_in * columns)?,
+        // Every element is written by the kernel.
+        None => d.alloc_f32(g.c_in * columns)?,
     };
     if dx.is_empty() {
         return Ok(dx);
@@ -256,12 +257,15 @@ pub(super) fn backward_filter<D: Driver>(
     check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
     let relu = check_grads(grads, g)?;
     let patch = g.patch_len();
+    // Nothing to sum over (or nothing to sum into): the gradients are zero. Otherwise
+    // the kernels write every element, so the buffers need no zeros.
+    let empty = g.c_out == 0 || g.n * g.oh * g.ow == 0;
+    let buffer = |len| if empty { d.zeros_f32(len) } else { d.alloc_f32(len) };
     let mut out = grads
         .iter()
-        .map(|gr| Ok((d.zeros_f32(gr.view.len * patch)?, d.zeros_f32(gr.view.len)?)))
+        .map(|gr| Ok((buffer(gr.view.len * patch)?, buffer(gr.view.len)?)))
         .collect::<Result<Vec<_>>>()?;
-    if g.c_out == 0 || g.n * g.oh * g.ow == 0 {
-        // Nothing to sum over (or nothing to sum into): the gradients are zero.
+    if empty {
         return Ok(out);
     }
     let dims = geometry_args(g)?;
@@ -284,7 +288,7 @@ pub(super) fn backward_filter<D: Driver>(
     // order into each part's gradients.
     let sums_len = splits * g.c_out * (patch + 1);
     int(sums_len, "filter partial sums length")?;
-    let mut sums = d.zeros_f32(sums_len)?;
+    let mut sums = d.alloc_f32(sums_len)?;
     let mut args = vec![Arg::F32(x)];
     for gr in grads {
         args.extend(grad_args(gr, g)?);

@@ -14,7 +14,7 @@ pub(super) fn add<D: Driver>(d: &D, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<
         b.len()
     );
     let len = a.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "add_fwd_f32",
@@ -30,9 +30,25 @@ pub(super) fn add<D: Driver>(d: &D, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<
     Ok(y)
 }
 
+pub(super) fn fill<D: Driver>(d: &D, len: usize, value: f32) -> Result<Buffer<f32>> {
+    let mut y = d.alloc_f32(len)?;
+    if len > 0 {
+        d.launch(
+            "fill_f32",
+            per_element(len),
+            &mut [
+                Arg::OutF32(&mut y),
+                Arg::I32(int(len, "fill length")?),
+                Arg::Float(value),
+            ],
+        )?;
+    }
+    Ok(y)
+}
+
 pub(super) fn relu_fwd<D: Driver>(d: &D, x: &Buffer<f32>) -> Result<Buffer<f32>> {
     let len = x.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "relu_fwd_f32",
@@ -55,7 +71,7 @@ pub(super) fn relu_bwd<D: Driver>(d: &D, y: &Buffer<f32>, dy: &Buffer<f32>) -> R
         dy.len()
     );
     let len = y.len();
-    let mut dx = d.zeros_f32(len)?;
+    let mut dx = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "relu_bwd_f32",
@@ -73,7 +89,7 @@ pub(super) fn relu_bwd<D: Driver>(d: &D, y: &Buffer<f32>, dy: &Buffer<f32>) -> R
 
 pub(super) fn dropout<D: Driver>(d: &D, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
     let len = x.len();
-    let mut y = d.zeros_f32(len)?;
+    let mut y = d.alloc_f32(len)?;
     if len > 0 {
         d.launch(
             "dropout_fwd_f32",

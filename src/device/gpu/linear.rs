@@ -30,7 +30,7 @@ pub(super) fn forward<D: Driver>(
     check_len(w, g.out * g.inp, "linear weight")?;
     check_len(b, g.out, "linear bias")?;
     let dims = dims(g)?;
-    let mut y = d.zeros_f32(g.n * g.out)?;
+    let mut y = d.alloc_f32(g.n * g.out)?;
     if !y.is_empty() {
         let mut args = vec![Arg::F32(x), Arg::F32(w), Arg::F32(b), Arg::OutF32(&mut y)];
         args.extend(dims.map(Arg::I32));
@@ -48,7 +48,7 @@ pub(super) fn backward_data<D: Driver>(
     check_len(dy, g.n * g.out, "linear output gradient")?;
     check_len(w, g.out * g.inp, "linear weight")?;
     let dims = dims(g)?;
-    let mut dx = d.zeros_f32(g.n * g.inp)?;
+    let mut dx = d.alloc_f32(g.n * g.inp)?;
     if !dx.is_empty() {
         let mut args = vec![Arg::F32(dy), Arg::F32(w), Arg::OutF32(&mut dx)];
         args.extend(dims.map(Arg::I32));
@@ -66,8 +66,8 @@ pub(super) fn backward_weight<D: Driver>(
     check_len(x, g.n * g.inp, "linear input")?;
     check_len(dy, g.n * g.out, "linear output gradient")?;
     let dims = dims(g)?;
-    let mut dw = d.zeros_f32(g.out * g.inp)?;
-    let mut db = d.zeros_f32(g.out)?;
+    let mut dw = d.alloc_f32(g.out * g.inp)?;
+    let mut db = d.alloc_f32(g.out)?;
     if !dw.is_empty() {
         let mut args = vec![Arg::F32(x), Arg::F32(dy), Arg::OutF32(&mut dw)];
         args.extend(dims.map(Arg::I32));

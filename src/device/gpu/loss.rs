@@ -30,9 +30,9 @@ pub(super) fn forward<D: Driver>(
 ) -> Result<(Buffer<f32>, Buffer<f32>)> {
     let [rows, cols] = check(logits.len(), labels, n, classes)?;
     ensure!(n > 0 && classes > 0, "cross-entropy of an empty batch");
-    let mut probs = d.zeros_f32(n * classes)?;
-    let mut term = d.zeros_f32(n)?;
-    let mut loss = d.zeros_f32(1)?;
+    let mut probs = d.alloc_f32(n * classes)?;
+    let mut term = d.alloc_f32(n)?;
+    let mut loss = d.alloc_f32(1)?;
     d.launch(
         "cross_entropy_fwd_f32",
         per_element(n),
@@ -69,7 +69,7 @@ pub(super) fn backward<D: Driver>(
         dloss.len() == 1,
         "cross-entropy backward: the loss gradient must be one element"
     );
-    let mut dz = d.zeros_f32(n * classes)?;
+    let mut dz = d.alloc_f32(n * classes)?;
     if !dz.is_empty() {
         d.launch(
             "cross_entropy_bwd_f32",
@@ -112,4 +112,56 @@ pub(super) fn correct_count<D: Driver>(
         ],
     )?;
     Ok(d.download_u32(&count)?[0] as usize)
+}
+
+/// Where `record_step` writes: the step log's slots, its cursor (the next slot) and
+/// its divergence flag.
+pub(super) struct StepLog<'a> {
+    pub cursor: &'a mut Buffer<u32>,
+    pub losses: &'a mut Buffer<f32>,
+    pub correct: &'a mut Buffer<u32>,
+    pub diverged: &'a mut Buffer<u32>,
+}
+
+/// One launch, no memset and no read: see record_step_f32.
+pub(super) fn record_step<D: Driver>(
+    d: &D,
+    loss: &Buffer<f32>,
+    logits: &Buffer<f32>,
+    labels: &Buffer<u32>,
+    n: usize,
+    classes: usize,
+    log: StepLog,
+) -> Result<()> {
+    let [rows, cols] = check(logits.len(), labels, n, classes)?;
+    ensure!(
+        loss.len() == 1 && log.diverged.len() == 1 && log.cursor.len() == 1,
+        "record_step: the loss, the cursor and the divergence flag must be one element each"
+    );
+    ensure!(
+        log.losses.len() == log.correct.len(),
+        "record_step: {} loss slots but {} count slots",
+        log.losses.len(),
+        log.correct.len()
+    );
+    let capacity = int(log.losses.len(), "step log capacity")?;
+    d.launch(
+        "record_step_f32",
+        Launch {
+            grid: [1, 1, 1],
+            block: [1, 1, 1],
+        },
+        &mut [
+            Arg::F32(loss),
+            Arg::F32(logits),
+            Arg::U32s(labels),
+            Arg::I32(rows),
+            Arg::I32(cols),
+            Arg::OutU32s(log.cursor),
+            Arg::I32(capacity),
+            Arg::OutF32(log.losses),
+            Arg::OutU32s(log.correct),
+            Arg::OutU32s(log.diverged),
+        ],
+    )
 }

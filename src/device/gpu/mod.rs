@@ -14,13 +14,17 @@ use super::Buffer;
 mod adam;
 mod backend;
 mod conv;
-mod counted;
 mod elementwise;
 mod launch;
 mod linear;
 mod loss;
+mod memory;
 mod pool;
 mod resize;
+mod runtime;
+
+pub use memory::Pooled;
+pub use runtime::{Counters, Runtime};
 
 /// Grid and block dimensions of one launch (no dynamic shared memory: kernels size
 /// their shared arrays statically).
@@ -58,16 +62,30 @@ pub enum Arg<'a> {
     U64(u64),
 }
 
-/// What `cuda` and `emu` each provide.
+/// What `cuda` and `emu` each provide (the primitives), and what the op code calls.
+/// The op code gets a `Runtime` (runtime.rs), which implements this trait over the
+/// real driver: it lends memory from the caching allocator and counts every launch,
+/// allocation, memset, copy and host wait.
+///
+/// For an output a kernel writes in full, op code calls `alloc_f32` (no memset); it
+/// calls `zeros_f32` only where the kernel needs zeros (it accumulates into them).
 pub trait Driver: Send + Sync + 'static {
     fn name(&self) -> String;
     /// A real GPU (the emulator is not one).
     fn is_gpu(&self) -> bool;
-    fn zeros_f32(&self, len: usize) -> Result<Buffer<f32>>;
-    fn zeros_u32(&self, len: usize) -> Result<Buffer<u32>>;
-    fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
-    fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
-    fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
+    /// `len` elements with unspecified contents.
+    fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>>;
+    fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>>;
+    fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>>;
+    /// Sets every element to zero: one memset.
+    fn fill_zeros_f32(&self, buffer: &mut Buffer<f32>) -> Result<()>;
+    fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()>;
+    /// Copies `data` into `buffer`, which holds exactly as many elements: one
+    /// host-to-device copy, queued in order with the launches.
+    fn write_f32(&self, buffer: &mut Buffer<f32>, data: &[f32]) -> Result<()>;
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()>;
+    fn write_u8(&self, buffer: &mut Buffer<u8>, data: &[u8]) -> Result<()>;
+    /// Blocking reads: the host waits for everything queued before them.
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>>;
     fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
     /// Runs `kernel` (its `extern "C"` name) and reports any launch or kernel error.
@@ -80,20 +98,51 @@ pub trait Driver: Send + Sync + 'static {
     fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         None
     }
+
+    /// `len` zeros: an allocation and a memset.
+    fn zeros_f32(&self, len: usize) -> Result<Buffer<f32>> {
+        let mut buffer = self.alloc_f32(len)?;
+        self.fill_zeros_f32(&mut buffer)?;
+        Ok(buffer)
+    }
+
+    fn zeros_u32(&self, len: usize) -> Result<Buffer<u32>> {
+        let mut buffer = self.alloc_u32(len)?;
+        self.fill_zeros_u32(&mut buffer)?;
+        Ok(buffer)
+    }
+
+    /// `data` in a new buffer: an allocation and a copy.
+    fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
+        let mut buffer = self.alloc_f32(data.len())?;
+        self.write_f32(&mut buffer, &data)?;
+        Ok(buffer)
+    }
+
+    fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>> {
+        let mut buffer = self.alloc_u32(data.len())?;
+        self.write_u32(&mut buffer, &data)?;
+        Ok(buffer)
+    }
+
+    fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>> {
+        let mut buffer = self.alloc_u8(data.len())?;
+        self.write_u8(&mut buffer, &data)?;
+        Ok(buffer)
+    }
 }
 
 pub use conv::backward_filter_launches;
-pub use counted::Counted;
 
 /// The op set on a GPU driver, counting its launches.
 pub struct GpuBackend<D: Driver> {
-    pub driver: Counted<D>,
+    pub driver: Runtime<D>,
 }
 
 impl<D: Driver> GpuBackend<D> {
-    pub fn new(driver: D) -> Self {
+    pub fn new(driver: D) -> GpuBackend<D> {
         GpuBackend {
-            driver: Counted::new(driver),
+            driver: Runtime::new(driver),
         }
     }
 }

@@ -44,8 +44,8 @@ pub(super) fn max_forward<D: Driver>(
         "max pool: input holds {} elements, expected {input}",
         x.len()
     );
-    let mut y = d.zeros_f32(output)?;
-    let mut argmax = d.zeros_u32(output)?;
+    let mut y = d.alloc_f32(output)?;
+    let mut argmax = d.alloc_u32(output)?;
     if output > 0 {
         let mut args = vec![Arg::F32(x), Arg::OutF32(&mut y), Arg::OutU32s(&mut argmax)];
         args.extend(window_args(g)?.map(Arg::I32));
@@ -69,7 +69,7 @@ pub(super) fn max_backward<D: Driver>(
         dy.len(),
         argmax.len()
     );
-    let mut dx = d.zeros_f32(input)?;
+    let mut dx = d.alloc_f32(input)?;
     if input > 0 {
         let mut args = vec![Arg::F32(dy), Arg::U32s(argmax), Arg::OutF32(&mut dx)];
         args.extend(window_args(g)?.map(Arg::I32));
@@ -92,7 +92,7 @@ pub(super) fn avg_forward<D: Driver>(
         "average pool: input holds {} elements, expected {input}",
         x.len()
     );
-    let mut y = d.zeros_f32(output)?;
+    let mut y = d.alloc_f32(output)?;
     if output > 0 {
         let mut args = vec![Arg::F32(x), Arg::OutF32(&mut y)];
         args.extend(window_args(g)?.map(Arg::I32));
@@ -114,7 +114,7 @@ pub(super) fn avg_backward<D: Driver>(
         "average pool backward: gradient holds {} elements, expected {output}",
         dy.len()
     );
-    let mut dx = d.zeros_f32(input)?;
+    let mut dx = d.alloc_f32(input)?;
     if input > 0 {
         let mut args = vec![Arg::F32(dy), Arg::OutF32(&mut dx)];
         args.extend(window_args(g)?.map(Arg::I32));

@@ -30,7 +30,7 @@ pub(super) fn resize<D: Driver>(
     let len = batch * size * size;
     int(h * w, "image size")?;
     int(len, "resized batch length")?;
-    let mut out = d.zeros_f32(len)?;
+    let mut out = d.alloc_f32(len)?;
     if len > 0 {
         // Indices are checked against the image count by the caller (ops::ByteImages).
         d.launch(
@@ -46,6 +46,30 @@ pub(super) fn resize<D: Driver>(
                 Arg::I32(int(size, "output size")?),
                 Arg::Float(norm.mean),
                 Arg::Float(norm.std),
+            ],
+        )?;
+    }
+    Ok(out)
+}
+
+pub(super) fn gather_labels<D: Driver>(
+    d: &D,
+    labels: &Buffer<u32>,
+    indices: &Buffer<u32>,
+) -> Result<Buffer<u32>> {
+    // Indices are checked against the split's size by the caller (batch::DeviceSet).
+    let batch = indices.len();
+    let mut out = d.alloc_u32(batch)?;
+    if batch > 0 {
+        int(labels.len(), "label count")?;
+        d.launch(
+            "gather_labels_u32",
+            per_element(batch),
+            &mut [
+                Arg::U32s(labels),
+                Arg::U32s(indices),
+                Arg::OutU32s(&mut out),
+                Arg::I32(int(batch, "batch")?),
             ],
         )?;
     }

@@ -1,0 +1,80 @@
+//! A split on the device, from which training batches are cut.
+//!
+//! Its images and labels are uploaded once; a batch uploads only its indices, from
+//! which the device gathers (and resizes) the images and gathers the labels.
+
+use anyhow::{bail, ensure, Result};
+
+use crate::data::Split;
+use crate::device::{Buffer, Device};
+use crate::ops::{Labels, Normalize};
+use crate::tensor::Tensor;
+
+/// Fashion-MNIST's classes.
+const CLASSES: usize = 10;
+
+pub struct DeviceSplit {
+    device: Device,
+    images: Buffer<u8>,
+    rows: usize,
+    cols: usize,
+    labels: Vec<u32>,
+    device_labels: Buffer<u32>,
+}
+
+impl DeviceSplit {
+    /// The first `limit` samples of `split` (all without a limit), on `device`.
+    pub fn upload(device: &Device, split: &Split, limit: Option<usize>) -> Result<DeviceSplit> {
+        let split = split.truncated(limit.unwrap_or(usize::MAX));
+        let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
+        // Every label is checked once, here, so that gathered batches need no check.
+        if let Some((i, bad)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &l)| l as usize >= CLASSES)
+        {
+            bail!("label {bad} of sample {i} is out of range: there are {CLASSES} classes");
+        }
+        let backend = device.backend();
+        Ok(DeviceSplit {
+            device: device.clone(),
+            images: backend.upload_u8(split.images.clone())?,
+            rows: split.rows,
+            cols: split.cols,
+            device_labels: backend.upload_u32(labels.clone())?,
+            labels,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.labels.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.labels.is_empty()
+    }
+
+    /// The labels, on the host.
+    pub fn labels(&self) -> &[u32] {
+        &self.labels
+    }
+
+    /// The batch at `indices`: its images, resized to `size x size` and normalised,
+    /// and its labels. One upload (the indices), two launches.
+    pub fn batch(&self, indices: &[u32], size: usize, norm: Normalize) -> Result<(Tensor, Labels)> {
+        ensure!(size > 0, "image size must be positive");
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
+            bail!(
+                "sample index {bad} is out of range: the split holds {}",
+                self.len()
+            );
+        }
+        let backend = self.device.backend();
+        let on_device = backend.upload_u32(indices.to_vec())?;
+        let images =
+            backend.resize_images(&self.images, self.rows, self.cols, &on_device, size, norm)?;
+        let images = Tensor::from_buffer(&self.device, &[indices.len(), 1, size, size], images);
+        let labels = backend.gather_labels(&self.device_labels, &on_device)?;
+        Ok((images, Labels::from_device(labels, CLASSES)))
+    }
+}
