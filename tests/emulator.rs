@@ -16,6 +16,11 @@ use googlenet::device::emu::{Checks, EmuDriver};
 use googlenet::device::gpu::{Arg, Driver, Launch};
 use googlenet::device::Buffer;
 
+/// build.rs's rewriting of kernel files for the race check, tested here (build scripts
+/// have no tests of their own).
+#[path = "../build/emu_shared.rs"]
+mod emu_shared;
+
 /// The driver with the checks GOOGLENET_EMU_CHECK asks for, as every device gets it.
 const EMU: EmuDriver = EmuDriver::new();
 /// The driver with every check on, and with none, whatever the environment says.
@@ -908,5 +913,42 @@ fn the_environment_turns_the_checks_on() {
         output.status.success() && stdout.contains("reported: emu: kernel `emu_race_block`"),
         "{stdout}{}",
         String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn race_check_copies_rewrite_shared_declarations_and_extern_c_in_code_only() {
+    let source = "// __shared__ float not_code[2];\n\
+                  extern \"C\" __global__ void k() {\n\
+                  \x20   __shared__ float a[16][4 + 1], b[8];\n\
+                  \x20   __shared__ volatile int\n        n;\n\
+                  \x20   const char* s = \"__shared__ x;\";\n\
+                  \x20   extern __shared__ float dynamic[];\n\
+                  }\n\
+                  extern \"C\" { void f(); }\n";
+    let (copy, warnings) = emu_shared::instrument(source, "k.cu");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        copy,
+        "// __shared__ float not_code[2];\n\
+         \x20__global__ void k() {\n\
+         \x20   static thread_local ::emu::Shared<float[16][4 + 1]> a{\"float a[16][4 + 1]\", \
+         \"k.cu\", 3}; static thread_local ::emu::Shared<float[8]> b{\"float b[8]\", \
+         \"k.cu\", 3};\n\
+         \x20   static thread_local ::emu::Shared<int> n{\"volatile int n\", \"k.cu\", 4};\n\n\
+         \x20   const char* s = \"__shared__ x;\";\n\
+         \x20   extern __shared__ float dynamic[];\n\
+         }\n\
+         inline namespace emu_extern_c { void f(); }\n"
+    );
+    // A form it does not know stays as it is, with a warning.
+    let (copy, warnings) = emu_shared::instrument("__shared__ float x = 1;", "k.cu");
+    assert_eq!(copy, "__shared__ float x = 1;");
+    assert_eq!(
+        warnings,
+        [
+            "k.cu:1: this __shared__ declaration is not of the form `__shared__ T name[N]...;`, \
+          so the race check does not watch it"
+        ]
     );
 }

@@ -240,13 +240,24 @@ struct Region {
     written: bool,
     /// Holds floats (for messages).
     float: bool,
-    /// Which argument it is, for messages: "argument 1 (float*)".
-    what: String,
+    /// Which argument it is, and its place in the argument's table if it is in one.
+    arg: usize,
+    entry: Option<usize>,
+    parameter: &'static str,
 }
 
 impl Region {
     fn elements(&self) -> usize {
         self.bytes / self.element
+    }
+
+    /// Which argument it is, for messages: "argument 1 (float*)".
+    fn what(&self) -> String {
+        let what = format!("argument {} ({})", self.arg, self.parameter);
+        match self.entry {
+            Some(entry) => format!("{what} entry {entry}"),
+            None => what,
+        }
     }
 }
 
@@ -255,11 +266,13 @@ fn regions(args: &mut [Arg]) -> Result<(Vec<Region>, Vec<Param>)> {
     let mut regions = Vec::new();
     let mut params = Vec::with_capacity(args.len());
     for (index, arg) in args.iter_mut().enumerate() {
-        let what = format!("argument {index} ({})", parameter_type(arg));
+        let parameter = parameter_type(arg);
         let float = matches!(
             arg,
             Arg::F32(_) | Arg::OutF32(_) | Arg::F32Table(_) | Arg::OutF32Table(_)
         );
+        let in_table = matches!(arg, Arg::F32Table(_) | Arg::OutF32Table(_));
+        let mut entries = 0;
         let mut add = |pointer: *mut u8, bytes: usize, element: usize, written: bool| {
             regions.push(Region {
                 pointer,
@@ -267,8 +280,11 @@ fn regions(args: &mut [Arg]) -> Result<(Vec<Region>, Vec<Param>)> {
                 element,
                 written,
                 float,
-                what: what.clone(),
+                arg: index,
+                entry: in_table.then_some(entries),
+                parameter,
             });
+            entries += 1;
             regions.len() - 1
         };
         let param = match arg {
@@ -296,14 +312,6 @@ fn regions(args: &mut [Arg]) -> Result<(Vec<Region>, Vec<Param>)> {
             Arg::U64(v) => Param::Value(Value { uint64: *v }),
         };
         params.push(param);
-    }
-    // Entries of a table are told apart by their place in it.
-    for param in &params {
-        if let Param::Table(table) = param {
-            for (entry, &r) in table.iter().enumerate() {
-                regions[r].what = format!("{} entry {entry}", regions[r].what);
-            }
-        }
     }
     Ok((regions, params))
 }

@@ -220,14 +220,14 @@ impl Runs<'_> {
         let count = self.unwritten[r].iter().flatten().filter(|&&u| u).count();
         let changed = (0..self.regions.len()).find_map(|o| {
             let f = (0..at_high[o].len()).find(|&f| at_high[o][f] != reference[o][f])?;
-            Some(format!("element {f} of {}", self.regions[o].what))
+            Some(format!("element {f} of {}", self.regions[o].what()))
         });
         anyhow!(
             "emu: init check: kernel `{}` reads memory that no upload, memset or kernel \
              wrote: element {e} of {} ({count} of its {} elements are unwritten); what it \
              holds changes {}",
             self.kernel.kernel,
-            region.what,
+            region.what(),
             region.elements(),
             changed.unwrap_or_else(|| "the results".into())
         )
@@ -248,7 +248,7 @@ impl Runs<'_> {
                  {e} of {} is {} with the blocks run in order, {} with them shuffled (seed \
                  {seed:#x}) and shared between threads",
                 self.kernel.kernel,
-                region.what,
+                region.what(),
                 show(region, word(a, region, e)),
                 show(region, word(b, region, e))
             ));
