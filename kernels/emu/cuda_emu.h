@@ -11,8 +11,8 @@
 //   after another (x fastest, then y, z). A big launch shares its blocks with a
 //   helper OS thread (GOOGLENET_EMU_THREADS OS threads in all, default 2; 1 runs
 //   every block on the calling thread), each OS thread running one block at a time.
-//   Races *between* blocks therefore stay mostly hidden: the GPU remains the final
-//   word on those.
+//   Races *between* blocks therefore stay mostly hidden, unless the order check
+//   (GOOGLENET_EMU_CHECK=order, below) shuffles the blocks.
 //
 // * The threads of a block are fibers (user-level threads on their own stacks, all
 //   on one OS thread), switched cooperatively, so `__syncthreads()` is a real
@@ -44,6 +44,18 @@
 //
 // * Global memory is host memory; device pointers are host pointers. Atomics are
 //   real (relaxed) atomics, since blocks may run on two OS threads.
+//
+// The checks, like compute-sanitizer's, for any run (GOOGLENET_EMU_CHECK=race,init,
+// order or =all, read by src/device/emu/checks.rs); AddressSanitizer (build.rs's
+// GOOGLENET_EMU_ASAN=1) stands in for memcheck, the divergence errors above for
+// synccheck:
+// * race: shared-memory hazards between the threads of a block, warp-synchronous code
+//   included, and shared indices out of bounds (see "The race check" below).
+// * init: kernels that read, and downloads of, device memory that no upload, memset
+//   or kernel wrote (src/device/emu/checked.rs).
+// * order: blocks that depend on each other: the results of a launch with its blocks
+//   shuffled and shared between OS threads must be bit-identical to the in-order
+//   ones (the same file).
 //
 // Differences a kernel author should know:
 // * Fast intrinsics (`__expf`, `__fdividef`, ...) compute the precise function, and
