@@ -1,7 +1,9 @@
 //! The CUDA emulator's execution model, through `EmuDriver`, on the self-test kernels of
 //! kernels/emu/selftest.cu: barriers, shared memory, warp shuffles and votes, atomics,
 //! 3-d indexing, half/bfloat16 conversions, and the errors (divergence, bad launches,
-//! wrong argument lists) that must come back as messages, not hangs or crashes.
+//! wrong argument lists) that must come back as messages, not hangs or crashes; and the
+//! sanitizer checks (GOOGLENET_EMU_CHECK): each must report its planted bug and pass
+//! the bug's correct twin.
 //!
 //! `cargo test --release --test emulator -- --nocapture` also prints launch costs.
 
@@ -10,11 +12,20 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use googlenet::device::emu::EmuDriver;
+use googlenet::device::emu::{Checks, EmuDriver};
 use googlenet::device::gpu::{Arg, Driver, Launch};
 use googlenet::device::Buffer;
 
-const EMU: EmuDriver = EmuDriver;
+/// build.rs's rewriting of kernel files for the race check, tested here (build scripts
+/// have no tests of their own).
+#[path = "../build/emu_shared.rs"]
+mod emu_shared;
+
+/// The driver with the checks GOOGLENET_EMU_CHECK asks for, as every device gets it.
+const EMU: EmuDriver = EmuDriver::new();
+/// The driver with every check on, and with none, whatever the environment says.
+const CHECKED: EmuDriver = EmuDriver::with_checks(Checks::ALL);
+const UNCHECKED: EmuDriver = EmuDriver::with_checks(Checks::NONE);
 
 fn launch(grid: [u32; 3], block: [u32; 3]) -> Launch {
     Launch { grid, block }
@@ -613,5 +624,331 @@ fn address_sanitizer_catches_out_of_bounds() {
         stderr.contains("AddressSanitizer: heap-buffer-overflow")
             && stderr.contains("emu_out_of_bounds"),
         "no AddressSanitizer report naming the kernel:\n{stderr}"
+    );
+}
+
+// ---- The sanitizer checks. ----
+
+/// Runs `emu_race_block` (`hazard`, `synced`) on 2 blocks of 256 with `driver`.
+fn race_block(driver: EmuDriver, hazard: i32, synced: i32) -> Result<Vec<f32>> {
+    let n = 512;
+    let x = driver.upload_f32((0..n).map(|i| i as f32).collect())?;
+    let mut out = driver.zeros_f32(n)?;
+    driver.launch(
+        "emu_race_block",
+        launch([2, 1, 1], [256, 1, 1]),
+        &mut [
+            Arg::F32(&x),
+            Arg::OutF32(&mut out),
+            Arg::I32(hazard),
+            Arg::I32(synced),
+        ],
+    )?;
+    driver.download_f32(&out)
+}
+
+#[test]
+fn race_check_reports_each_hazard_between_threads_of_a_block() {
+    let cases = [
+        (
+            0,
+            "race on shared `float s[256]` (selftest.cu:258), element [0] (flat index 0): \
+             thread (1,0,0) reads it after thread (0,0,0) wrote it, with no barrier between \
+             them (one warp, but no __syncwarp, shuffle or vote of both lanes orders them): \
+             read after write",
+        ),
+        (
+            1,
+            "element [1] (flat index 1): thread (1,0,0) writes it after thread (0,0,0) read \
+             it, with no barrier between them (one warp, but no __syncwarp, shuffle or vote \
+             of both lanes orders them): write after read",
+        ),
+        (
+            2,
+            "element [0] (flat index 0): thread (1,0,0) writes it after thread (0,0,0) wrote \
+             it, with no barrier between them (one warp, but no __syncwarp, shuffle or vote \
+             of both lanes orders them): write after write",
+        ),
+    ];
+    for (hazard, expected) in cases {
+        let error = format!("{:#}", race_block(CHECKED, hazard, 0).unwrap_err());
+        assert!(
+            error.starts_with("emu: kernel `emu_race_block`, block (0,0,0): race on shared"),
+            "hazard {hazard}: {error}"
+        );
+        assert!(error.contains(expected), "hazard {hazard}: {error}");
+        // Unchecked, the same launch passes: the fibers' order hides the race.
+        race_block(UNCHECKED, hazard, 0).unwrap();
+    }
+}
+
+#[test]
+fn race_check_passes_the_synchronised_twins() -> Result<()> {
+    for hazard in 0..3 {
+        let checked = race_block(CHECKED, hazard, 1)?;
+        assert_eq!(
+            checked,
+            race_block(UNCHECKED, hazard, 1)?,
+            "hazard {hazard}"
+        );
+        let expected: Vec<f32> = (0..512usize)
+            .map(|i| {
+                let (block, t) = (i / 256 * 256, i % 256);
+                match hazard {
+                    0 => (block + (t + 255) % 256) as f32,
+                    1 => 2.0 * (block + (t + 1) % 256) as f32,
+                    _ => (block + 1) as f32,
+                }
+            })
+            .collect();
+        assert_eq!(checked, expected, "hazard {hazard}");
+    }
+    Ok(())
+}
+
+/// Runs `emu_race_warp` with `order` (0 none, 1 __syncwarp, 2 a shuffle).
+fn race_warp(driver: EmuDriver, order: i32) -> Result<f32> {
+    let x = driver.upload_f32((1..=32).map(|i| i as f32).collect())?;
+    let mut out = driver.zeros_f32(1)?;
+    driver.launch(
+        "emu_race_warp",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [Arg::F32(&x), Arg::OutF32(&mut out), Arg::I32(order)],
+    )?;
+    Ok(driver.download_f32(&out)?[0])
+}
+
+#[test]
+fn race_check_reports_reliance_on_implicit_warp_synchronous_order() {
+    let error = format!("{:#}", race_warp(CHECKED, 0).unwrap_err());
+    assert!(
+        error.contains(
+            "race on shared `float s[32]` (selftest.cu:288), element [1] (flat index 1): \
+             thread (1,0,0) writes it after thread (0,0,0) read it, with no barrier between \
+             them (one warp, but no __syncwarp, shuffle or vote of both lanes orders them): \
+             write after read"
+        ),
+        "{error}"
+    );
+}
+
+#[test]
+fn race_check_accepts_a_syncwarp_or_a_shuffle_between_warp_steps() -> Result<()> {
+    for order in [1, 2] {
+        assert_eq!(race_warp(CHECKED, order)?, 528.0, "order {order}");
+    }
+    Ok(())
+}
+
+#[test]
+fn race_check_catches_shared_indices_out_of_bounds() {
+    let error = within_a_minute(|| {
+        let mut out = CHECKED.zeros_f32(32).unwrap();
+        let config = launch([1, 1, 1], [32, 1, 1]);
+        let result = CHECKED.launch(
+            "emu_shared_out_of_bounds",
+            config,
+            &mut [Arg::OutF32(&mut out)],
+        );
+        format!("{:#}", result.unwrap_err())
+    });
+    assert!(
+        error.contains(
+            "thread (31,0,0) indexes shared `float s[32]` (selftest.cu:304) with 32 on \
+             dimension 0, whose extent is 32"
+        ),
+        "{error}"
+    );
+}
+
+/// Launches `emu_scale` (y = 2x, i < n) with `driver`.
+fn scale(driver: EmuDriver, x: &Buffer<f32>, y: &mut Buffer<f32>, n: usize) -> Result<()> {
+    driver.launch(
+        "emu_scale",
+        Launch::linear(n, 32),
+        &mut [
+            Arg::F32(x),
+            Arg::OutF32(y),
+            Arg::Float(2.0),
+            Arg::I32(n as i32),
+        ],
+    )
+}
+
+#[test]
+fn init_check_names_the_unwritten_element_a_kernel_reads() -> Result<()> {
+    // x: its first 40 elements written by a kernel, the other 24 by nothing.
+    let ones = CHECKED.upload_f32(vec![1.0; 64])?;
+    let mut x = CHECKED.uninit_f32(64)?;
+    scale(CHECKED, &ones, &mut x, 40)?;
+    let mut y = CHECKED.zeros_f32(64)?;
+    scale(CHECKED, &x, &mut y, 40)?; // reads only what was written: fine
+    assert_eq!(CHECKED.download_f32(&y)?[..40], [4.0; 40]);
+
+    let error = format!("{:#}", scale(CHECKED, &x, &mut y, 64).unwrap_err());
+    assert_eq!(
+        error,
+        "emu: init check: kernel `emu_scale` reads memory that no upload, memset or kernel \
+         wrote: element 40 of argument 0 (const float*) (24 of its 64 elements are \
+         unwritten); what it holds changes element 40 of argument 1 (float*)"
+    );
+    // Unchecked, the read gives the NaNs an uninitialised buffer holds in the emulator.
+    scale(UNCHECKED, &x, &mut y, 64)?;
+    assert!(UNCHECKED.download_f32(&y)?[40..].iter().all(|v| v.is_nan()));
+    Ok(())
+}
+
+#[test]
+fn init_check_catches_a_kernel_that_relies_on_a_zeroed_output() -> Result<()> {
+    let x = CHECKED.upload_f32(vec![1.5; 100])?;
+    let config = Launch::linear(100, 32);
+    let mut y = CHECKED.uninit_f32(100)?;
+    let args = &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::I32(100)];
+    let error = format!(
+        "{:#}",
+        CHECKED.launch("emu_accumulate", config, args).unwrap_err()
+    );
+    assert!(
+        error.contains("kernel `emu_accumulate` reads memory that no upload, memset or kernel wrote: element 0 of argument 1 (float*) (100 of its 100 elements are unwritten); what it holds changes element 0 of argument 1 (float*)"),
+        "{error}"
+    );
+    // The twin: the output zeroed first.
+    let mut y = CHECKED.zeros_f32(100)?;
+    let args = &mut [Arg::F32(&x), Arg::OutF32(&mut y), Arg::I32(100)];
+    CHECKED.launch("emu_accumulate", config, args)?;
+    assert_eq!(CHECKED.download_f32(&y)?, vec![1.5; 100]);
+    Ok(())
+}
+
+#[test]
+fn init_check_catches_downloads_of_what_nothing_wrote() -> Result<()> {
+    let ones = CHECKED.upload_f32(vec![1.0; 64])?;
+    let mut y = CHECKED.uninit_f32(64)?;
+    scale(CHECKED, &ones, &mut y, 50)?;
+    let error = format!("{:#}", CHECKED.download_f32(&y).unwrap_err());
+    assert_eq!(
+        error,
+        "emu: init check: a download of a buffer of 64 elements reads 14 that no upload, \
+         memset or kernel wrote (the first is element 50)"
+    );
+    scale(CHECKED, &ones, &mut y, 64)?;
+    assert_eq!(CHECKED.download_f32(&y)?, vec![2.0; 64]);
+    Ok(())
+}
+
+/// Runs `emu_block_chain` (`chained`) over 64 blocks of 32 with `driver`.
+fn block_chain(driver: EmuDriver, chained: i32) -> Result<Vec<f32>> {
+    let mut out = driver.zeros_f32(64)?;
+    driver.launch(
+        "emu_block_chain",
+        launch([64, 1, 1], [32, 1, 1]),
+        &mut [Arg::OutF32(&mut out), Arg::I32(chained)],
+    )?;
+    driver.download_f32(&out)
+}
+
+#[test]
+fn order_check_catches_blocks_that_depend_on_each_other() -> Result<()> {
+    let error = format!("{:#}", block_chain(CHECKED, 1).unwrap_err());
+    assert!(
+        error.starts_with(
+            "emu: order check: the blocks of kernel `emu_block_chain` depend on each other: \
+             element "
+        ) && error.contains("of argument 0 (float*) is ")
+            && error.contains("with the blocks run in order,")
+            && error.contains("with them shuffled (seed 0x"),
+        "{error}"
+    );
+    // Unchecked, in order, the chain happens to work.
+    let expected: Vec<f32> = (1..=64).map(|b| b as f32).collect();
+    assert_eq!(block_chain(UNCHECKED, 1)?, expected);
+    // The twin computes the same without the dependency.
+    assert_eq!(block_chain(CHECKED, 0)?, expected);
+    Ok(())
+}
+
+#[test]
+fn the_checks_are_parsed_from_a_list() -> Result<()> {
+    assert_eq!(Checks::parse("")?, Checks::NONE);
+    assert_eq!(Checks::parse("all")?, Checks::ALL);
+    assert_eq!(
+        Checks::parse("race, order")?,
+        Checks {
+            race: true,
+            init: false,
+            order: true,
+        }
+    );
+    assert_eq!(
+        Checks::parse("race,bogus").unwrap_err().to_string(),
+        "GOOGLENET_EMU_CHECK=\"race,bogus\": unknown check \"bogus\" (expected race, init, \
+         order or all, comma-separated)"
+    );
+    Ok(())
+}
+
+/// Run in a child process with GOOGLENET_EMU_CHECK=race by
+/// `the_environment_turns_the_checks_on`.
+#[test]
+#[ignore = "run by the_environment_turns_the_checks_on, with GOOGLENET_EMU_CHECK=race"]
+fn planted_race_with_the_default_driver() {
+    let error = race_block(EmuDriver::new(), 0, 0).unwrap_err();
+    println!("reported: {error:#}");
+}
+
+#[test]
+fn the_environment_turns_the_checks_on() {
+    let output = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--ignored",
+            "--exact",
+            "planted_race_with_the_default_driver",
+            "--nocapture",
+        ])
+        .env("GOOGLENET_EMU_CHECK", "race")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && stdout.contains("reported: emu: kernel `emu_race_block`"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+#[test]
+fn race_check_copies_rewrite_shared_declarations_and_extern_c_in_code_only() {
+    let source = "// __shared__ float not_code[2];\n\
+                  extern \"C\" __global__ void k() {\n\
+                  \x20   __shared__ float a[16][4 + 1], b[8];\n\
+                  \x20   __shared__ volatile int\n        n;\n\
+                  \x20   const char* s = \"__shared__ x;\";\n\
+                  \x20   extern __shared__ float dynamic[];\n\
+                  }\n\
+                  extern \"C\" { void f(); }\n";
+    let (copy, warnings) = emu_shared::instrument(source, "k.cu");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        copy,
+        "// __shared__ float not_code[2];\n\
+         \x20__global__ void k() {\n\
+         \x20   static thread_local ::emu::Shared<float[16][4 + 1]> a{\"float a[16][4 + 1]\", \
+         \"k.cu\", 3}; static thread_local ::emu::Shared<float[8]> b{\"float b[8]\", \
+         \"k.cu\", 3};\n\
+         \x20   static thread_local ::emu::Shared<int> n{\"volatile int n\", \"k.cu\", 4};\n\n\
+         \x20   const char* s = \"__shared__ x;\";\n\
+         \x20   extern __shared__ float dynamic[];\n\
+         }\n\
+         inline namespace emu_extern_c { void f(); }\n"
+    );
+    // A form it does not know stays as it is, with a warning.
+    let (copy, warnings) = emu_shared::instrument("__shared__ float x = 1;", "k.cu");
+    assert_eq!(copy, "__shared__ float x = 1;");
+    assert_eq!(
+        warnings,
+        [
+            "k.cu:1: this __shared__ declaration is not of the form `__shared__ T name[N]...;`, \
+          so the race check does not watch it"
+        ]
     );
 }

@@ -12,6 +12,12 @@
 // is stuck: barrier divergence, reported with who waits where.
 //
 // Fibers and their stacks are in fiber.h.
+//
+// The checks of GOOGLENET_EMU_CHECK that live here (src/device/emu/ does the rest):
+// a launch may run its blocks in a shuffled order and on every helper thread
+// (`kShuffle`, `kShare`), or strictly in order on the calling thread (`kSerial`), and
+// may run the race-check build of its kernel (`kRaceCheck`), whose shared-memory
+// accesses come to `Worker::shared_access` (see "The race check" in cuda_emu.h).
 
 #include "cuda_emu.h"
 #include "fiber.h"
@@ -50,9 +56,16 @@ using fiber::unpoison;
 // The kernel registry, filled by EMU_REGISTER's static objects before main.
 
 struct Kernel {
-    void (*run)(void** args);
+    void (*run)(void** args) = nullptr;
+    void (*run_race_checked)(void** args) = nullptr;  // the copy with checked shared arrays
     std::string parameters;
 };
+
+// emu_launch's `mode` bits (src/device/emu.rs spells them out as well).
+constexpr unsigned kRaceCheck = 1;  // run the race-check build of the kernel
+constexpr unsigned kShuffle = 2;    // hand out the blocks in a shuffled order (by `seed`)
+constexpr unsigned kShare = 4;      // share the blocks with the helpers, however few
+constexpr unsigned kSerial = 8;     // run every block on the calling thread
 
 std::map<std::string, Kernel, std::less<>>& registry() {
     static std::map<std::string, Kernel, std::less<>> kernels;
@@ -66,19 +79,24 @@ struct Launch {
     const char* name = nullptr;
     const Kernel* kernel = nullptr;
     void** args = nullptr;
+    void (*run)(void** args) = nullptr;  // the kernel's build that this launch runs
+    bool race_check = false;
     dim3 grid, block;
     unsigned threads = 0;  // per block
     uint64_t blocks = 0;
+    std::vector<uint64_t> order;  // the blocks' linear indices in the order handed out;
+                                  // empty: in order
 
-    std::atomic<uint64_t> next_block{0};  // blocks are handed out in order
+    std::atomic<uint64_t> next_block{0};  // the next position in `order`
     std::atomic<bool> failed{false};
     std::mutex error_mutex;
     uint64_t error_block = UINT64_MAX;
     std::string error;
 
-    // Keeps the error of the lowest failing block. Workers finish the block in hand
-    // before looking at `failed`, and blocks are handed out in order, so every block
-    // below a failing one has run: the report does not depend on thread timing.
+    // Keeps the error of the first failing block in handing-out order. Workers finish
+    // the block in hand before looking at `failed`, and blocks are handed out in
+    // order, so every block before a failing one has run: the report does not depend
+    // on thread timing.
     void report(uint64_t block_index, std::string message) {
         std::lock_guard<std::mutex> lock(error_mutex);
         if (block_index < error_block) {
@@ -154,10 +172,12 @@ public:
             thread_index_[t] = {t % blockDim.x, t / blockDim.x % blockDim.y,
                                 t / blockDim.x / blockDim.y};
         }
+        if (launch.race_check) clocks_.assign((size_t)threads_ * 32, 0);
         while (!launch.failed.load(std::memory_order_relaxed)) {
-            uint64_t block = launch.next_block.fetch_add(1, std::memory_order_relaxed);
-            if (block >= launch.blocks) break;
-            if (!run_block(block)) launch.report(block, std::move(error_));
+            uint64_t position = launch.next_block.fetch_add(1, std::memory_order_relaxed);
+            if (position >= launch.blocks) break;
+            uint64_t block = launch.order.empty() ? position : launch.order[position];
+            if (!run_block(block)) launch.report(position, std::move(error_));
         }
         launch_ = nullptr;
     }
@@ -220,13 +240,58 @@ public:
         return count == 32 ? ~0u : (1u << count) - 1;
     }
 
+    // ---- The race check (called from the race-check build's shared arrays). ----
+
+    SharedCell* shared_cells(size_t count) {
+        shadows_.push_back(std::make_unique<SharedCell[]>(count));  // value-initialised: zero
+        return shadows_.back().get();
+    }
+
+    // Checks the running thread's access to `cell` against those recorded in this
+    // epoch, then records it. See "The race check" in cuda_emu.h.
+    void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write) {
+        const unsigned me = current_;
+        const SharedAccess now = {epoch_, me, clocks_[(size_t)me * 32 + me % 32]};
+        const SharedAccess& last_write = cell.write;
+        if (!ordered(last_write)) {
+            race(site, element, last_write.thread, true, write);
+        }
+        if (write) {
+            for (const SharedAccess& read : cell.read) {
+                if (!ordered(read)) race(site, element, read.thread, false, true);
+            }
+            // Earlier reads are ordered before this write, so before anything ordered
+            // after it: the write alone speaks for them from now on.
+            cell.write = now;
+            cell.read[0] = cell.read[1] = SharedAccess{};
+            return;
+        }
+        // Keep this thread's read in a free cell, or in the one it has, or else in the
+        // second: a later write by another thread conflicts with at least one of them.
+        SharedAccess* slot = &cell.read[1];
+        for (SharedAccess& read : cell.read) {
+            if (read.epoch != epoch_ || read.thread == me) {
+                slot = &read;
+                break;
+            }
+        }
+        *slot = now;
+    }
+
+    [[noreturn]] void shared_out_of_bounds(const SharedSite& site, int dimension, long long index) {
+        fail(format("thread %s indexes shared `%s` (%s:%d) with %lld on dimension %d, whose "
+                    "extent is %zu",
+                    describe_index(threadIdx).c_str(), site.declaration, base_name(site.file),
+                    site.line, index, dimension, site.extents[dimension]));
+    }
+
     // The body of every fiber: runs the thread `current_`, and in plain mode every
     // thread after it, until one reaches a barrier (wait() then switches the block to
     // fiber mode) or the block is done.
     void run_threads() {
         for (;;) {
             unsigned t = current_;
-            launch_->kernel->run(launch_->args);
+            launch_->run(launch_->args);
             if (fiber_mode_) {
                 slots_[t].status = Status::Done;
                 return;
@@ -267,6 +332,7 @@ private:
         const dim3& grid = launch_->grid;
         blockIdx = {(unsigned)(index % grid.x), (unsigned)(index / grid.x % grid.y),
                     (unsigned)(index / grid.x / grid.y)};
+        ++epoch_;  // shared memory's records of earlier blocks are void
         fiber_mode_ = false;
         failed_ = false;
         base_ = 0;
@@ -406,6 +472,42 @@ private:
 #endif
     }
 
+    // Whether a recorded access happened before the running thread's current one: it
+    // is of an earlier epoch (a barrier lies between), the same thread's, or of a lane
+    // of the same warp that a warp operation of both has since ordered.
+    bool ordered(const SharedAccess& access) const {
+        const unsigned me = current_;
+        if (access.epoch != epoch_ || access.thread == me) return true;
+        if (access.thread / 32 != me / 32) return false;
+        return clocks_[(size_t)me * 32 + access.thread % 32] > access.clock;
+    }
+
+    // Fails the launch with the conflict between the running thread's access and
+    // `other`'s earlier one.
+    [[noreturn]] void race(const SharedSite& site, size_t element, unsigned other,
+                           bool other_wrote, bool write) {
+        std::string index;
+        size_t rest = element;
+        for (int d = site.rank - 1; d >= 0; --d) {
+            index = format("[%zu]", rest % site.extents[d]) + index;
+            rest /= site.extents[d];
+        }
+        const char* kind = !other_wrote ? "write after read"
+                           : write      ? "write after write"
+                                        : "read after write";
+        const char* warp = other / 32 == current_ / 32
+                               ? " (one warp, but no __syncwarp, shuffle or vote of both lanes "
+                                 "orders them)"
+                               : "";
+        fail(format("race on shared `%s` (%s:%d), element %s (flat index %zu): thread %s %s "
+                    "it after thread %s %s it, with no barrier between them%s: %s",
+                    site.declaration, base_name(site.file), site.line,
+                    site.rank == 0 ? "(the scalar)" : index.c_str(), element,
+                    describe_index(thread_index_[current_]).c_str(), write ? "writes" : "reads",
+                    describe_index(thread_index_[other]).c_str(), other_wrote ? "wrote" : "read",
+                    warp, kind));
+    }
+
     // Every live thread waits or has finished: releases what can be released.
     Progress release_barriers() {
         unsigned done = 0, at_block = 0;
@@ -440,6 +542,7 @@ private:
             slots_[t].result = result;
             slots_[t].status = Status::Ready;
         }
+        ++epoch_;
         return true;
     }
 
@@ -464,6 +567,7 @@ private:
             }
             if (!complete) continue;
             exchange(lanes, count, group, slot.warp_op);
+            if (launch_->race_check) join_clocks(first, count, group);
             released = true;
         }
         return released;
@@ -493,6 +597,22 @@ private:
                     }
             }
             slot.status = Status::Ready;
+        }
+    }
+
+    // The lanes of `group` (of the warp starting at thread `first`) passed a warp
+    // operation together: each ticks its own clock, then all take the latest of every
+    // lane's, so each knows the others' accesses before it.
+    void join_clocks(unsigned first, unsigned count, unsigned group) {
+        uint32_t joined[32] = {};
+        for (unsigned l = 0; l < count; ++l) {
+            if (!(group >> l & 1)) continue;
+            uint32_t* clock = &clocks_[(size_t)(first + l) * 32];
+            ++clock[l];
+            for (unsigned k = 0; k < 32; ++k) joined[k] = std::max(joined[k], clock[k]);
+        }
+        for (unsigned l = 0; l < count; ++l) {
+            if (group >> l & 1) memcpy(&clocks_[(size_t)(first + l) * 32], joined, sizeof joined);
         }
     }
 
@@ -581,6 +701,13 @@ private:
     std::vector<Slot> slots_;
     std::vector<uint3> thread_index_;  // threadIdx of each linear thread index
     std::vector<std::unique_ptr<Fiber>> fibers_;  // never move: a ucontext points into itself
+    // The race check: the epoch (bumped at each block start and __syncthreads, so the
+    // records of shared memory from before are void), each thread's vector clock over
+    // the lanes of its warp (clocks_[32 t + lane]), and the records of every checked
+    // shared array this OS thread has run.
+    uint64_t epoch_ = 0;
+    std::vector<uint32_t> clocks_;
+    std::vector<std::unique_ptr<SharedCell[]>> shadows_;
     Context scheduler_;                           // the OS thread's own stack
     const void* scheduler_stack_bottom_ = nullptr;
     size_t scheduler_stack_size_ = 0;
@@ -688,8 +815,23 @@ std::string check_configuration(const unsigned grid[3], const unsigned block[3])
     return "";
 }
 
+// The blocks 0 .. count-1 in an order shuffled by `seed` (splitmix64, Fisher-Yates).
+std::vector<uint64_t> shuffled_blocks(uint64_t count, uint64_t seed) {
+    std::vector<uint64_t> order(count);
+    for (uint64_t i = 0; i < count; ++i) order[i] = i;
+    uint64_t state = seed;
+    auto next = [&state] {
+        uint64_t z = (state += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        return z ^ (z >> 31);
+    };
+    for (uint64_t i = count; i > 1; --i) std::swap(order[i - 1], order[next() % i]);
+    return order;
+}
+
 std::string launch(const char* name, const unsigned grid[3], const unsigned block[3],
-                   void** args) {
+                   void** args, unsigned mode, uint64_t seed) {
     if (!name) return "emu_launch: no kernel name";
     auto found = registry().find(std::string_view(name));
     if (found == registry().end()) {
@@ -703,14 +845,23 @@ std::string launch(const char* name, const unsigned grid[3], const unsigned bloc
     Launch launch;
     launch.name = name;
     launch.kernel = &found->second;
+    launch.race_check = (mode & kRaceCheck) != 0;
+    launch.run = launch.race_check ? launch.kernel->run_race_checked : launch.kernel->run;
+    if (!launch.run) {
+        return format("kernel `%s` has no race-check build (build.rs makes one of every kernel "
+                      "file)",
+                      name);
+    }
     launch.args = args;
     launch.grid = dim3(grid[0], grid[1], grid[2]);
     launch.block = dim3(block[0], block[1], block[2]);
     launch.threads = block[0] * block[1] * block[2];
     launch.blocks = (uint64_t)grid[0] * grid[1] * grid[2];
+    if (mode & kShuffle) launch.order = shuffled_blocks(launch.blocks, seed);
 
-    Helpers* helpers = Helpers::get();
-    if (helpers && launch.blocks > 1 && launch.blocks * launch.threads >= kMinThreadsToShare) {
+    Helpers* helpers = (mode & kSerial) ? nullptr : Helpers::get();
+    bool big = launch.blocks * launch.threads >= kMinThreadsToShare;
+    if (helpers && launch.blocks > 1 && (big || (mode & kShare))) {
         helpers->run(launch);
     } else {
         worker().run_blocks(launch);
@@ -741,8 +892,21 @@ uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, i
 
 unsigned warp_lanes() { return worker().warp_lanes(); }
 
-Registration::Registration(const char* name, void (*run)(void** args), std::string parameters) {
-    registry()[name] = Kernel{run, std::move(parameters)};
+SharedCell* shared_cells(size_t count) { return worker().shared_cells(count); }
+
+void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write) {
+    worker().shared_access(cell, site, element, write);
+}
+
+void shared_out_of_bounds(const SharedSite& site, int dimension, long long index) {
+    worker().shared_out_of_bounds(site, dimension, index);
+}
+
+Registration::Registration(const char* name, void (*run)(void** args), std::string parameters,
+                           bool race_checked) {
+    Kernel& kernel = registry()[name];
+    (race_checked ? kernel.run_race_checked : kernel.run) = run;
+    kernel.parameters = std::move(parameters);
 }
 
 }  // namespace emu
@@ -751,13 +915,15 @@ Registration::Registration(const char* name, void (*run)(void** args), std::stri
 // The C interface (src/device/emu.rs).
 
 // Runs `kernel` over `grid` x `block` threads. `args[i]` points to the value of the
-// kernel's parameter i, as in cuLaunchKernel. Returns 0, or nonzero with a message in
-// `error` (an unknown kernel, an invalid configuration, barrier divergence).
+// kernel's parameter i, as in cuLaunchKernel. `mode` is a set of the k* bits above
+// (0: as fast as it goes), `seed` the shuffle's. Returns 0, or nonzero with a message
+// in `error` (an unknown kernel, an invalid configuration, barrier divergence, a race).
 extern "C" int emu_launch(const char* kernel, const unsigned grid[3], const unsigned block[3],
-                          void** args, char* error, size_t error_len) {
+                          void** args, unsigned mode, uint64_t seed, char* error,
+                          size_t error_len) {
     std::string message;
     try {
-        message = emu::launch(kernel, grid, block, args);
+        message = emu::launch(kernel, grid, block, args, mode, seed);
     } catch (const std::exception& e) {
         message = std::string("emulator: ") + e.what();
     }

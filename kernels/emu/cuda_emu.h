@@ -11,8 +11,8 @@
 //   after another (x fastest, then y, z). A big launch shares its blocks with a
 //   helper OS thread (GOOGLENET_EMU_THREADS OS threads in all, default 2; 1 runs
 //   every block on the calling thread), each OS thread running one block at a time.
-//   Races *between* blocks therefore stay mostly hidden: the GPU remains the final
-//   word on those.
+//   Races *between* blocks therefore stay mostly hidden, unless the order check
+//   (GOOGLENET_EMU_CHECK=order, below) shuffles the blocks.
 //
 // * The threads of a block are fibers (user-level threads on their own stacks, all
 //   on one OS thread), switched cooperatively, so `__syncthreads()` is a real
@@ -45,6 +45,18 @@
 // * Global memory is host memory; device pointers are host pointers. Atomics are
 //   real (relaxed) atomics, since blocks may run on two OS threads.
 //
+// The checks, like compute-sanitizer's, for any run (GOOGLENET_EMU_CHECK=race,init,
+// order or =all, read by src/device/emu/checks.rs); AddressSanitizer (build.rs's
+// GOOGLENET_EMU_ASAN=1) stands in for memcheck, the divergence errors above for
+// synccheck:
+// * race: shared-memory hazards between the threads of a block, warp-synchronous code
+//   included, and shared indices out of bounds (see "The race check" below).
+// * init: kernels that read, and downloads of, device memory that no upload, memset
+//   or kernel wrote (src/device/emu/checked.rs).
+// * order: blocks that depend on each other: the results of a launch with its blocks
+//   shuffled and shared between OS threads must be bit-identical to the in-order
+//   ones (the same file).
+//
 // Differences a kernel author should know:
 // * Fast intrinsics (`__expf`, `__fdividef`, ...) compute the precise function, and
 //   the host does not contract a*b+c into an FMA as nvcc does: results may differ
@@ -75,6 +87,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -166,12 +179,16 @@ uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, i
 unsigned warp_lanes();
 
 // Registers a kernel under `name`: `run` calls it with arguments unpacked from
-// `args`; `parameters` lists its parameter types (see describe_type below).
+// `args`; `parameters` lists its parameter types (see describe_type below). Each
+// kernel is registered twice: as written (`race_checked` false), and from the copy of
+// its file whose shared arrays are `Shared` (true, see below).
 struct Registration {
-    Registration(const char* name, void (*run)(void** args), std::string parameters);
+    Registration(const char* name, void (*run)(void** args), std::string parameters,
+                 bool race_checked);
 };
 
 }  // namespace emu
+
 
 // ---------------------------------------------------------------------------------
 // Synchronisation.
@@ -546,6 +563,237 @@ inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return __nv_bfloat16{bits}; }
 
 // ---------------------------------------------------------------------------------
+// The race check (GOOGLENET_EMU_CHECK=race). build.rs compiles every kernel file a
+// second time from a copy (build/emu_shared.rs) in which each `__shared__` declaration
+// `__shared__ T name[A][B];` reads `static thread_local emu::Shared<T[A][B]> name{...};`
+// and `extern "C"` is dropped (the copies live in namespaces of their own). Launches
+// with the check run that copy; every other launch runs the kernels as written, so the
+// check costs nothing when it is off.
+//
+// `Shared` stores the array and, per element, the last write and up to two reads of
+// the current *epoch*: the stretch of the block's run between two __syncthreads. An
+// access conflicts with a recorded one of the same epoch by another thread unless a
+// warp operation orders them: two lanes of one warp are ordered when a __syncwarp,
+// shuffle or vote that both took part in lies between the two accesses (the scheduler
+// keeps a vector clock per lane over its warp). A conflict (read after write, write
+// after read, write after write) fails the launch with the array, the element and both
+// threads. Indices are checked against the extents too.
+//
+// Limits: an element's proxy (`SharedRef`) converts to and from T, so `float v = s[i]`,
+// `s[i] += v`, `s[i] = s[j]` all work, but `auto v = s[i]` keeps a reference. Elements
+// of class type other than __half / __nv_bfloat16 (float4, ...) and accesses through a
+// pointer taken from the array (`&s[i]`, as atomics do, or a decayed `s`) are not
+// checked. `sizeof(s)` is that of the wrapper.
+
+namespace emu {
+
+// One recorded access: the epoch (unique per block run and barrier interval of the OS
+// thread, 0 = none), the block's linear thread index, and that thread's own clock.
+struct SharedAccess {
+    uint64_t epoch;
+    uint32_t thread;
+    uint32_t clock;
+};
+struct SharedCell {
+    SharedAccess write;
+    SharedAccess read[2];
+};
+
+// What a checked array is, for the messages.
+struct SharedSite {
+    const char* declaration;  // "float partial[256]"
+    const char* file;
+    int line;
+    const size_t* extents;
+    int rank;
+};
+
+// Zeroed cells for one array of the calling OS thread, kept until it exits.
+SharedCell* shared_cells(size_t count);
+// Checks one access of the running thread to `element` (a flat index) and records it;
+// fails the launch on a conflict.
+void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write);
+// Fails the launch: index `index` on dimension `dimension` is past the array's extent.
+[[noreturn]] void shared_out_of_bounds(const SharedSite& site, int dimension, long long index);
+
+template <typename T>
+constexpr bool kCheckedElement = std::is_arithmetic_v<T> || std::is_same_v<T, __half> ||
+                                 std::is_same_v<T, __nv_bfloat16>;
+
+// One element of a checked array: reads and writes through it are recorded.
+template <typename T>
+class SharedRef {
+public:
+    SharedRef(T* p, SharedCell* cell, const SharedSite* site, size_t element)
+        : p_(p), cell_(cell), site_(site), element_(element) {}
+
+    operator T() const {
+        shared_access(*cell_, *site_, element_, false);
+        return *p_;
+    }
+    const SharedRef& operator=(const T& value) const {
+        shared_access(*cell_, *site_, element_, true);
+        *p_ = value;
+        return *this;
+    }
+    const SharedRef& operator=(const SharedRef& other) const { return *this = T(other); }
+
+#define EMU_SHARED_COMPOUND(op)                           \
+    template <typename U>                                 \
+    const SharedRef& operator op(const U& value) const {  \
+        T x = *this;                                      \
+        x op value;                                       \
+        return *this = x;                                 \
+    }
+    EMU_SHARED_COMPOUND(+=)
+    EMU_SHARED_COMPOUND(-=)
+    EMU_SHARED_COMPOUND(*=)
+    EMU_SHARED_COMPOUND(/=)
+    EMU_SHARED_COMPOUND(%=)
+    EMU_SHARED_COMPOUND(&=)
+    EMU_SHARED_COMPOUND(|=)
+    EMU_SHARED_COMPOUND(^=)
+    EMU_SHARED_COMPOUND(<<=)
+    EMU_SHARED_COMPOUND(>>=)
+#undef EMU_SHARED_COMPOUND
+
+    const SharedRef& operator++() const { return *this += 1; }
+    const SharedRef& operator--() const { return *this -= 1; }
+    T operator++(int) const {
+        T old = *this;
+        *this += 1;
+        return old;
+    }
+    T operator--(int) const {
+        T old = *this;
+        *this -= 1;
+        return old;
+    }
+
+    // The raw address: accesses through it (atomics) are not checked.
+    T* operator&() const { return p_; }
+
+private:
+    T* p_;
+    SharedCell* cell_;
+    const SharedSite* site_;
+    size_t element_;
+};
+
+// A sub-array of a checked array (A = T[N]...), indexed like the array.
+template <typename A>
+class SharedView {
+    using Inner = std::remove_extent_t<A>;
+
+public:
+    SharedView(A* p, SharedCell* cells, const SharedSite* site, size_t first, int dimension)
+        : p_(p), cells_(cells), site_(site), first_(first), dimension_(dimension) {}
+
+    template <typename I>
+    decltype(auto) operator[](I index) const {
+        static_assert(std::is_integral_v<I>, "a shared array takes an integer index");
+        constexpr size_t extent = std::extent_v<A>;
+        bool negative = false;
+        if constexpr (std::is_signed_v<I>) negative = index < 0;
+        if (negative || (unsigned long long)index >= extent) {
+            shared_out_of_bounds(*site_, dimension_, (long long)index);
+        }
+        constexpr size_t inner = sizeof(Inner) / sizeof(std::remove_all_extents_t<A>);
+        size_t first = first_ + (size_t)index * inner;
+        Inner* element = &(*p_)[index];
+        if constexpr (std::is_array_v<Inner>) {
+            return SharedView<Inner>(element, cells_, site_, first, dimension_ + 1);
+        } else if constexpr (kCheckedElement<Inner>) {
+            return SharedRef<Inner>(element, &cells_[first], site_, first);
+        } else {
+            return static_cast<Inner&>(*element);  // not checked (see above)
+        }
+    }
+
+    // The decayed pointer, as the array itself gives: not checked.
+    operator std::decay_t<A>() const { return *p_; }
+
+private:
+    A* p_;
+    SharedCell* cells_;
+    const SharedSite* site_;
+    size_t first_;
+    int dimension_;
+};
+
+// A `__shared__ T name[...]` (or a scalar `__shared__ T name`) of the race-check build.
+template <typename A>
+class Shared {
+    using Element = std::remove_all_extents_t<A>;
+    static constexpr size_t kCount = sizeof(A) / sizeof(Element);
+
+    template <size_t... I>
+    static constexpr std::array<size_t, sizeof...(I) + 1> extents_of(std::index_sequence<I...>) {
+        return {std::extent_v<A, I>..., 0};
+    }
+    static constexpr auto kExtents = extents_of(std::make_index_sequence<std::rank_v<A>>{});
+
+public:
+    constexpr Shared(const char* declaration, const char* file, int line)
+        : data_{}, site_{declaration, file, line, kExtents.data(), (int)std::rank_v<A>} {}
+    Shared(const Shared&) = delete;
+
+    // Arrays: indexed like the array.
+    template <typename I, typename B = A, std::enable_if_t<std::is_array_v<B>, int> = 0>
+    decltype(auto) operator[](I index) {
+        return SharedView<A>(&data_, cells(), &site_, 0, 0)[index];
+    }
+    template <typename B = A, std::enable_if_t<std::is_array_v<B>, int> = 0>
+    operator std::decay_t<B>() {
+        return data_;
+    }
+
+    // Scalars: used like the variable.
+    template <typename B = A, std::enable_if_t<!std::is_array_v<B>, int> = 0>
+    SharedRef<B> ref() {
+        return SharedRef<B>(&data_, &cells()[0], &site_, 0);
+    }
+    template <typename B = A, std::enable_if_t<!std::is_array_v<B>, int> = 0>
+    operator B() {
+        return ref();
+    }
+    template <typename U, typename B = A, std::enable_if_t<!std::is_array_v<B>, int> = 0>
+    Shared& operator=(const U& value) {
+        ref() = (B)value;
+        return *this;
+    }
+#define EMU_SHARED_SCALAR_COMPOUND(op)                                               \
+    template <typename U, typename B = A, std::enable_if_t<!std::is_array_v<B>, int> = 0> \
+    Shared& operator op(const U& value) {                                           \
+        ref() op value;                                                             \
+        return *this;                                                               \
+    }
+    EMU_SHARED_SCALAR_COMPOUND(+=)
+    EMU_SHARED_SCALAR_COMPOUND(-=)
+    EMU_SHARED_SCALAR_COMPOUND(*=)
+    EMU_SHARED_SCALAR_COMPOUND(/=)
+    EMU_SHARED_SCALAR_COMPOUND(|=)
+    EMU_SHARED_SCALAR_COMPOUND(&=)
+#undef EMU_SHARED_SCALAR_COMPOUND
+    template <typename B = A, std::enable_if_t<!std::is_array_v<B>, int> = 0>
+    B* operator&() {
+        return &data_;
+    }
+
+private:
+    SharedCell* cells() {
+        if (!cells_) cells_ = shared_cells(kCount);
+        return cells_;
+    }
+
+    A data_;
+    SharedSite site_;
+    SharedCell* cells_ = nullptr;
+};
+
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------
 // Registration. EMU_REGISTER(name) after a kernel's definition makes it launchable by
 // name. Arguments arrive as cuLaunchKernel's kernelParams do: `args[i]` points to the
 // value of parameter i. `run_kernel<kernel>` unpacks them by the kernel's own
@@ -613,7 +861,13 @@ std::string describe_parameters(void (*)(P...)) {
 
 }  // namespace emu
 
+// build.rs defines EMU_RACECHECK_PASS to 1 for the race-check copies of the kernels.
+#ifndef EMU_RACECHECK_PASS
+#define EMU_RACECHECK_PASS 0
+#endif
+
 // Written without a semicolon after it, as the nvcc build defines it to nothing.
-#define EMU_REGISTER(kernel)                                    \
-    static const ::emu::Registration emu_registration_##kernel( \
-        #kernel, &::emu::run_kernel<kernel>, ::emu::describe_parameters(kernel));
+#define EMU_REGISTER(kernel)                                                   \
+    static const ::emu::Registration emu_registration_##kernel(                \
+        #kernel, &::emu::run_kernel<kernel>, ::emu::describe_parameters(kernel), \
+        EMU_RACECHECK_PASS != 0);

@@ -244,3 +244,84 @@ extern "C" __global__ void emu_out_of_bounds(const float* x, float* y, int n) {
     if (i < n) y[i] = x[i + 1];
 }
 EMU_REGISTER(emu_out_of_bounds)
+
+// ---- The sanitizer checks (GOOGLENET_EMU_CHECK): each planted bug, and its correct
+// twin, which differs by the barrier (or the buffer) that makes it right. ----
+
+// Hazards between the threads of a block, one element each: with `synced` 0 the
+// barrier that orders them is missing, and the race check must name the hazard.
+//   hazard 0, read after write: each thread stores x, then reads its left neighbour's.
+//   hazard 1, write after read: each thread reads its right neighbour's element, then
+//             overwrites its own with twice that.
+//   hazard 2, write after write: thread 0 stores, then thread 1 stores, to element 0.
+extern "C" __global__ void emu_race_block(const float* x, float* out, int hazard, int synced) {
+    __shared__ float s[256];
+    const unsigned t = threadIdx.x, n = blockDim.x;
+    const unsigned i = blockIdx.x * n + t;
+    if (hazard == 0) {
+        s[t] = x[i];
+        if (synced) __syncthreads();
+        out[i] = s[(t + n - 1) % n];
+    } else if (hazard == 1) {
+        s[t] = x[i];
+        __syncthreads();
+        float right = s[(t + 1) % n];
+        if (synced) __syncthreads();
+        s[t] = 2.0f * right;
+        __syncthreads();
+        out[i] = s[t];
+    } else {
+        if (t == 0) s[0] = x[i];
+        if (synced) __syncthreads();
+        if (t == 1) s[0] = x[i];
+        __syncthreads();
+        out[i] = s[0];
+    }
+}
+EMU_REGISTER(emu_race_block)
+
+// One warp sums its 32 elements by a tree in shared memory, relying on warp-synchronous
+// order: lane t < d adds element t + d to element t, d = 16, 8, .., 1. Only a warp
+// operation of the lanes between the steps orders them: `order` 0 has none (the race
+// check must report it), 1 a __syncwarp, 2 a shuffle. out[0] = the sum.
+extern "C" __global__ void emu_race_warp(const float* x, float* out, int order) {
+    __shared__ float s[32];
+    const unsigned t = threadIdx.x;
+    s[t] = x[t];
+    __syncwarp();
+    float token = 0.0f;
+    for (unsigned d = 16; d > 0; d /= 2) {
+        if (t < d) s[t] += s[t + d];
+        if (order == 1) __syncwarp();
+        if (order == 2) token += __shfl_xor_sync(0xffffffffu, token, 1);
+    }
+    if (t == 0) out[0] = s[0] + token;
+}
+EMU_REGISTER(emu_race_warp)
+
+// Indexes one element past its shared array: the race-check build must stop it.
+extern "C" __global__ void emu_shared_out_of_bounds(float* out) {
+    __shared__ float s[32];
+    s[threadIdx.x + 1] = 1.0f;
+    __syncthreads();
+    out[threadIdx.x] = s[threadIdx.x];
+}
+EMU_REGISTER(emu_shared_out_of_bounds)
+
+// y[i] += x[i], i < n: right only if y already holds something (the init check's
+// planted bug is a y that nothing wrote).
+extern "C" __global__ void emu_accumulate(const float* x, float* y, int n) {
+    int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) y[i] += x[i];
+}
+EMU_REGISTER(emu_accumulate)
+
+// out[b] for block b of a 1-d grid (thread 0 writes it): with `chained` 1, one more
+// than the previous block's (block 0: 1), a dependency between blocks that the order
+// check must report; with 0, b + 1 directly, the same values with independent blocks.
+extern "C" __global__ void emu_block_chain(float* out, int chained) {
+    if (threadIdx.x != 0) return;
+    const unsigned b = blockIdx.x;
+    out[b] = chained && b > 0 ? out[b - 1] + 1.0f : (float)(b + 1);
+}
+EMU_REGISTER(emu_block_chain)

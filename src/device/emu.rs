@@ -7,24 +7,38 @@
 //! Before a launch the arguments are checked against the kernel's parameter types,
 //! which the emulator records at registration: a wrong argument list fails here with
 //! both lists shown, where on a GPU it would be read as garbage.
+//!
+//! GOOGLENET_EMU_CHECK (`checks.rs`) turns on the sanitizer checks: `race` runs the
+//! kernels' race-check build (kernels/emu/cuda_emu.h), `init` and `order` run a launch
+//! several times on copies of its buffers and compare (`checked.rs`, with the record of
+//! unwritten memory in `shadow.rs`).
+
+mod checked;
+mod checks;
+mod shadow;
 
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void, CStr, CString};
 use std::ptr;
 
 use anyhow::{anyhow, bail, Result};
 
+pub use checks::Checks;
+
 use super::gpu::{Arg, Driver, Launch};
 use super::Buffer;
 
 extern "C" {
     /// kernels/emu/cuda_emu.cpp: runs `kernel` over `grid` x `block` threads; `args[i]`
-    /// points to the value of parameter i (as cuLaunchKernel's kernelParams). 0, or
-    /// nonzero with a message in `error`.
+    /// points to the value of parameter i (as cuLaunchKernel's kernelParams); `mode` is
+    /// a set of the mode bits below, `seed` the block shuffle's. 0, or nonzero with a
+    /// message in `error`.
     fn emu_launch(
         kernel: *const c_char,
         grid: *const c_uint,
         block: *const c_uint,
         args: *mut *mut c_void,
+        mode: c_uint,
+        seed: u64,
         error: *mut c_char,
         error_len: usize,
     ) -> c_int;
@@ -39,13 +53,44 @@ extern "C" {
     fn free(ptr: *mut c_void);
 }
 
+/// emu_launch's mode bits (kernels/emu/cuda_emu.cpp): run the race-check build of the
+/// kernel, hand out the blocks shuffled, share them with the helper threads however
+/// few they are, run them all on the calling thread in order.
+const RACE_CHECK: c_uint = 1;
+const SHUFFLE: c_uint = 2;
+const SHARE: c_uint = 4;
+const SERIAL: c_uint = 8;
+
+/// The bits of "unwritten" memory: what `EmuDriver::invalidate` fills a buffer with (a
+/// NaN, or u32::MAX), so that a read of it shows even with the init check off.
+const POISON: u32 = 0x7fff_ffff;
+
 /// The emulator as a GPU driver. Buffers are `Buffer::Host` vectors.
 #[derive(Clone, Copy, Debug, Default)]
-pub struct EmuDriver;
+pub struct EmuDriver {
+    /// None: the checks GOOGLENET_EMU_CHECK asks for.
+    checks: Option<Checks>,
+}
 
 impl EmuDriver {
-    pub fn new() -> EmuDriver {
-        EmuDriver
+    /// The driver, with the checks GOOGLENET_EMU_CHECK asks for.
+    pub const fn new() -> EmuDriver {
+        EmuDriver { checks: None }
+    }
+
+    /// The driver with `checks`, whatever GOOGLENET_EMU_CHECK says.
+    pub const fn with_checks(checks: Checks) -> EmuDriver {
+        EmuDriver {
+            checks: Some(checks),
+        }
+    }
+
+    /// The checks this driver makes (an error for a bad GOOGLENET_EMU_CHECK).
+    pub fn checks(&self) -> Result<Checks> {
+        match self.checks {
+            Some(checks) => Ok(checks),
+            None => Checks::from_environment(),
+        }
     }
 
     /// Whether the kernels were built with AddressSanitizer (GOOGLENET_EMU_ASAN=1).
@@ -53,6 +98,59 @@ impl EmuDriver {
         // SAFETY: no arguments, returns a constant.
         unsafe { emu_address_sanitizer() != 0 }
     }
+
+    /// A buffer of `len` floats that holds nothing yet, as a GPU allocation without a
+    /// memset: see `invalidate`.
+    pub fn uninit_f32(&self, len: usize) -> Result<Buffer<f32>> {
+        let mut buffer = Buffer::Host(vec![0.0; len]);
+        self.invalidate(&mut buffer)?;
+        Ok(buffer)
+    }
+
+    /// `uninit_f32` for u32 elements.
+    pub fn uninit_u32(&self, len: usize) -> Result<Buffer<u32>> {
+        let mut buffer = Buffer::Host(vec![0; len]);
+        self.invalidate(&mut buffer)?;
+        Ok(buffer)
+    }
+
+    /// Declares the contents of `buffer` garbage, as for memory fresh from an allocator
+    /// or reused from a pool: it is filled with NaNs (u32::MAX for u32), and under the
+    /// init check every element counts as unwritten until an upload or a kernel writes
+    /// it. This is the hook for any allocation that skips the memset.
+    pub fn invalidate<T: bytemuck::Pod>(&self, buffer: &mut Buffer<T>) -> Result<()> {
+        let data = host_mut(buffer)?;
+        let words: &mut [u32] = bytemuck::try_cast_slice_mut(data.as_mut_slice())
+            .map_err(|_| anyhow!("emu: only buffers of 4-byte elements can be invalidated"))?;
+        words.fill(POISON);
+        if self.checks()?.init {
+            shadow::set(data.as_ptr().cast(), vec![true; data.len()]);
+        }
+        Ok(())
+    }
+
+    /// Under the init check, fails if `buffer` holds elements that nothing wrote.
+    fn check_download<T>(&self, data: &[T]) -> Result<()> {
+        if !self.checks()?.init {
+            return Ok(());
+        }
+        if let Some(unwritten) = shadow::unwritten(data.as_ptr().cast(), data.len()) {
+            let first = unwritten.iter().position(|&u| u).unwrap_or(0);
+            let count = unwritten.iter().filter(|&&u| u).count();
+            bail!(
+                "emu: init check: a download of a buffer of {} elements reads {count} that no \
+                 upload, memset or kernel wrote (the first is element {first})",
+                data.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// A fresh buffer of the driver's: whatever the init check knew of its address is void.
+fn filled<T>(data: Vec<T>) -> Buffer<T> {
+    shadow::forget(data.as_ptr().cast());
+    Buffer::Host(data)
 }
 
 impl Driver for EmuDriver {
@@ -64,25 +162,36 @@ impl Driver for EmuDriver {
         false
     }
 
+    /// Memory fresh from the allocator holds garbage: poisoned, and tracked by the init
+    /// check until something writes it.
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(vec![0.0; len]))
+        self.uninit_f32(len)
     }
 
     fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>> {
-        Ok(Buffer::Host(vec![0; len]))
+        self.uninit_u32(len)
     }
 
+    fn recycle_f32(&self, buffer: &mut Buffer<f32>) -> Result<()> {
+        self.invalidate(buffer)
+    }
+
+    fn recycle_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
+        self.invalidate(buffer)
+    }
+
+    /// Byte buffers only ever hold uploaded images, written whole right after.
     fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>> {
-        Ok(Buffer::Host(vec![0; len]))
+        Ok(filled(vec![0; len]))
     }
 
     fn fill_zeros_f32(&self, buffer: &mut Buffer<f32>) -> Result<()> {
-        host_mut(buffer)?.fill(0.0);
+        written(host_mut(buffer)?).fill(0.0);
         Ok(())
     }
 
     fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
-        host_mut(buffer)?.fill(0);
+        written(host_mut(buffer)?).fill(0);
         Ok(())
     }
 
@@ -99,88 +208,235 @@ impl Driver for EmuDriver {
     }
 
     fn download_f32(&self, buffer: &Buffer<f32>) -> Result<Vec<f32>> {
-        Ok(host(buffer)?.clone())
+        let data = host(buffer)?;
+        self.check_download(data)?;
+        Ok(data.clone())
     }
 
     fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>> {
-        Ok(host(buffer)?.clone())
+        let data = host(buffer)?;
+        self.check_download(data)?;
+        Ok(data.clone())
     }
 
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()> {
         let name = CString::new(kernel)?;
         check_arguments(&name, kernel, args)?;
-        let watched = EmuDriver::address_sanitizer();
-
-        // Each argument's value; the kernel gets a pointer to each.
-        let mut values = Vec::with_capacity(args.len());
-        // Under AddressSanitizer, the copies the kernel works on instead of the buffers.
-        let mut staged = Vec::new();
-        // The arrays of pointers that `*Table` arguments point to (their heap storage
-        // stays put when the vector moves in here).
-        let mut tables: Vec<Vec<*mut c_void>> = Vec::new();
-        for arg in args.iter_mut() {
-            let value = match arg {
-                Arg::F32(b) => buffer_value(host(b)?, watched, &mut staged),
-                Arg::U32s(b) => buffer_value(host(b)?, watched, &mut staged),
-                Arg::U8s(b) => buffer_value(host(b)?, watched, &mut staged),
-                Arg::OutF32(b) => out_buffer_value(host_mut(b)?, watched, &mut staged),
-                Arg::OutU32s(b) => out_buffer_value(host_mut(b)?, watched, &mut staged),
-                Arg::F32Table(buffers) => {
-                    let mut table = Vec::with_capacity(buffers.len());
-                    for b in buffers.iter() {
-                        let value = buffer_value(host(b)?, watched, &mut staged);
-                        // SAFETY: buffer_value returns a pointer.
-                        table.push(unsafe { value.pointer });
-                    }
-                    table_value(table, watched, &mut staged, &mut tables)
-                }
-                Arg::OutF32Table(buffers) => {
-                    let mut table = Vec::with_capacity(buffers.len());
-                    for b in buffers.iter_mut() {
-                        let value = out_buffer_value(host_mut(b)?, watched, &mut staged);
-                        // SAFETY: out_buffer_value returns a pointer.
-                        table.push(unsafe { value.pointer });
-                    }
-                    table_value(table, watched, &mut staged, &mut tables)
-                }
-                Arg::I32(v) => Value { int32: *v },
-                Arg::Float(v) => Value { float: *v },
-                Arg::U64(v) => Value { uint64: *v },
-            };
-            values.push(value);
-        }
-        let mut pointers: Vec<*mut c_void> = values
-            .iter_mut()
-            .map(|value| ptr::from_mut(value).cast())
-            .collect();
-
-        let mut error = vec![0u8; 4096];
-        // SAFETY: every pointer in `pointers` points to a value of the type the kernel
-        // declares for that parameter (checked above); buffer pointers point to live
-        // vectors (or their staged copies) of the lengths the launch code sized, and the
-        // kernel writes only through those passed as Out* (non-const parameters), which
-        // `args` borrows mutably for the whole call.
-        let status = unsafe {
-            emu_launch(
-                name.as_ptr(),
-                launch.grid.as_ptr(),
-                launch.block.as_ptr(),
-                pointers.as_mut_ptr(),
-                error.as_mut_ptr().cast(),
-                error.len(),
-            )
+        let checks = self.checks()?;
+        let (regions, params) = regions(args)?;
+        let launch = Kernel {
+            name: &name,
+            kernel,
+            launch,
+            params: &params,
         };
-        for copy in &staged {
-            copy.write_back();
+        if checks.init || checks.order {
+            checked::launch(&launch, &regions, checks)
+        } else {
+            let mode = if checks.race { RACE_CHECK } else { 0 };
+            in_place(&launch, &regions, mode)
         }
-        if status != 0 {
-            let message = CStr::from_bytes_until_nul(&error)
-                .map(|m| m.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| String::from_utf8_lossy(&error).into_owned());
-            bail!("emu: {message}");
-        }
-        Ok(())
     }
+}
+
+/// One launch: the kernel and its arguments, with buffers as indices into the launch's
+/// regions.
+struct Kernel<'a> {
+    name: &'a CStr,
+    kernel: &'a str,
+    launch: Launch,
+    params: &'a [Param],
+}
+
+/// A kernel argument, its buffers as indices into the launch's `Region`s.
+enum Param {
+    Buffer(usize),
+    Table(Vec<usize>),
+    Value(Value),
+}
+
+/// One buffer a launch passes, as memory.
+struct Region {
+    pointer: *mut u8,
+    bytes: usize,
+    /// Bytes per element.
+    element: usize,
+    /// Passed as Out*: the kernel may write it.
+    written: bool,
+    /// Holds floats (for messages).
+    float: bool,
+    /// Which argument it is, and its place in the argument's table if it is in one.
+    arg: usize,
+    entry: Option<usize>,
+    parameter: &'static str,
+}
+
+impl Region {
+    fn elements(&self) -> usize {
+        self.bytes / self.element
+    }
+
+    /// Which argument it is, for messages: "argument 1 (float*)".
+    fn what(&self) -> String {
+        let what = format!("argument {} ({})", self.arg, self.parameter);
+        match self.entry {
+            Some(entry) => format!("{what} entry {entry}"),
+            None => what,
+        }
+    }
+}
+
+/// The regions and parameters of `args`.
+fn regions(args: &mut [Arg]) -> Result<(Vec<Region>, Vec<Param>)> {
+    let mut regions = Vec::new();
+    let mut params = Vec::with_capacity(args.len());
+    for (index, arg) in args.iter_mut().enumerate() {
+        let parameter = parameter_type(arg);
+        let float = matches!(
+            arg,
+            Arg::F32(_) | Arg::OutF32(_) | Arg::F32Table(_) | Arg::OutF32Table(_)
+        );
+        let in_table = matches!(arg, Arg::F32Table(_) | Arg::OutF32Table(_));
+        let mut entries = 0;
+        let mut add = |pointer: *mut u8, bytes: usize, element: usize, written: bool| {
+            regions.push(Region {
+                pointer,
+                bytes,
+                element,
+                written,
+                float,
+                arg: index,
+                entry: in_table.then_some(entries),
+                parameter,
+            });
+            entries += 1;
+            regions.len() - 1
+        };
+        let param = match arg {
+            Arg::F32(b) => Param::Buffer(read_only(host(b)?, &mut add)),
+            Arg::U32s(b) => Param::Buffer(read_only(host(b)?, &mut add)),
+            Arg::U8s(b) => Param::Buffer(read_only(host(b)?, &mut add)),
+            Arg::OutF32(b) => Param::Buffer(writable(host_mut(b)?, &mut add)),
+            Arg::OutU32s(b) => Param::Buffer(writable(host_mut(b)?, &mut add)),
+            Arg::F32Table(buffers) => {
+                let mut table = Vec::with_capacity(buffers.len());
+                for b in buffers.iter() {
+                    table.push(read_only(host(b)?, &mut add));
+                }
+                Param::Table(table)
+            }
+            Arg::OutF32Table(buffers) => {
+                let mut table = Vec::with_capacity(buffers.len());
+                for b in buffers.iter_mut() {
+                    table.push(writable(host_mut(b)?, &mut add));
+                }
+                Param::Table(table)
+            }
+            Arg::I32(v) => Param::Value(Value { int32: *v }),
+            Arg::Float(v) => Param::Value(Value { float: *v }),
+            Arg::U64(v) => Param::Value(Value { uint64: *v }),
+        };
+        params.push(param);
+    }
+    Ok((regions, params))
+}
+
+fn read_only<T>(data: &[T], add: &mut impl FnMut(*mut u8, usize, usize, bool) -> usize) -> usize {
+    add(
+        data.as_ptr().cast_mut().cast(),
+        size_of_val(data),
+        size_of::<T>(),
+        false,
+    )
+}
+
+fn writable<T>(
+    data: &mut [T],
+    add: &mut impl FnMut(*mut u8, usize, usize, bool) -> usize,
+) -> usize {
+    add(
+        data.as_mut_ptr().cast(),
+        size_of_val(data),
+        size_of::<T>(),
+        true,
+    )
+}
+
+/// Runs the launch on its buffers themselves (under AddressSanitizer, on exact-size
+/// copies that go back after it, see `CopyOf`).
+fn in_place(kernel: &Kernel, regions: &[Region], mode: c_uint) -> Result<()> {
+    if !EmuDriver::address_sanitizer() {
+        let pointers: Vec<*mut c_void> = regions.iter().map(|r| r.pointer.cast()).collect();
+        return run(kernel, &pointers, mode, 0);
+    }
+    let copies: Vec<CopyOf> = regions.iter().map(CopyOf::new).collect();
+    let pointers: Vec<*mut c_void> = copies.iter().map(|c| c.pointer.cast()).collect();
+    let result = run(kernel, &pointers, mode, 0);
+    for (copy, region) in copies.iter().zip(regions) {
+        if region.written {
+            copy.write_back(region);
+        }
+    }
+    result
+}
+
+/// Runs the launch with region i at `pointers[i]`.
+fn run(kernel: &Kernel, pointers: &[*mut c_void], mode: c_uint, seed: u64) -> Result<()> {
+    // The arrays of pointers that `Table` arguments point to: malloc'd copies under
+    // AddressSanitizer, like the buffers.
+    let watched = EmuDriver::address_sanitizer();
+    let mut tables = Vec::new();
+    let mut values = Vec::with_capacity(kernel.params.len());
+    for param in kernel.params {
+        values.push(match param {
+            Param::Buffer(r) => Value {
+                pointer: pointers[*r],
+            },
+            Param::Table(entries) => {
+                let table: Vec<*mut c_void> = entries.iter().map(|&r| pointers[r]).collect();
+                let copy = CopyOf::bytes(table.as_ptr().cast(), size_of_val(table.as_slice()));
+                let pointer = if watched {
+                    copy.pointer.cast()
+                } else {
+                    table.as_ptr().cast_mut().cast()
+                };
+                tables.push((table, copy));
+                Value { pointer }
+            }
+            Param::Value(value) => *value,
+        });
+    }
+    let mut arguments: Vec<*mut c_void> = values
+        .iter_mut()
+        .map(|value| ptr::from_mut(value).cast())
+        .collect();
+
+    let mut error = vec![0u8; 4096];
+    // SAFETY: every pointer in `arguments` points to a value of the type the kernel
+    // declares for that parameter (checked by the caller); buffer pointers point to
+    // live memory of the lengths the launch code sized (the buffers, which `args`
+    // borrows for the whole call, or copies of them), and the kernel writes only
+    // through those passed as Out* (non-const parameters).
+    let status = unsafe {
+        emu_launch(
+            kernel.name.as_ptr(),
+            kernel.launch.grid.as_ptr(),
+            kernel.launch.block.as_ptr(),
+            arguments.as_mut_ptr(),
+            mode,
+            seed,
+            error.as_mut_ptr().cast(),
+            error.len(),
+        )
+    };
+    drop(tables);
+    if status != 0 {
+        let message = CStr::from_bytes_until_nul(&error)
+            .map(|m| m.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| String::from_utf8_lossy(&error).into_owned());
+        bail!("emu: {message}");
+    }
+    Ok(())
 }
 
 /// One kernel argument as the kernel reads it.
@@ -254,7 +510,8 @@ fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut Vec<T>> {
     }
 }
 
-fn write<T: Copy>(buffer: &mut [T], data: &[T]) -> Result<()> {
+/// Copies `data` over the whole of `buffer`, which is then written.
+fn write<T: Copy>(buffer: &mut Vec<T>, data: &[T]) -> Result<()> {
     if buffer.len() != data.len() {
         bail!(
             "emu: {} elements written to a buffer of {}",
@@ -262,104 +519,62 @@ fn write<T: Copy>(buffer: &mut [T], data: &[T]) -> Result<()> {
             buffer.len()
         );
     }
-    buffer.copy_from_slice(data);
+    written(buffer).copy_from_slice(data);
     Ok(())
 }
 
-/// The pointer a kernel gets for a buffer it only reads.
-fn buffer_value<T>(data: &[T], watched: bool, staged: &mut Vec<Staged>) -> Value {
-    let pointer = data.as_ptr().cast_mut().cast::<c_void>();
-    stage(pointer, size_of_val(data), false, watched, staged)
+/// `buffer`, about to be written whole: the init check forgets what it knew of it.
+fn written<T>(buffer: &mut Vec<T>) -> &mut Vec<T> {
+    shadow::forget(buffer.as_ptr().cast());
+    buffer
 }
 
-/// The pointer a kernel gets for a buffer it writes.
-fn out_buffer_value<T>(data: &mut [T], watched: bool, staged: &mut Vec<Staged>) -> Value {
-    let bytes = size_of_val(data);
-    stage(data.as_mut_ptr().cast(), bytes, true, watched, staged)
-}
-
-/// The pointer a kernel gets for a table of buffer pointers (which it only reads);
-/// `tables` keeps the table alive until the launch is over.
-fn table_value(
-    table: Vec<*mut c_void>,
-    watched: bool,
-    staged: &mut Vec<Staged>,
-    tables: &mut Vec<Vec<*mut c_void>>,
-) -> Value {
-    let pointer = table.as_ptr().cast_mut().cast::<c_void>();
-    let value = stage(
-        pointer,
-        size_of_val(table.as_slice()),
-        false,
-        watched,
-        staged,
-    );
-    tables.push(table);
-    value
-}
-
-fn stage(
-    pointer: *mut c_void,
+/// An exact-size copy of some memory from the C allocator: AddressSanitizer surrounds
+/// it with poisoned memory, where the crate's Rust allocator (mimalloc) is invisible to
+/// it, so an access just past the end of a vector would go unnoticed. The checks of
+/// `checked.rs` run kernels on these copies too.
+struct CopyOf {
+    pointer: *mut u8,
     bytes: usize,
-    written: bool,
-    watched: bool,
-    staged: &mut Vec<Staged>,
-) -> Value {
-    if !watched {
-        return Value { pointer };
+}
+
+impl CopyOf {
+    fn new(region: &Region) -> CopyOf {
+        CopyOf::bytes(region.pointer, region.bytes)
     }
-    let copy = Staged::new(pointer, bytes, written);
-    let pointer = copy.copy;
-    staged.push(copy);
-    Value { pointer }
-}
 
-/// Under AddressSanitizer a kernel works on an exact-size copy of each buffer taken
-/// from the C allocator, which ASan surrounds with poisoned memory: the crate's Rust
-/// allocator (mimalloc) is invisible to ASan, so an access just past the end of a
-/// vector would go unnoticed. Copies of written buffers go back after the launch.
-struct Staged {
-    original: *mut c_void,
-    copy: *mut c_void,
-    bytes: usize,
-    written: bool,
-}
-
-impl Staged {
-    fn new(original: *mut c_void, bytes: usize, written: bool) -> Staged {
-        // SAFETY: malloc of any size; ASan's malloc never returns null for 0 bytes
-        // (it aborts when out of memory).
-        let copy = unsafe { malloc(bytes) };
-        assert!(!copy.is_null(), "emu: malloc({bytes}) failed");
-        // SAFETY: `original` points to `bytes` readable bytes, `copy` to as many
+    fn bytes(original: *const u8, bytes: usize) -> CopyOf {
+        // SAFETY: malloc of at least one byte (malloc(0) may return null).
+        let pointer = unsafe { malloc(bytes.max(1)) }.cast::<u8>();
+        assert!(!pointer.is_null(), "emu: malloc({bytes}) failed");
+        // SAFETY: `original` points to `bytes` readable bytes, `pointer` to as many
         // writable ones, and they are distinct allocations.
-        unsafe { ptr::copy_nonoverlapping(original.cast::<u8>(), copy.cast::<u8>(), bytes) };
-        Staged {
-            original,
-            copy,
-            bytes,
-            written,
-        }
+        unsafe { ptr::copy_nonoverlapping(original, pointer, bytes) };
+        CopyOf { pointer, bytes }
     }
 
-    fn write_back(&self) {
-        if self.written {
-            // SAFETY: `original` came from a mutable borrow of the buffer that the
-            // launch still holds; both regions are `bytes` long.
-            unsafe {
-                ptr::copy_nonoverlapping(
-                    self.copy.cast::<u8>(),
-                    self.original.cast::<u8>(),
-                    self.bytes,
-                )
-            };
-        }
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: `pointer` holds `bytes` initialised bytes, owned by self.
+        unsafe { std::slice::from_raw_parts(self.pointer, self.bytes) }
+    }
+
+    fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: as in as_slice, and self is borrowed mutably.
+        unsafe { std::slice::from_raw_parts_mut(self.pointer, self.bytes) }
+    }
+
+    /// Copies the copy back over the region it was made of.
+    fn write_back(&self, region: &Region) {
+        debug_assert!(region.written && region.bytes == self.bytes);
+        // SAFETY: the region came from a mutable borrow of the buffer that the launch
+        // still holds; both are `bytes` long.
+        unsafe { ptr::copy_nonoverlapping(self.pointer, region.pointer, self.bytes) };
     }
 }
 
-impl Drop for Staged {
+impl Drop for CopyOf {
     fn drop(&mut self) {
-        // SAFETY: `copy` came from malloc and is freed once.
-        unsafe { free(self.copy) };
+        // SAFETY: `pointer` came from malloc and is freed once.
+        unsafe { free(self.pointer.cast()) };
     }
 }

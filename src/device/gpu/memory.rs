@@ -71,12 +71,13 @@ impl<T> Pool<T> {
     }
 
     /// A block of `len` elements with unspecified contents: a free one when there is
-    /// one, else a fresh one from `allocate` (counted). Empty buffers are not pooled:
-    /// they hold no device memory.
+    /// one (passed to `recycle` first), else a fresh one from `allocate` (counted).
+    /// Empty buffers are not pooled: they hold no device memory.
     pub fn take(
         self: &Arc<Self>,
         len: usize,
         allocate: impl Fn(usize) -> Result<Buffer<T>>,
+        recycle: impl Fn(&mut Buffer<T>) -> Result<()>,
     ) -> Result<Buffer<T>> {
         if len == 0 {
             return allocate(0);
@@ -89,7 +90,10 @@ impl<T> Pool<T> {
             .get_mut(&len)
             .and_then(Vec::pop);
         let (id, raw) = match reused {
-            Some(block) => block,
+            Some((id, mut raw)) => {
+                recycle(&mut raw)?;
+                (id, raw)
+            }
             None => {
                 let raw = match allocate(len) {
                     Ok(raw) => raw,

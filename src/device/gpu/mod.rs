@@ -77,6 +77,15 @@ pub trait Driver: Send + Sync + 'static {
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>>;
     fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>>;
     fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>>;
+    /// A block the caching allocator hands out again: what it holds is the last user's,
+    /// garbage to the next. Nothing to do on a GPU; the emulator poisons it, so that its
+    /// init check sees a read of stale memory as a read of unwritten memory.
+    fn recycle_f32(&self, _buffer: &mut Buffer<f32>) -> Result<()> {
+        Ok(())
+    }
+    fn recycle_u32(&self, _buffer: &mut Buffer<u32>) -> Result<()> {
+        Ok(())
+    }
     /// Sets every element to zero: one memset.
     fn fill_zeros_f32(&self, buffer: &mut Buffer<f32>) -> Result<()>;
     fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()>;
