@@ -250,9 +250,8 @@ impl Tape {
         self.push_entry(
             vec![node],
             Box::new(move |dys, grads| {
-                let (Some(dy), Some(y)) = (&dys[0], finished.get()) else {
-                    return Ok(());
-                };
+                let Some(dy) = &dys[0] else { return Ok(()) };
+                let y = finished.get().context("an unfinished channel output")?;
                 let grad = ConvGrad {
                     dy,
                     relu_y: relu.then_some(y),

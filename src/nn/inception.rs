@@ -7,9 +7,11 @@
 //!
 //! As it runs: the three 1x1 convolutions that read the input are one GEMM, and each
 //! branch's last convolution writes straight into its channel slice of the block
-//! output, so no concat (and, backward, no slice or gradient addition) runs. The weights
-//! stay four separate parameters per branch, as PyTorch names and stores them: the fused
-//! kernels read each part's filters where they are, so nothing is copied per step.
+//! output, so no concat (and, backward, no slice or gradient addition) runs. The 1x1
+//! weights stay the separate parameters PyTorch names and stores (`branch1`,
+//! `branch2_1`, `branch3_1`), so checkpoints are unchanged: the GPU kernels read each
+//! part's filters where they lie, and the CPU stacks the three small filter sets for
+//! its one GEMM.
 
 use anyhow::Result;
 
