@@ -13,12 +13,15 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod memory;
 pub mod metrics;
 pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod presets;
+pub mod reconcile;
+pub mod run_lock;
 pub mod tensor;
 pub mod train;
 

@@ -63,6 +63,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Free bytes of the device's own memory; `None` where tensors live in host memory.
+    fn memory_free(&self) -> Option<Result<u64>> {
+        None
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
@@ -269,6 +274,12 @@ impl Device {
     /// libraries' kernels (cuDNN) in the same order on the same GPU.
     pub fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         self.0.cuda_stream()
+    }
+
+    /// Free bytes of a GPU's own memory (cuMemGetInfo); `None` on the CPU and the
+    /// emulator, whose tensors live in host memory.
+    pub fn memory_free(&self) -> Option<Result<u64>> {
+        self.0.memory_free()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

@@ -28,6 +28,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         self.driver.cuda_stream()
     }
 
+    fn memory_free(&self) -> Option<Result<u64>> {
+        self.driver.memory_free()
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
         self.driver.upload_f32(data)
     }

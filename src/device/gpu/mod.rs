@@ -79,6 +79,10 @@ pub trait Driver: Send + Sync + 'static {
     fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
         None
     }
+    /// Free bytes of the GPU's own memory, on a real GPU.
+    fn memory_free(&self) -> Option<Result<u64>> {
+        None
+    }
 }
 
 /// The op set on a GPU driver.
