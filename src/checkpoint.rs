@@ -192,6 +192,17 @@ pub fn model_file(path: &Path) -> PathBuf {
 /// Reads the tensors of `groups` (each a name prefix) from `file`, each group in
 /// `params`' order, refusing any name, dtype or shape that differs, and any extra tensor.
 fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<Vec<Tensor>>> {
+    let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    parse_groups(&file.display().to_string(), &bytes, params, groups)
+}
+
+/// `read_groups` on a file's content; `origin` names it in errors.
+pub(crate) fn parse_groups(
+    origin: &str,
+    bytes: &[u8],
+    params: &Parameters,
+    groups: &[&str],
+) -> Result<Vec<Vec<Tensor>>> {
     let device = params
         .iter()
         .next()
@@ -199,9 +210,8 @@ fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<
         .value
         .device()
         .clone();
-    let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let tensors = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a safetensors file", file.display()))?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .with_context(|| format!("{origin} is not a safetensors file"))?;
     let mut problems = Vec::new();
     let mut expected = Vec::new();
     let mut out = Vec::new();
@@ -243,8 +253,7 @@ fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<
         let more = problems.len().saturating_sub(6);
         problems.truncate(6);
         bail!(
-            "{} is not a checkpoint of this model: {}{}",
-            file.display(),
+            "{origin} is not a checkpoint of this model: {}{}",
             problems.join("; "),
             if more > 0 {
                 format!(" (and {more} more)")

@@ -13,6 +13,7 @@ pub mod autograd;
 pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod fuzz_targets;
 pub mod memory;
 pub mod metrics;
 pub mod nn;
