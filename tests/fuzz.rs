@@ -47,8 +47,12 @@ impl Watchdog {
         std::thread::spawn(move || loop {
             std::thread::sleep(Duration::from_millis(200));
             let at = seen.load(Ordering::SeqCst);
-            if at != 0 && start.elapsed().as_millis() as u64 - at > CALL_LIMIT.as_millis() as u64 {
-                eprintln!("HANG: a {what} call ran past {CALL_LIMIT:?}");
+            // The call may have begun after `at` was read: saturate, never wrap.
+            let running = (start.elapsed().as_millis() as u64).saturating_sub(at);
+            if at != 0 && running > CALL_LIMIT.as_millis() as u64 {
+                // Straight to stderr: the test harness's capture dies with the abort.
+                let message = format!("HANG: a {what} call ran past {CALL_LIMIT:?}\n");
+                let _ = std::io::Write::write_all(&mut std::io::stderr(), message.as_bytes());
                 std::process::abort();
             }
         });
