@@ -122,3 +122,22 @@ fn a_run_that_cannot_fit_is_refused_before_it_starts() {
     assert!(!googlenet::train::metrics_path(run.path()).exists());
     assert!(!googlenet::train::checkpoints_dir(run.path()).exists());
 }
+
+/// Free device memory is known on a GPU (cuMemGetInfo), and only there: the CPU and the
+/// emulator keep tensors in host memory, which the host check covers.
+fn device_memory_is_known_only_on_a_gpu(device: Device) -> anyhow::Result<()> {
+    match device.memory_free() {
+        None => assert!(!device.is_gpu(), "{} reports no free memory", device.name()),
+        Some(free) => {
+            let free = free?;
+            assert!(
+                device.is_gpu() && free > 0,
+                "{}: {free} bytes free",
+                device.name()
+            );
+        }
+    }
+    Ok(())
+}
+
+device_tests!(device_memory_is_known_only_on_a_gpu);
