@@ -242,6 +242,13 @@ fn fuzz_targets_never_panic_hang_or_balloon() {
             inputs.push(seed.clone());
             inputs.extend((0..MUTATIONS).map(|_| mutate(&seed, &mut rng)));
         }
+        if name == "idx_gzip" {
+            // Mutations of the content too (huge counts in the header, truncations),
+            // compressed intact, so that they reach the IDX header check.
+            for seed in seeds("idx_raw") {
+                inputs.extend((0..MUTATIONS).map(|_| common::idx::gz(&mutate(&seed, &mut rng))));
+            }
+        }
         let panics: Vec<&Vec<u8>> = inputs
             .iter()
             .filter(|input| watchdog.call(&target, input))
