@@ -28,8 +28,8 @@ use crate::train::TrainConfig;
 const F32: u64 = 4;
 
 /// What the program takes besides its tensors: code, thread stacks, the allocator's
-/// arenas and the freed pages it keeps a while. Set from measured peaks (tests/memory.rs:
-/// a run's peak minus the rest of this estimate was 70-100 MiB at 32x32 to 224x224).
+/// arenas and the freed pages it keeps a while. Set from measured peaks: at 32x32,
+/// where tensors are few, the peak was 235-265 MiB, 140-170 MiB above them.
 const PROGRAM_BYTES: u64 = 112 << 20;
 
 /// The batch evaluation runs at (`train::evaluate_split`'s).
