@@ -28,8 +28,8 @@ use crate::train::TrainConfig;
 const F32: u64 = 4;
 
 /// What the program takes besides its tensors: code, thread stacks, the allocator's
-/// arenas and the freed pages it keeps a while. Set from measured peaks: at 32x32,
-/// where tensors are few, the peak was 235-265 MiB, 140-170 MiB above them.
+/// arenas and the freed pages it keeps a while. Set from measured peaks: at 32x32 the
+/// peak was 235-265 MiB, 40-70 MiB above the tensors counted here; the rest is margin.
 const PROGRAM_BYTES: u64 = 112 << 20;
 
 /// The batch evaluation runs at (`train::evaluate_split`'s).
