@@ -3,8 +3,12 @@
 //!                            tutorial's model with `load_state_dict(strict=True)`),
 //!   `optimizer.safetensors`  Adam's moments (`exp_avg.<name>`, `exp_avg_sq.<name>`),
 //!   `state.json`             the run's state: step, epoch, config, seed.
-//! The directory is written under a temporary name and renamed into place, so a
-//! crash leaves either the old checkpoint or the new one, never half of one.
+//! The directory is written under a temporary name (`.NAME.tmp`), its files and the
+//! directory itself flushed to the disk (fsync), then renamed into place and the parent
+//! flushed, so a kill or a power loss leaves either the old checkpoint or the new one,
+//! never half of one. A save that fails (a full disk) removes its temporary directory
+//! and leaves the previous checkpoints as they were. What a killed save leaves behind
+//! (`.NAME.tmp`, `.NAME.old`, `.NAME.del`) is cleared by `clear_leftovers`.
 
 use std::fs;
 use std::io::Write;
@@ -49,22 +53,63 @@ fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("cannot write {}", path.display()))
 }
 
-/// Writes a checkpoint directory at `dir` (replacing one that is there).
-pub fn save(dir: &Path, params: &Parameters, adam: &Adam, state_json: &str) -> Result<()> {
+/// Flushes a directory's entries (names created, renamed, removed) to the disk.
+fn sync_dir(dir: &Path) -> Result<()> {
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .with_context(|| format!("cannot flush {} to the disk", dir.display()))
+}
+
+/// `dir`'s parent and the hidden sibling `.NAME.<suffix>` used while it changes.
+fn sibling(dir: &Path, suffix: &str) -> Result<(PathBuf, PathBuf)> {
     let parent = dir
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let name = dir
         .file_name()
-        .context("checkpoint path has no file name")?;
-    fs::create_dir_all(parent).with_context(|| format!("cannot create {}", parent.display()))?;
-    let tmp = parent.join(format!(".{}.tmp", name.to_string_lossy()));
+        .with_context(|| format!("checkpoint path {} has no file name", dir.display()))?;
+    let hidden = parent.join(format!(".{}.{suffix}", name.to_string_lossy()));
+    Ok((parent.to_path_buf(), hidden))
+}
+
+/// Writes a checkpoint directory at `dir` (replacing one that is there). On an error
+/// the temporary directory is removed and whatever was at `dir` stays.
+pub fn save(dir: &Path, params: &Parameters, adam: &Adam, state_json: &str) -> Result<()> {
+    let (parent, tmp) = sibling(dir, "tmp")?;
+    fs::create_dir_all(&parent).with_context(|| format!("cannot create {}", parent.display()))?;
     if tmp.exists() {
         fs::remove_dir_all(&tmp).with_context(|| format!("cannot remove {}", tmp.display()))?;
     }
     fs::create_dir(&tmp).with_context(|| format!("cannot create {}", tmp.display()))?;
+    let written = write_files(&tmp, params, adam, state_json).and_then(|()| sync_dir(&tmp));
+    if let Err(err) = written {
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    // A directory cannot be renamed onto a non-empty one: the old checkpoint steps
+    // aside first (`clear_leftovers` puts it back if a kill comes in between).
+    let (_, old) = sibling(dir, "old")?;
+    let replacing = dir.exists();
+    if replacing {
+        fs::rename(dir, &old).with_context(|| format!("cannot replace {}", dir.display()))?;
+    }
+    if let Err(err) = fs::rename(&tmp, dir) {
+        if replacing {
+            let _ = fs::rename(&old, dir);
+        }
+        let _ = fs::remove_dir_all(&tmp);
+        return Err(err)
+            .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()));
+    }
+    sync_dir(&parent)?;
+    if replacing {
+        fs::remove_dir_all(&old).with_context(|| format!("cannot remove {}", old.display()))?;
+    }
+    Ok(())
+}
 
+fn write_files(tmp: &Path, params: &Parameters, adam: &Adam, state_json: &str) -> Result<()> {
     let weights: Vec<(String, &Tensor)> =
         params.iter().map(|p| (p.name.clone(), &p.value)).collect();
     write_synced(&tmp.join(MODEL_FILE), &serialize(&weights)?)?;
@@ -75,17 +120,64 @@ pub fn save(dir: &Path, params: &Parameters, adam: &Adam, state_json: &str) -> R
         moments.push((format!("exp_avg_sq.{}", p.name), v));
     }
     write_synced(&tmp.join(OPTIMIZER_FILE), &serialize(&moments)?)?;
-    write_synced(&tmp.join(STATE_FILE), state_json.as_bytes())?;
+    write_synced(&tmp.join(STATE_FILE), state_json.as_bytes())
+}
 
-    if dir.exists() {
-        fs::remove_dir_all(dir).with_context(|| format!("cannot replace {}", dir.display()))?;
+/// Removes a checkpoint directory so that a kill midway leaves no torn checkpoint:
+/// it is renamed to `.NAME.del` (flushed) before its files go.
+pub fn remove(dir: &Path) -> Result<()> {
+    let (parent, del) = sibling(dir, "del")?;
+    fs::rename(dir, &del).with_context(|| format!("cannot remove {}", dir.display()))?;
+    sync_dir(&parent)?;
+    fs::remove_dir_all(&del).with_context(|| format!("cannot remove {}", del.display()))
+}
+
+/// What `clear_leftovers` did with one entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Leftover {
+    /// A save's or a removal's unfinished directory, deleted.
+    Removed(PathBuf),
+    /// A checkpoint that had stepped aside for its replacement, which never came:
+    /// moved back to its name.
+    Restored(PathBuf),
+}
+
+/// Clears what killed saves and removals left in the checkpoints directory `dir`
+/// (which may not exist yet). Call it while holding the run's lock, so no other
+/// process is writing there.
+pub fn clear_leftovers(dir: &Path) -> Result<Vec<Leftover>> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let mut done = Vec::new();
+    for name in names {
+        let path = dir.join(&name);
+        let Some(hidden) = name.strip_prefix('.') else {
+            continue;
+        };
+        if let Some(checkpoint) = hidden.strip_suffix(".old") {
+            let target = dir.join(checkpoint);
+            if !target.exists() {
+                fs::rename(&path, &target)
+                    .with_context(|| format!("cannot restore {}", target.display()))?;
+                done.push(Leftover::Restored(target));
+                continue;
+            }
+        } else if !(hidden.ends_with(".tmp") || hidden.ends_with(".del")) {
+            continue;
+        }
+        fs::remove_dir_all(&path).with_context(|| format!("cannot remove {}", path.display()))?;
+        done.push(Leftover::Removed(path));
     }
-    fs::rename(&tmp, dir)
-        .with_context(|| format!("cannot move {} to {}", tmp.display(), dir.display()))?;
-    if let Ok(d) = fs::File::open(parent) {
-        let _ = d.sync_all();
+    if !done.is_empty() {
+        sync_dir(dir)?;
     }
-    Ok(())
+    Ok(done)
 }
 
 /// The file holding the weights: `path` itself, or `model.safetensors` inside it.
@@ -100,6 +192,17 @@ pub fn model_file(path: &Path) -> PathBuf {
 /// Reads the tensors of `groups` (each a name prefix) from `file`, each group in
 /// `params`' order, refusing any name, dtype or shape that differs, and any extra tensor.
 fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<Vec<Tensor>>> {
+    let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    parse_groups(&file.display().to_string(), &bytes, params, groups)
+}
+
+/// `read_groups` on a file's content; `origin` names it in errors.
+pub(crate) fn parse_groups(
+    origin: &str,
+    bytes: &[u8],
+    params: &Parameters,
+    groups: &[&str],
+) -> Result<Vec<Vec<Tensor>>> {
     let device = params
         .iter()
         .next()
@@ -107,9 +210,8 @@ fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<
         .value
         .device()
         .clone();
-    let bytes = fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let tensors = SafeTensors::deserialize(&bytes)
-        .with_context(|| format!("{} is not a safetensors file", file.display()))?;
+    let tensors = SafeTensors::deserialize(bytes)
+        .with_context(|| format!("{origin} is not a safetensors file"))?;
     let mut problems = Vec::new();
     let mut expected = Vec::new();
     let mut out = Vec::new();
@@ -151,8 +253,7 @@ fn read_groups(file: &Path, params: &Parameters, groups: &[&str]) -> Result<Vec<
         let more = problems.len().saturating_sub(6);
         problems.truncate(6);
         bail!(
-            "{} is not a checkpoint of this model: {}{}",
-            file.display(),
+            "{origin} is not a checkpoint of this model: {}{}",
             problems.join("; "),
             if more > 0 {
                 format!(" (and {more} more)")

@@ -21,12 +21,24 @@ use crate::batch::DeviceSplit;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
 use crate::device::Device;
+use crate::memory;
 use crate::metrics::{MetricsLog, Record};
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
 use crate::ops::{self, Labels, Normalize};
 use crate::optim::Adam;
+use crate::reconcile;
 pub use crate::step_log::{StepLog, StepResult};
 use crate::{Tape, Tensor};
+
+/// Upper bounds of the numeric settings: far beyond any useful run (the source images
+/// are 28x28; a GPU fits a few thousand 224x224 images), low enough that every size
+/// derived from them fits its integer type. Memory is checked separately (`memory`).
+pub const MAX_EPOCHS: usize = 10_000;
+pub const MAX_BATCH_SIZE: usize = 4096;
+pub const MAX_IMAGE_SIZE: usize = 1024;
+pub const MAX_IMAGES: usize = 100_000_000;
+pub const MAX_STEPS: usize = 1_000_000_000;
+pub const MAX_LR: f64 = 10.0;
 
 /// Everything that decides what a run computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -75,6 +87,11 @@ impl TrainConfig {
             self.lr
         );
         ensure!(
+            self.lr <= MAX_LR,
+            "--lr must be at most {MAX_LR} (Adam moves each weight by about lr per step), got {}",
+            self.lr
+        );
+        ensure!(
             self.image_size >= 8,
             "--image-size must be at least 8 (GoogLeNet halves it five times), got {}",
             self.image_size
@@ -92,6 +109,19 @@ impl TrainConfig {
             self.save_every != Some(0),
             "--save-every must be at least 1"
         );
+        for (flag, value, max) in [
+            ("--epochs", Some(self.epochs), MAX_EPOCHS),
+            ("--batch-size", Some(self.batch_size), MAX_BATCH_SIZE),
+            ("--image-size", Some(self.image_size), MAX_IMAGE_SIZE),
+            ("--train-limit", self.train_limit, MAX_IMAGES),
+            ("--test-limit", self.test_limit, MAX_IMAGES),
+            ("--log-every", Some(self.log_every), MAX_STEPS),
+            ("--save-every", self.save_every, MAX_STEPS),
+        ] {
+            if let Some(value) = value {
+                ensure!(value <= max, "{flag} must be at most {max}, got {value}");
+            }
+        }
         self.init()?;
         Ok(())
     }
@@ -253,7 +283,12 @@ pub fn train(
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
     let (mut state, mut params, net, mut adam) = match resume_from {
-        Some(dir) => resume(device, dir)?,
+        Some(dir) => {
+            let (mut state, params, net, adam) = resume(device, dir)?;
+            fresh.validate()?;
+            state.config = reconcile::resume_config(&state.config, fresh)?.0;
+            (state, params, net, adam)
+        }
         None => {
             fresh.validate()?;
             let (net, params) = GoogLeNet::new(
@@ -269,9 +304,11 @@ pub fn train(
     let config = state.config.clone();
     ensure!(
         state.epoch < config.epochs,
-        "this run already finished its {} epochs; nothing to resume",
+        "this run already finished its {} epochs; nothing to resume (pass a larger \
+         --epochs to extend it)",
         config.epochs
     );
+    memory::check(device, &net, &params, &config, data)?;
     let train_set = DeviceSplit::upload(device, &data.train, config.train_limit)?;
     let test_set = DeviceSplit::upload(device, &data.test, config.test_limit)?;
     let batches = train_set.len().div_ceil(config.batch_size);
@@ -351,7 +388,7 @@ pub fn train(
             }
             if checkpointing {
                 let path = checkpoints.join(format!("step-{:08}", state.step));
-                save(&path, &params, &adam, &state)?;
+                save(&path, &params, &adam, &state, last_checkpoint.as_deref())?;
                 prune_step_checkpoints(&checkpoints, &path)?;
                 observer.checkpoint(&path);
                 last_checkpoint = Some(path.clone());
@@ -383,7 +420,7 @@ pub fn train(
             ..start_state(&config)
         };
         let path = checkpoints.join(format!("epoch-{}", state.epoch));
-        save(&path, &params, &adam, &state)?;
+        save(&path, &params, &adam, &state, last_checkpoint.as_deref())?;
         prune_step_checkpoints(&checkpoints, &path)?;
         observer.checkpoint(&path);
         last_checkpoint = Some(path);
@@ -396,9 +433,31 @@ pub fn train(
     Ok(Outcome::Finished { test_accuracy })
 }
 
-fn save(path: &Path, params: &Parameters, adam: &Adam, state: &RunState) -> Result<()> {
+/// Saves a checkpoint; a failure (a full disk) says which checkpoint still holds the
+/// run, `last`, and how to continue from it.
+fn save(
+    path: &Path,
+    params: &Parameters,
+    adam: &Adam,
+    state: &RunState,
+    last: Option<&Path>,
+) -> Result<()> {
     let json = serde_json::to_string_pretty(state)?;
-    checkpoint::save(path, params, adam, &json)
+    checkpoint::save(path, params, adam, &json).map_err(|err| {
+        let previous = match last {
+            Some(last) => format!(
+                "the previous checkpoint, {}, is intact; to continue from it once there \
+                 is room: cargo run --release --bin train -- --resume {}",
+                last.display(),
+                last.display()
+            ),
+            None => "no earlier checkpoint of this run exists".to_string(),
+        };
+        anyhow::anyhow!(
+            "cannot write checkpoint {}: {err:#}; its temporary files are removed; {previous}",
+            path.display()
+        )
+    })
 }
 
 /// Periodic checkpoints are superseded by newer ones: keep only `keep` among them.
@@ -409,8 +468,7 @@ fn prune_step_checkpoints(dir: &Path, keep: &Path) -> Result<()> {
             .file_name()
             .is_some_and(|n| n.to_string_lossy().starts_with("step-"));
         if is_step && path != keep {
-            fs::remove_dir_all(&path)
-                .with_context(|| format!("cannot remove {}", path.display()))?;
+            checkpoint::remove(&path)?;
         }
     }
     Ok(())

@@ -289,7 +289,7 @@ fn checkpoint_writes_replace_atomically() -> Result<()> {
 fn divergence_stops_and_keeps_the_last_good_checkpoint() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let config = TrainConfig {
-        lr: 1e12,
+        lr: googlenet::train::MAX_LR,
         epochs: 3,
         ..tiny_config()
     };

@@ -8,10 +8,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result};
 use clap::Parser;
+use googlenet::checkpoint::{self, Leftover};
 use googlenet::data::{self, DataOptions};
+use googlenet::memory;
 use googlenet::metrics::{read_records, Record};
 use googlenet::nn::format_summary;
 use googlenet::presets::{preset, PRESETS};
+use googlenet::reconcile;
+use googlenet::run_lock::RunLock;
 use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -85,7 +89,11 @@ fn main() -> ExitCode {
 
 /// The preset with every flag the user gave laid over it.
 fn config_from(args: &Args, name: &str) -> Result<TrainConfig> {
-    let mut c = preset(name)?;
+    overlay(args, preset(name)?)
+}
+
+/// `c` with every flag the user gave laid over it.
+fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     let limit = |v: Option<usize>, current: Option<usize>| v.map(Some).unwrap_or(current);
     c.epochs = args.epochs.unwrap_or(c.epochs);
     c.batch_size = args.batch_size.unwrap_or(c.batch_size);
@@ -159,7 +167,13 @@ fn run(args: Args) -> Result<ExitCode> {
                 state.batch,
                 state.step
             );
-            (state.config, run_dir)
+            let mut requested = overlay(&args, state.config.clone())?;
+            requested.preset = args.preset.clone().unwrap_or(requested.preset);
+            let (config, changes) = reconcile::resume_config(&state.config, &requested)?;
+            for change in changes {
+                println!("{change}");
+            }
+            (config, run_dir)
         }
         None => {
             println!("preset: {name} ({why})");
@@ -171,6 +185,25 @@ fn run(args: Args) -> Result<ExitCode> {
             (config, run_dir)
         }
     };
+    let lock = RunLock::acquire(&run_dir)?;
+    if let Some(pid) = lock.stale_pid {
+        println!(
+            "{}: taking over the lock of process {pid}, which is no longer running",
+            lock.path().display()
+        );
+    }
+    for leftover in checkpoint::clear_leftovers(&train::checkpoints_dir(&run_dir))? {
+        match leftover {
+            Leftover::Removed(path) => println!(
+                "removed {}, left by a checkpoint save that did not finish",
+                path.display()
+            ),
+            Leftover::Restored(path) => println!(
+                "restored {}, which a checkpoint save that did not finish had moved aside",
+                path.display()
+            ),
+        }
+    }
     println!("device: {}", device.name());
     println!("settings: {}", describe(&config));
 
@@ -192,6 +225,22 @@ fn run(args: Args) -> Result<ExitCode> {
         }
     );
     println!("run directory: {}", run_dir.display());
+    let (net, params) = GoogLeNet::new(
+        &Device::cpu(),
+        GoogLeNetConfig::default(),
+        Init::PyTorchDefault,
+        0,
+    )?;
+    let images = data.train.len() + data.test.len();
+    let estimate = memory::estimate(
+        &net,
+        params.scalar_count(),
+        &config,
+        device.is_gpu(),
+        images,
+    )?;
+    println!("memory: {}", memory::describe(&estimate));
+    drop((net, params));
 
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();

@@ -8,6 +8,8 @@ use anyhow::{bail, Result};
 use flate2::read::MultiGzDecoder;
 use md5::{Digest, Md5};
 
+use crate::memory;
+
 /// What an IDX file holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -72,6 +74,10 @@ pub(crate) fn read(dir: &Path, file: &DataFile) -> Result<(PathBuf, Vec<u8>)> {
             gz_name(file.name)
         );
     };
+    let size = std::fs::metadata(&path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?
+        .len();
+    ensure_fits(&path.display().to_string(), size, "the file is")?;
     let bytes = std::fs::read(&path)
         .map_err(|e| anyhow::anyhow!("{}: cannot read: {e}", path.display()))?;
     let content = if path.extension().is_some_and(|e| e == "gz") {
@@ -82,7 +88,26 @@ pub(crate) fn read(dir: &Path, file: &DataFile) -> Result<(PathBuf, Vec<u8>)> {
     Ok((path, content))
 }
 
-/// Decompresses gzip data; `origin` (a path or URL) names it in errors.
+/// Refuses `bytes` of data that cannot fit in the memory the host has left.
+fn ensure_fits(origin: &str, bytes: u64, what: &str) -> Result<()> {
+    if let Some(host) = memory::host_memory() {
+        if bytes > host.available {
+            bail!(
+                "{origin}: {what} {bytes} bytes, more than the {} of memory available ({})",
+                memory::human(host.available),
+                host.limited_by
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Decompresses gzip'ed IDX data; `origin` (a path or URL) names it in errors.
+///
+/// A small stream can inflate to any size, so it is read no further than its IDX
+/// header says (and one byte more, to notice trailing data), and a header that
+/// claims more than fits in memory is refused before anything big is allocated.
+/// Content that is not IDX is read only as far as `idx::parse` needs to say so.
 pub(crate) fn gunzip(origin: &str, bytes: &[u8]) -> Result<Vec<u8>> {
     if !bytes.starts_with(&[0x1f, 0x8b]) {
         bail!(
@@ -90,12 +115,59 @@ pub(crate) fn gunzip(origin: &str, bytes: &[u8]) -> Result<Vec<u8>> {
             hex_prefix(bytes)
         );
     }
-    let mut content = Vec::with_capacity(bytes.len() * 2);
-    if let Err(e) = MultiGzDecoder::new(bytes).read_to_end(&mut content) {
-        bail!("{origin}: corrupt gzip data: {e}");
+    let mut decoder = MultiGzDecoder::new(bytes);
+    let mut content = Vec::new();
+    let mut read_to = |content: &mut Vec<u8>, len: u64| -> Result<()> {
+        let more = len.saturating_sub(content.len() as u64);
+        if let Err(e) = (&mut decoder).take(more).read_to_end(content) {
+            bail!("{origin}: corrupt gzip data: {e}");
+        }
+        Ok(())
+    };
+    read_to(&mut content, 4)?;
+    let ndims = match content[..] {
+        [0, 0, 0x08, n] if (1..=4).contains(&n) => n as usize,
+        // Not unsigned-byte IDX: a few bytes are all `idx::parse` looks at.
+        _ => {
+            read_to(&mut content, 64)?;
+            return Ok(content);
+        }
+    };
+    let header = 4 + 4 * ndims as u64;
+    read_to(&mut content, header)?;
+    if (content.len() as u64) < header {
+        return Ok(content);
     }
-    Ok(content)
+    let claimed = content[4..]
+        .chunks_exact(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64)
+        .try_fold(1u64, |acc, d| acc.checked_mul(d))
+        .and_then(|size| size.checked_add(header))
+        .unwrap_or(u64::MAX);
+    ensure_fits(origin, claimed, "its IDX header claims")?;
+    read_to(&mut content, claimed)?;
+    // What follows the data is inflated only to be counted (into nothing, up to a
+    // bound), which also checks the rest of the stream and its CRC.
+    let trailing = std::io::copy(
+        &mut (&mut decoder).take(TRAILING_LIMIT),
+        &mut std::io::sink(),
+    );
+    match trailing {
+        Err(e) => bail!("{origin}: corrupt gzip data: {e}"),
+        Ok(0) => Ok(content),
+        Ok(TRAILING_LIMIT) => bail!(
+            "{origin}: more than {} of trailing garbage after the data its IDX header \
+             describes",
+            memory::human(TRAILING_LIMIT)
+        ),
+        Ok(n) => {
+            bail!("{origin}: {n} bytes of trailing garbage after the data its IDX header describes")
+        }
+    }
 }
+
+/// How much decompressed data past an IDX file's end is counted before giving up.
+const TRAILING_LIMIT: u64 = 1 << 30;
 
 /// Checks the MD5 of decompressed `content` against `file`'s.
 pub(crate) fn verify_md5(origin: &str, content: &[u8], file: &DataFile) -> Result<()> {

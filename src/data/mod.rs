@@ -10,8 +10,8 @@
 
 mod batches;
 mod download;
-mod files;
-mod idx;
+pub(crate) mod files;
+pub(crate) mod idx;
 mod locate;
 mod split;
 

@@ -321,6 +321,14 @@ impl Driver for CudaDriver {
     fn cuda_stream(&self) -> Option<Arc<CudaStream>> {
         Some(self.stream.clone())
     }
+
+    fn memory_free(&self) -> Option<Result<u64>> {
+        let info = self.stream.context().mem_get_info();
+        Some(
+            info.map(|(free, _total)| free as u64)
+                .with_context(|| format!("cannot read {}'s free memory", self.gpu_name)),
+        )
+    }
 }
 
 /// Raises the release threshold of the device's memory pool (its default one: nothing

@@ -93,6 +93,11 @@ pub trait Backend: Send + Sync {
         None
     }
 
+    /// Free bytes of the device's own memory; `None` where tensors live in host memory.
+    fn memory_free(&self) -> Option<Result<u64>> {
+        None
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>>;
     fn upload_u32(&self, data: Vec<u32>) -> Result<Buffer<u32>>;
     fn upload_u8(&self, data: Vec<u8>) -> Result<Buffer<u8>>;
@@ -330,6 +335,12 @@ impl Device {
     /// allocations, memsets, copies, host waits and peak memory. `None` on the CPU.
     pub fn take_counters(&self) -> Option<Counters> {
         self.0.take_counters()
+    }
+
+    /// Free bytes of a GPU's own memory (cuMemGetInfo); `None` on the CPU and the
+    /// emulator, whose tensors live in host memory.
+    pub fn memory_free(&self) -> Option<Result<u64>> {
+        self.0.memory_free()
     }
 
     pub(crate) fn backend(&self) -> &dyn Backend {

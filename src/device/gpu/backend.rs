@@ -32,6 +32,10 @@ impl<D: Driver> Backend for GpuBackend<D> {
         Some(self.driver.take_counters())
     }
 
+    fn memory_free(&self) -> Option<Result<u64>> {
+        self.driver.memory_free()
+    }
+
     fn upload_f32(&self, data: Vec<f32>) -> Result<Buffer<f32>> {
         self.driver.upload_f32(data)
     }

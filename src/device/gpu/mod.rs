@@ -139,6 +139,11 @@ pub trait Driver: Send + Sync + 'static {
         self.write_u8(&mut buffer, &data)?;
         Ok(buffer)
     }
+
+    /// Free bytes of the GPU's own memory, on a real GPU.
+    fn memory_free(&self) -> Option<Result<u64>> {
+        None
+    }
 }
 
 pub use conv::backward_filter_launches;

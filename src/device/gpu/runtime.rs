@@ -133,6 +133,12 @@ impl<D: Driver> Driver for Runtime<D> {
         self.raw.is_gpu()
     }
 
+    /// The driver's own figure: memory the pool holds but has not lent out counts as
+    /// used, which errs on the safe side for a check made before training.
+    fn memory_free(&self) -> Option<Result<u64>> {
+        self.raw.memory_free()
+    }
+
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
         self.f32s
             .take(len, |len| self.raw.alloc_f32(len), |b| self.raw.recycle_f32(b))

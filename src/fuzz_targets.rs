@@ -1,0 +1,101 @@
+//! The parsers of files this program reads from outside, as fuzzing entry points.
+//!
+//! Each target takes arbitrary bytes and must return, with an error or without,
+//! never panicking, hanging or allocating without bound. `fuzz/` runs them under
+//! cargo-fuzz (nightly, deep runs); `tests/fuzz.rs` runs them on stable over seeded
+//! mutations of real files and over the corpus in `fuzz/corpus/<target>/`.
+
+use anyhow::Result;
+
+use crate::checkpoint;
+use crate::data::{files, idx, Kind};
+use crate::device::Device;
+use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Parameters};
+use crate::train::RunState;
+use crate::Tensor;
+
+/// A target: bytes in, nothing out but the absence of a panic.
+pub type Target = fn(&[u8]);
+
+/// Every target by name, as `fuzz/fuzz_targets/` and the corpus directories call them.
+pub const TARGETS: [(&str, Target); 4] = [
+    ("idx_raw", idx_raw),
+    ("idx_gzip", idx_gzip),
+    ("checkpoint_tensors", checkpoint_tensors),
+    ("state_json", state_json),
+];
+
+/// An uncompressed IDX file, read as images and as labels.
+pub fn idx_raw(bytes: &[u8]) {
+    for kind in [Kind::Images, Kind::Labels] {
+        let _ = idx::parse("fuzz", bytes, kind);
+    }
+}
+
+/// A gzip'ed IDX file: decompressed (bounded by its header) and parsed.
+pub fn idx_gzip(bytes: &[u8]) {
+    if let Ok(content) = files::gunzip("fuzz", bytes) {
+        idx_raw(&content);
+    }
+}
+
+/// A small model with a convolution and a classifier, whose checkpoint files are small
+/// enough to fuzz: the loader's code is the same for every model.
+pub fn small_model() -> Result<Parameters> {
+    let device = Device::cpu();
+    let mut params = Parameters::default();
+    for (name, shape) in [
+        ("conv.weight", &[4, 1, 3, 3][..]),
+        ("conv.bias", &[4]),
+        ("fc.weight", &[10, 4]),
+        ("fc.bias", &[10]),
+    ] {
+        let n = shape.iter().product::<usize>();
+        let values = (0..n).map(|i| i as f32 * 0.25 - 1.0).collect();
+        params.push(name, Tensor::from_vec(&device, shape, values)?)?;
+    }
+    Ok(params)
+}
+
+/// A safetensors file, loaded as `small_model`'s weights and as its optimizer state.
+pub fn checkpoint_tensors(bytes: &[u8]) {
+    let params = small_model().expect("the small model builds");
+    checkpoint_tensors_of(&params, bytes);
+}
+
+/// A safetensors file, loaded as `params`' weights and as their optimizer state.
+pub fn checkpoint_tensors_of(params: &Parameters, bytes: &[u8]) {
+    for groups in [&[""][..], &["exp_avg.", "exp_avg_sq."]] {
+        let _ = checkpoint::parse_groups("fuzz", bytes, params, groups);
+    }
+}
+
+thread_local! {
+    /// GoogLeNet's layer geometry, built once per thread: a run state's config is
+    /// checked against it as `train` does.
+    static NET: GoogLeNet = GoogLeNet::new(
+        &Device::cpu(),
+        GoogLeNetConfig::default(),
+        Init::PyTorchDefault,
+        0,
+    )
+    .expect("GoogLeNet builds")
+    .0;
+}
+
+/// A checkpoint's `state.json`: parsed, its config validated and, when valid, its
+/// memory estimated from the model's geometry, as a resume does before training.
+pub fn state_json(bytes: &[u8]) {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return;
+    };
+    let Ok(state) = serde_json::from_str::<RunState>(text) else {
+        return;
+    };
+    if state.config.validate().is_ok() {
+        NET.with(|net| {
+            let _ = crate::memory::estimate(net, 5_977_530, &state.config, false, 70_000);
+            let _ = crate::memory::estimate(net, 5_977_530, &state.config, true, 70_000);
+        });
+    }
+}
