@@ -9,6 +9,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod augment;
 pub mod autograd;
 pub mod checkpoint;
 pub mod data;
@@ -19,6 +20,8 @@ pub mod ops;
 pub mod optim;
 pub mod plot;
 pub mod presets;
+pub mod runs;
+pub mod schedule;
 pub mod tensor;
 pub mod train;
 

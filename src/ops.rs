@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Result};
 
+use crate::augment::View;
 use crate::device::geometry::{ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Buffer, Device};
 use crate::tensor::Tensor;
@@ -120,19 +121,44 @@ impl ByteImages {
         size: usize,
         norm: Normalize,
     ) -> Result<Tensor> {
+        let views = vec![View::IDENTITY; indices.len()];
+        self.resize_batch_augmented(indices, &views, size, norm)
+    }
+
+    /// As `resize_batch_normalized`, each image read through its view (a shift and a
+    /// mirror, src/augment.rs) before it is resized.
+    pub fn resize_batch_augmented(
+        &self,
+        indices: &[u32],
+        views: &[View],
+        size: usize,
+        norm: Normalize,
+    ) -> Result<Tensor> {
         ensure!(size > 0, "image size must be positive");
+        ensure!(
+            views.len() == indices.len(),
+            "{} augmentation views for {} images",
+            views.len(),
+            indices.len()
+        );
+        if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
+            anyhow::bail!("augmentation view {bad:?} shifts by more than 127 pixels");
+        }
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.count) {
             anyhow::bail!(
                 "image index {bad} is out of range: the set holds {}",
                 self.count
             );
         }
-        let indices_buffer = self.device.backend().upload_u32(indices.to_vec())?;
-        let data = self.device.backend().resize_images(
+        let backend = self.device.backend();
+        let indices_buffer = backend.upload_u32(indices.to_vec())?;
+        let views_buffer = backend.upload_u32(views.iter().map(|v| v.word()).collect())?;
+        let data = backend.resize_images(
             &self.buffer,
             self.h,
             self.w,
             &indices_buffer,
+            &views_buffer,
             size,
             norm,
         )?;

@@ -1,8 +1,9 @@
 //! Training curves from `metrics.jsonl`, drawn to a PNG.
 //!
-//! [`plot_metrics`] draws two panels side by side: the training loss against the
-//! optimizer step, and the accuracy against the step. Both take the `Log` records
-//! as lines and the `Epoch` records as markers at the step where the epoch ended.
+//! [`plot_metrics`] draws three panels side by side: the training loss against the
+//! optimizer step, the accuracy against the step, and the learning rate. The first
+//! two take the `Log` records as lines and the `Epoch` records as markers at the
+//! step where the epoch ended; the third is the rate each `Log` record carries.
 //!
 //! Text is rendered by `plotters`' pure-Rust `ab_glyph` backend from a font compiled
 //! into the binary, so drawing needs no system fonts and no fontconfig/freetype. The
@@ -25,7 +26,7 @@ use plotters::style::{register_font, FontStyle};
 use crate::metrics::Record;
 
 /// Size of the image, in pixels.
-pub const SIZE: (u32, u32) = (1200, 500);
+pub const SIZE: (u32, u32) = (1650, 500);
 
 /// The family the embedded font is registered under; `plotters` asks for it by
 /// default (`FontFamily::SansSerif`).
@@ -41,7 +42,9 @@ const TEST_MARK_COLOR: RGBColor = RGBColor(214, 39, 40); // red
 /// Left panel: loss of each `Log` record against its step (a line), and each
 /// epoch's mean training loss at the epoch's last step (markers). Right panel:
 /// training accuracy of each `Log` record (a line), and each epoch's training and
-/// test accuracy (markers), in percent. Values that are NaN or infinite are left
+/// test accuracy (markers), in percent. Third panel: the learning rate of each
+/// `Log` record (a line; empty for files from before it was recorded). Values
+/// that are NaN or infinite are left
 /// out. A file that holds several runs one after another (the step goes back) is
 /// drawn as separate line pieces rather than one line that jumps back.
 ///
@@ -71,7 +74,8 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     let root = root
         .titled(title, (FONT_FAMILY, 26))
         .map_err(|e| write_err(&e))?;
-    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let (left, rest) = root.split_horizontally(SIZE.0 / 3);
+    let (middle, right) = rest.split_horizontally(SIZE.0 / 3);
 
     let steps = step_range(&curves);
     draw_panel(
@@ -92,7 +96,7 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     )
     .map_err(|e| write_err(&e))?;
     draw_panel(
-        &right,
+        &middle,
         "Accuracy",
         "accuracy (%)",
         steps,
@@ -107,6 +111,17 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
             ),
             Series::Triangles("test accuracy (epoch)", &curves.epoch_test_accuracy),
         ],
+    )
+    .map_err(|e| write_err(&e))?;
+    let lr_values = curves.lr.iter().flatten().map(|&(_, y)| y);
+    draw_panel(
+        &right,
+        "Learning rate",
+        "learning rate",
+        step_range(&curves),
+        value_range(lr_values, false),
+        SeriesLabelPosition::UpperRight,
+        &[Series::Line("learning rate", &curves.lr)],
     )
     .map_err(|e| write_err(&e))?;
 
@@ -135,6 +150,7 @@ type Pieces = Vec<Vec<(u64, f64)>>;
 struct Curves {
     log_loss: Pieces,
     log_accuracy: Pieces,
+    lr: Pieces,
     epoch_loss: Vec<(u64, f64)>,
     epoch_train_accuracy: Vec<(u64, f64)>,
     epoch_test_accuracy: Vec<(u64, f64)>,
@@ -150,6 +166,7 @@ impl Curves {
                     step,
                     loss,
                     accuracy,
+                    lr,
                     ..
                 } => {
                     let restart = last_log_step.is_none_or(|last| step < last);
@@ -157,6 +174,10 @@ impl Curves {
                     if restart {
                         curves.log_loss.push(Vec::new());
                         curves.log_accuracy.push(Vec::new());
+                        curves.lr.push(Vec::new());
+                    }
+                    if let Some(lr) = lr {
+                        push_finite(curves.lr.last_mut().unwrap(), step, lr);
                     }
                     push_finite(curves.log_loss.last_mut().unwrap(), step, loss);
                     let accuracy = 100.0 * accuracy;

@@ -26,6 +26,10 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         init: "pytorch".to_string(),
         normalize: false,
         save_every: None,
+        schedule: "constant".to_string(),
+        warmup_steps: 0,
+        min_lr_fraction: 0.0,
+        augment: false,
     };
     Ok(match name {
         "tutorial" => tutorial,

@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::augment::batch_views;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
 use crate::device::Device;
@@ -24,6 +25,7 @@ use crate::metrics::{MetricsLog, Record};
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
 use crate::ops::{self, ByteImages, Labels, Normalize};
 use crate::optim::Adam;
+use crate::schedule::Schedule;
 use crate::{Tape, Tensor};
 
 /// Everything that decides what a run computes.
@@ -45,6 +47,22 @@ pub struct TrainConfig {
     pub normalize: bool,
     /// Also checkpoint every N steps (None: only at epoch ends).
     pub save_every: Option<usize>,
+    /// The learning rate per step (src/schedule.rs): "constant" (`lr` throughout) or
+    /// "cosine" (linear warm-up over `warmup_steps`, then down to `lr · min_lr_fraction`).
+    /// Fields below default to the tutorial's when a saved state lacks them.
+    #[serde(default = "constant_schedule")]
+    pub schedule: String,
+    #[serde(default)]
+    pub warmup_steps: u64,
+    #[serde(default)]
+    pub min_lr_fraction: f64,
+    /// Random crop with padding and left-right mirror of training images (src/augment.rs).
+    #[serde(default)]
+    pub augment: bool,
+}
+
+fn constant_schedule() -> String {
+    "constant".to_string()
 }
 
 impl TrainConfig {
@@ -62,6 +80,10 @@ impl TrainConfig {
         } else {
             Normalize::NONE
         }
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        Schedule::parse(&self.schedule, self.warmup_steps, self.min_lr_fraction)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -91,6 +113,7 @@ impl TrainConfig {
             "--save-every must be at least 1"
         );
         self.init()?;
+        self.schedule()?;
         Ok(())
     }
 }
@@ -196,6 +219,20 @@ impl DeviceSplit {
     fn images(&self, indices: &[u32], config: &TrainConfig) -> Result<Tensor> {
         self.images
             .resize_batch_normalized(indices, config.image_size, config.normalization())
+    }
+
+    /// The training batch of `step`: augmented when the run says so.
+    fn training_images(&self, indices: &[u32], config: &TrainConfig, step: u64) -> Result<Tensor> {
+        if !config.augment {
+            return self.images(indices, config);
+        }
+        let views = batch_views(config.seed, step, indices.len());
+        self.images.resize_batch_augmented(
+            indices,
+            &views,
+            config.image_size,
+            config.normalization(),
+        )
     }
 
     fn labels(&self, device: &Device, indices: &[u32]) -> Result<Labels> {
@@ -306,6 +343,8 @@ pub fn train(
     let train_set = DeviceSplit::upload(device, &data.train, config.train_limit)?;
     let test_set = DeviceSplit::upload(device, &data.test, config.test_limit)?;
     let batches = train_set.len().div_ceil(config.batch_size);
+    let schedule = config.schedule()?;
+    let total_steps = (batches * config.epochs) as u64;
     let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;
     let checkpoints = checkpoints_dir(run_dir);
     let mut last_checkpoint = resume_from.map(Path::to_path_buf);
@@ -316,8 +355,9 @@ pub fn train(
         let order = epoch_order(train_set.len(), config.seed, state.epoch);
         let (mut window_loss, mut window_correct, mut window_seen) = (0.0f64, 0u64, 0u64);
         for indices in order.chunks(config.batch_size).skip(state.batch) {
-            let images = train_set.images(indices, &config)?;
+            let images = train_set.training_images(indices, &config, state.step)?;
             let labels = train_set.labels(device, indices)?;
+            adam.lr = schedule.lr(config.lr, state.step, total_steps);
             let seed = dropout_seed(config.seed, state.step);
             let result = train_step(&net, &mut params, &mut adam, &images, &labels, seed)?;
             let (loss_value, correct) = (result.loss as f64, result.correct as u64);
@@ -349,6 +389,7 @@ pub fn train(
                     loss: window_loss / window_seen as f64,
                     accuracy: window_correct as f64 / window_seen as f64,
                     elapsed_s: state.epoch_seconds,
+                    lr: Some(adam.lr),
                 };
                 metrics.write(&record)?;
                 observer.record(&record);

@@ -12,6 +12,7 @@
 mod common;
 
 use anyhow::Result;
+use googlenet::augment::View;
 use googlenet::device::emu::EmuDriver;
 use googlenet::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use googlenet::device::gpu::{Driver, GpuBackend};
@@ -483,35 +484,54 @@ fn correct_count_breaks_ties_like_the_cpu() -> Result<()> {
     Ok(())
 }
 
+/// The resize on the GPU is the CPU's bit for bit, without augmentation and with
+/// views that shift past every edge and mirror (an image of odd width, so the flip
+/// has a middle column).
 #[test]
 fn resize_is_exact() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
-    let (count, h, w) = (5, 28, 26);
+    let (count, h, w) = (5, 28, 27);
     let mut rng = StdRng::seed_from_u64(400);
     let pixels: Vec<u8> = (0..count * h * w).map(|_| rng.gen()).collect();
-    let indices = vec![3, 0, 3, 4];
+    let indices = vec![3, 0, 3, 4, 1, 2];
+    let identity = vec![View::IDENTITY; indices.len()];
+    let shifted = [
+        (0, 0, true),
+        (-2, 2, false),
+        (2, -2, true),
+        (-27, 0, false),
+        (5, 30, true),
+        (1, -1, false),
+    ]
+    .map(|(dy, dx, flip)| View { dy, dx, flip })
+    .to_vec();
     let images_cpu = cpu.upload_u8(pixels.clone())?;
     let images_gpu = gpu.upload_u8(pixels)?;
-    for size in [1, 7, 28, 32, 37] {
-        for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
-            let what = format!("resize {h}x{w} -> {size} {norm:?}");
-            let expected = cpu.resize_images(
-                &images_cpu,
-                h,
-                w,
-                &cpu.upload_u32(indices.clone())?,
-                size,
-                norm,
-            )?;
-            let actual = gpu.resize_images(
-                &images_gpu,
-                h,
-                w,
-                &gpu.upload_u32(indices.clone())?,
-                size,
-                norm,
-            )?;
-            assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+    for views in [&identity, &shifted] {
+        let words: Vec<u32> = views.iter().map(|v| v.word()).collect();
+        for size in [1, 7, 28, 32, 37] {
+            for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
+                let what = format!("resize {h}x{w} -> {size} {norm:?} {views:?}");
+                let expected = cpu.resize_images(
+                    &images_cpu,
+                    h,
+                    w,
+                    &cpu.upload_u32(indices.clone())?,
+                    &cpu.upload_u32(words.clone())?,
+                    size,
+                    norm,
+                )?;
+                let actual = gpu.resize_images(
+                    &images_gpu,
+                    h,
+                    w,
+                    &gpu.upload_u32(indices.clone())?,
+                    &gpu.upload_u32(words.clone())?,
+                    size,
+                    norm,
+                )?;
+                assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+            }
         }
     }
     Ok(())

@@ -6,8 +6,11 @@
 mod common;
 
 use anyhow::Result;
+use googlenet::augment::View;
 use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor};
+use googlenet::{
+    ops, Adam, ByteImages, Device, Gradients, Labels, Normalize, Parameters, Tape, Tensor,
+};
 
 use common::assert_close;
 
@@ -610,6 +613,54 @@ fn resize_gathers_indices(device: Device) -> Result<()> {
     Ok(())
 }
 
+fn resize_through_views(device: Device) -> Result<()> {
+    // The 3x3 image 1..9 at its own size, so each output pixel is one source pixel:
+    // aug(y, x) = image(y + dy, x' + dx), x' mirrored when flipped, 0 outside.
+    let images = ByteImages::new(&device, (1..=9).collect(), 1, 3, 3)?;
+    let views = [
+        View {
+            dy: 0,
+            dx: 0,
+            flip: true,
+        },
+        View {
+            dy: 1,
+            dx: 0,
+            flip: false,
+        },
+        View {
+            dy: 0,
+            dx: -1,
+            flip: false,
+        },
+        View {
+            dy: -1,
+            dx: 1,
+            flip: true,
+        },
+    ];
+    let y = images.resize_batch_augmented(&[0; 4], &views, 3, Normalize::NONE)?;
+    let got: Vec<f32> = y.to_vec()?.iter().map(|v| (v * 255.0).round()).collect();
+    #[rustfmt::skip]
+    assert_eq!(got, [
+        // mirrored
+        3., 2., 1.,  6., 5., 4.,  9., 8., 7.,
+        // moved up one row (dy = 1 reads the row below)
+        4., 5., 6.,  7., 8., 9.,  0., 0., 0.,
+        // moved right one column
+        0., 1., 2.,  0., 4., 5.,  0., 7., 8.,
+        // cropped one row up and one column right (image(y - 1, x + 1)), then
+        // mirrored: image(y - 1, 2 - x + 1)
+        0., 0., 0.,  0., 3., 2.,  0., 6., 5.,
+    ]);
+    let err = images
+        .resize_batch_augmented(&[0], &[], 3, Normalize::NONE)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("0 augmentation views for 1 images"), "{err}");
+    Ok(())
+}
+
 /// A single parameter `w` holding `initial`, and Adam over it.
 fn adam_on(device: &Device, initial: &[f32], lr: f64) -> Result<(Parameters, Adam)> {
     let mut params = Parameters::default();
@@ -717,6 +768,7 @@ device_tests!(
     resize_constant_and_identity,
     resize_bilinear_2x2_to_4x4,
     resize_gathers_indices,
+    resize_through_views,
     adam_first_steps_move_by_lr,
     adam_two_different_gradients,
 );

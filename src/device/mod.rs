@@ -181,15 +181,18 @@ pub trait Backend: Send + Sync {
         classes: usize,
     ) -> Result<usize>;
 
-    /// Gathers `images [count, h, w]` (u8) at `indices` and resizes each to
-    /// `size x size` floats in [0, 1] (bilinear, align_corners=False), then
+    /// Gathers `images [count, h, w]` (u8) at `indices`, reads each through its
+    /// augmentation view (`views`, one `augment::View::word` per index), resizes it
+    /// to `size x size` floats in [0, 1] (bilinear, align_corners=False), then
     /// normalises them: `(x - mean) / std`.
+    #[allow(clippy::too_many_arguments)]
     fn resize_images(
         &self,
         images: &Buffer<u8>,
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>>;

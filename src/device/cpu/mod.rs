@@ -10,7 +10,7 @@ mod loss;
 mod pool;
 mod resize;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
 use super::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use super::{Backend, Buffer};
@@ -242,14 +242,23 @@ impl Backend for CpuBackend {
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
+        let (indices, views) = (host(indices)?, host(views)?);
+        ensure!(
+            views.len() == indices.len(),
+            "resize: {} views for {} images",
+            views.len(),
+            indices.len()
+        );
         Ok(Buffer::Host(resize::resize(
             host(images)?,
             h,
             w,
-            host(indices)?,
+            indices,
+            views,
             size,
             norm,
         )))

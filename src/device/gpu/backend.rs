@@ -199,10 +199,11 @@ impl<D: Driver> Backend for GpuBackend<D> {
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
-        resize::resize(&self.driver, images, h, w, indices, size, norm)
+        resize::resize(&self.driver, images, h, w, indices, views, size, norm)
     }
 
     fn adam_step(

@@ -1,0 +1,94 @@
+//! The training recipe's pieces that are plain functions: the learning-rate
+//! schedule and the augmentation views (their effect on images is checked in
+//! ops_forward.rs and, against the CPU, in gpu_ops.rs).
+
+use googlenet::augment::{batch_views, View, PAD};
+use googlenet::presets::preset;
+use googlenet::schedule::Schedule;
+
+#[test]
+fn constant_schedule_is_the_rate() {
+    let s = Schedule::parse("constant", 0, 0.0).unwrap();
+    for step in [0, 1, 500, 10_000] {
+        assert_eq!(s.lr(1e-3, step, 1000), 1e-3);
+    }
+}
+
+#[test]
+fn cosine_warms_up_then_decays_to_the_floor() {
+    // 100 warm-up steps, then 1,001 decay steps: t = (s - 100) / 1000.
+    let (lr, total) = (2e-3, 1101);
+    let s = Schedule::parse("cosine", 100, 0.05).unwrap();
+    // Warm-up: lr · (s + 1) / 100.
+    assert_eq!(s.lr(lr, 0, total), lr / 100.0);
+    assert_eq!(s.lr(lr, 49, total), lr / 2.0);
+    assert_eq!(s.lr(lr, 99, total), lr);
+    // Peak right after, half way down at the middle of the decay, floor at the end.
+    assert_eq!(s.lr(lr, 100, total), lr);
+    assert!((s.lr(lr, 600, total) - lr * (0.05 + 0.95 * 0.5)).abs() < 1e-15);
+    assert!((s.lr(lr, total - 1, total) - lr * 0.05).abs() < 1e-15);
+    // Steps past the end (an extra epoch on resume) stay at the floor.
+    assert!((s.lr(lr, total + 10, total) - lr * 0.05).abs() < 1e-15);
+    // Never up again after the peak.
+    let rates: Vec<f64> = (100..total).map(|step| s.lr(lr, step, total)).collect();
+    assert!(rates.windows(2).all(|w| w[1] <= w[0]));
+}
+
+#[test]
+fn cosine_without_warm_up_starts_at_the_peak() {
+    let s = Schedule::parse("cosine", 0, 0.0).unwrap();
+    assert_eq!(s.lr(1e-3, 0, 10), 1e-3);
+    assert!(s.lr(1e-3, 9, 10).abs() < 1e-18);
+    // A run of one step is its peak.
+    assert_eq!(s.lr(1e-3, 0, 1), 1e-3);
+}
+
+#[test]
+fn bad_schedules_are_named() {
+    let err = Schedule::parse("linear", 0, 0.0).unwrap_err().to_string();
+    assert!(
+        err.contains("--schedule") && err.contains("linear"),
+        "{err}"
+    );
+    let err = Schedule::parse("cosine", 0, 1.5).unwrap_err().to_string();
+    assert!(err.contains("--min-lr-fraction"), "{err}");
+}
+
+#[test]
+fn the_tutorial_preset_has_no_recipe_extras() {
+    let t = preset("tutorial").unwrap();
+    assert_eq!(
+        (t.schedule.as_str(), t.augment, t.lr),
+        ("constant", false, 0.001)
+    );
+}
+
+#[test]
+fn view_words_round_trip() {
+    for dy in -127..=127 {
+        for (dx, flip) in [(-127, true), (0, false), (3, true), (127, false)] {
+            let v = View { dy, dx, flip };
+            assert_eq!(View::from_word(v.word()), v);
+        }
+    }
+    assert_eq!(View::IDENTITY.word(), 128 | 128 << 8);
+}
+
+#[test]
+fn views_are_keyed_by_seed_and_step_and_cover_every_shift() {
+    let a = batch_views(7, 100, 64);
+    assert_eq!(a, batch_views(7, 100, 64), "same key, same views");
+    assert_ne!(a, batch_views(7, 101, 64), "another step");
+    assert_ne!(a, batch_views(8, 100, 64), "another seed");
+    // A shorter batch is a prefix: a view depends on its position only.
+    assert_eq!(batch_views(7, 100, 10), a[..10]);
+
+    let many: Vec<View> = (0..200).flat_map(|step| batch_views(1, step, 16)).collect();
+    for shift in -PAD..=PAD {
+        assert!(many.iter().any(|v| v.dy == shift), "dy {shift} never drawn");
+        assert!(many.iter().any(|v| v.dx == shift), "dx {shift} never drawn");
+    }
+    assert!(many.iter().all(|v| v.dy.abs() <= PAD && v.dx.abs() <= PAD));
+    let flipped = many.iter().filter(|v| v.flip).count() as f64 / many.len() as f64;
+    assert!((0.45..0.55).contains(&flipped), "{flipped} flipped");
+}
