@@ -19,6 +19,7 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod predict;
 pub mod presets;
 pub mod runs;
 pub mod schedule;
