@@ -11,12 +11,15 @@ use crate::device::geometry::{ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Buffer, Device};
 use crate::tensor::Tensor;
 
-/// Class labels on a device, each checked to be below `classes`. Clones share the data.
+/// Class labels on a device, each checked to be below `classes`, as cross-entropy's
+/// targets: one-hot, or smoothed to `(1 - ε)·onehot + ε / classes`
+/// (`nn.CrossEntropyLoss(label_smoothing=ε)`). Clones share the data.
 #[derive(Clone)]
 pub struct Labels {
     buffer: Arc<Buffer<u32>>,
     len: usize,
     classes: usize,
+    smoothing: f32,
 }
 
 impl Labels {
@@ -34,6 +37,19 @@ impl Labels {
             buffer: Arc::new(device.backend().upload_u32(values.to_vec())?),
             len: values.len(),
             classes,
+            smoothing: 0.0,
+        })
+    }
+
+    /// The same labels as targets smoothed by `epsilon`, in [0, 1].
+    pub fn smoothed(self, epsilon: f32) -> Result<Labels> {
+        ensure!(
+            (0.0..=1.0).contains(&epsilon),
+            "label smoothing must be in [0, 1], got {epsilon}"
+        );
+        Ok(Labels {
+            smoothing: epsilon,
+            ..self
         })
     }
 
@@ -404,15 +420,18 @@ pub fn linear_bwd_weight(x: &Tensor, dy: &Tensor, g: &LinearGeometry) -> Result<
 /// Softmax probabilities, kept by cross-entropy for its backward.
 pub struct Probabilities(Tensor);
 
-/// Mean softmax cross-entropy: a one-element loss and the probabilities.
+/// Mean softmax cross-entropy against the labels' (possibly smoothed) targets: a
+/// one-element loss and the probabilities.
 pub fn cross_entropy(logits: &Tensor, labels: &Labels) -> Result<(Tensor, Probabilities)> {
     let [n, classes] = labels.check_logits(logits, "cross-entropy")?;
     ensure!(n > 0, "cross-entropy of an empty batch");
-    let (loss, probs) =
-        logits
-            .device()
-            .backend()
-            .cross_entropy_fwd(logits.buffer(), &labels.buffer, n, classes)?;
+    let (loss, probs) = logits.device().backend().cross_entropy_fwd(
+        logits.buffer(),
+        &labels.buffer,
+        n,
+        classes,
+        labels.smoothing,
+    )?;
     Ok((
         Tensor::from_buffer(logits.device(), &[1], loss),
         Probabilities(Tensor::from_buffer(logits.device(), &[n, classes], probs)),
@@ -431,6 +450,7 @@ pub fn cross_entropy_bwd(probs: &Probabilities, labels: &Labels, dloss: &Tensor)
         dloss.buffer(),
         n,
         classes,
+        labels.smoothing,
     )?;
     Ok(Tensor::from_buffer(probs.0.device(), &[n, classes], dz))
 }

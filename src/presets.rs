@@ -30,6 +30,7 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         warmup_steps: 0,
         min_lr_fraction: 0.0,
         augment: false,
+        label_smoothing: 0.0,
     };
     Ok(match name {
         "tutorial" => tutorial,

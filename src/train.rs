@@ -59,6 +59,9 @@ pub struct TrainConfig {
     /// Random crop with padding and left-right mirror of training images (src/augment.rs).
     #[serde(default)]
     pub augment: bool,
+    /// Cross-entropy against `(1 - ε)·onehot + ε / 10` instead of the one-hot labels.
+    #[serde(default)]
+    pub label_smoothing: f64,
 }
 
 fn constant_schedule() -> String {
@@ -111,6 +114,11 @@ impl TrainConfig {
         ensure!(
             self.save_every != Some(0),
             "--save-every must be at least 1"
+        );
+        ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "--label-smoothing must be in [0, 1), got {}",
+            self.label_smoothing
         );
         self.init()?;
         self.schedule()?;
@@ -235,9 +243,9 @@ impl DeviceSplit {
         )
     }
 
-    fn labels(&self, device: &Device, indices: &[u32]) -> Result<Labels> {
+    fn labels(&self, device: &Device, indices: &[u32], config: &TrainConfig) -> Result<Labels> {
         let labels: Vec<u32> = indices.iter().map(|&i| self.labels[i as usize]).collect();
-        Labels::new(device, &labels, 10)
+        Labels::new(device, &labels, 10)?.smoothed(config.label_smoothing as f32)
     }
 }
 
@@ -356,7 +364,7 @@ pub fn train(
         let (mut window_loss, mut window_correct, mut window_seen) = (0.0f64, 0u64, 0u64);
         for indices in order.chunks(config.batch_size).skip(state.batch) {
             let images = train_set.training_images(indices, &config, state.step)?;
-            let labels = train_set.labels(device, indices)?;
+            let labels = train_set.labels(device, indices, &config)?;
             adam.lr = schedule.lr(config.lr, state.step, total_steps);
             let seed = dropout_seed(config.seed, state.step);
             let result = train_step(&net, &mut params, &mut adam, &images, &labels, seed)?;

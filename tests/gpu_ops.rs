@@ -405,59 +405,73 @@ fn labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
 
 /// Softmax uses expf/logf, whose last bits differ between libraries (and between the
 /// GPU and the host), so probabilities and the loss agree to a few ulps, not exactly.
+/// With and without label smoothing.
 #[test]
 fn cross_entropy_matches() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
     for (i, (n, classes)) in [(1, 10), (7, 3), (300, 10)].into_iter().enumerate() {
-        let what = format!("cross-entropy {n}x{classes}");
         let z = logits(n, classes, 300 + i as u64);
         let t = labels(n, classes, 310 + i as u64);
-        let (loss_cpu, p_cpu) =
-            cpu.cross_entropy_fwd(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
         let labels_gpu = gpu.upload_u32(t.clone())?;
-        let (loss_gpu, p_gpu) = gpu.cross_entropy_fwd(&up(&gpu, &z), &labels_gpu, n, classes)?;
-        let (p_cpu, p_gpu) = (down(&cpu, &p_cpu), down(&gpu, &p_gpu));
-        assert_close(
-            &p_gpu,
-            &p_cpu,
-            1e-7,
-            1e-5,
-            &format!("{what}: probabilities"),
-        );
-        assert_close(
-            &down(&gpu, &loss_gpu),
-            &down(&cpu, &loss_cpu),
-            1e-6,
-            1e-5,
-            &format!("{what}: loss"),
-        );
+        for smoothing in [0.0, 0.1, 1.0] {
+            let what = format!("cross-entropy {n}x{classes}, smoothing {smoothing}");
+            let (loss_cpu, p_cpu) = cpu.cross_entropy_fwd(
+                &up(&cpu, &z),
+                &cpu.upload_u32(t.clone())?,
+                n,
+                classes,
+                smoothing,
+            )?;
+            let (loss_gpu, p_gpu) =
+                gpu.cross_entropy_fwd(&up(&gpu, &z), &labels_gpu, n, classes, smoothing)?;
+            let (p_cpu, p_gpu) = (down(&cpu, &p_cpu), down(&gpu, &p_gpu));
+            assert_close(
+                &p_gpu,
+                &p_cpu,
+                1e-7,
+                1e-5,
+                &format!("{what}: probabilities"),
+            );
+            assert_close(
+                &down(&gpu, &loss_gpu),
+                &down(&cpu, &loss_cpu),
+                1e-6,
+                1e-5,
+                &format!("{what}: loss"),
+            );
 
-        // Backward from the same probabilities is the same arithmetic: exact.
-        let dloss = [0.75f32];
-        let dz_cpu = cpu.cross_entropy_bwd(
-            &up(&cpu, &p_cpu),
-            &cpu.upload_u32(t.clone())?,
-            &up(&cpu, &dloss),
-            n,
-            classes,
-        )?;
-        let dz_gpu = gpu.cross_entropy_bwd(
-            &up(&gpu, &p_cpu),
-            &labels_gpu,
-            &up(&gpu, &dloss),
-            n,
-            classes,
-        )?;
-        assert_same(
-            &down(&gpu, &dz_gpu),
-            &down(&cpu, &dz_cpu),
-            &format!("{what}: backward"),
-        );
+            // Backward from the same probabilities is the same arithmetic: exact.
+            let dloss = [0.75f32];
+            let dz_cpu = cpu.cross_entropy_bwd(
+                &up(&cpu, &p_cpu),
+                &cpu.upload_u32(t.clone())?,
+                &up(&cpu, &dloss),
+                n,
+                classes,
+                smoothing,
+            )?;
+            let dz_gpu = gpu.cross_entropy_bwd(
+                &up(&gpu, &p_cpu),
+                &labels_gpu,
+                &up(&gpu, &dloss),
+                n,
+                classes,
+                smoothing,
+            )?;
+            assert_same(
+                &down(&gpu, &dz_gpu),
+                &down(&cpu, &dz_cpu),
+                &format!("{what}: backward"),
+            );
+        }
 
         let count_cpu =
             cpu.correct_count(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
         let count_gpu = gpu.correct_count(&up(&gpu, &z), &labels_gpu, n, classes)?;
-        assert_eq!(count_gpu, count_cpu, "{what}: correct count");
+        assert_eq!(
+            count_gpu, count_cpu,
+            "cross-entropy {n}x{classes}: correct count"
+        );
     }
     Ok(())
 }

@@ -522,6 +522,32 @@ fn cross_entropy_values(device: Device) -> Result<()> {
     Ok(())
 }
 
+fn cross_entropy_label_smoothing(device: Device) -> Result<()> {
+    let smoothed = |logits: &[f32], shape: [usize; 2], labels: &[u32], eps: f32| {
+        let logits = tensor(&device, &shape, logits)?;
+        let labels = Labels::new(&device, labels, shape[1])?.smoothed(eps)?;
+        let mut tape = Tape::new();
+        let logits = tape.constant(logits);
+        tape.cross_entropy(&logits, &labels)?.value.scalar()
+    };
+    // Row [1,2,3] label 2, ε = 0.3: log p = [-2.40760596, -1.40760596, -0.40760596];
+    // loss = 0.7·0.40760596 + 0.1·(2.40760596 + 1.40760596 + 0.40760596)
+    //      = 0.28532417 + 0.42228179 = 0.70760596.
+    let loss = smoothed(&[1., 2., 3.], [1, 3], &[2], 0.3)?;
+    assert_close(&[loss], &[0.707_605_96], 1e-6, 1e-6, "smoothed row");
+    // Equal logits: every target sums to 1 against log(1/10) everywhere: ln 10.
+    let loss = smoothed(&[0.5; 20], [2, 10], &[3, 9], 0.1)?;
+    assert_close(&[loss], &[std::f32::consts::LN_10], 1e-6, 1e-6, "uniform");
+    // ε = 0 is the plain loss, even where a probability underflows to 0.
+    let loss = smoothed(&[1000., -1000., 1000., -1000.], [2, 2], &[0, 1], 0.0)?;
+    assert_eq!(loss, 1000.0);
+    let err = smoothed(&[0.0; 2], [1, 2], &[0], 1.5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("label smoothing"), "{err}");
+    Ok(())
+}
+
 fn cross_entropy_extreme_logits(device: Device) -> Result<()> {
     // log-sum-exp of [1000, -1000] is 1000 + ln(1 + e⁻²⁰⁰⁰) = 1000 in f32, so row 0
     // (label 0) loses 0 and row 1 (label 1) loses 2000; the mean is exactly 1000.
@@ -763,6 +789,7 @@ device_tests!(
     linear_forward,
     cross_entropy_values,
     cross_entropy_extreme_logits,
+    cross_entropy_label_smoothing,
     correct_count_ties,
     labels_out_of_range,
     resize_constant_and_identity,

@@ -61,6 +61,7 @@ fn the_tutorial_preset_has_no_recipe_extras() {
         (t.schedule.as_str(), t.augment, t.lr),
         ("constant", false, 0.001)
     );
+    assert_eq!(t.label_smoothing, 0.0);
 }
 
 #[test]

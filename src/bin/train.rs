@@ -66,6 +66,9 @@ struct Args {
     /// Random crop (padding 2) and left-right mirror of training images (true | false).
     #[arg(long)]
     augment: Option<bool>,
+    /// Train against (1 - ε)·onehot + ε/10 targets (0: the plain labels).
+    #[arg(long, value_name = "ε")]
+    label_smoothing: Option<f64>,
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
@@ -115,6 +118,7 @@ fn config_from(args: &Args, name: &str) -> Result<TrainConfig> {
     c.warmup_steps = args.warmup_steps.unwrap_or(c.warmup_steps);
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
+    c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
     c.validate()?;
     Ok(c)
 }
@@ -129,7 +133,7 @@ fn describe(c: &TrainConfig) -> String {
         _ => format!("lr {} (constant)", c.lr),
     };
     format!(
-        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, seed {}",
+        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}",
         c.batch_size,
         c.epochs,
         limit(c.train_limit),
@@ -137,6 +141,7 @@ fn describe(c: &TrainConfig) -> String {
         c.init,
         if c.normalize { "normalised" } else { "in [0, 1]" },
         if c.augment { "crop+flip" } else { "none" },
+        c.label_smoothing,
         c.seed,
         s = c.image_size,
     )

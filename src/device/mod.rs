@@ -154,7 +154,8 @@ pub trait Backend: Send + Sync {
         g: &LinearGeometry,
     ) -> Result<(Buffer<f32>, Buffer<f32>)>;
 
-    /// Mean softmax cross-entropy of `logits [n, classes]`: returns the one-element
+    /// Mean softmax cross-entropy of `logits [n, classes]` against targets
+    /// `(1 - smoothing)·onehot(labels) + smoothing / classes`: returns the one-element
     /// loss and the softmax probabilities (kept for backward).
     fn cross_entropy_fwd(
         &self,
@@ -162,8 +163,10 @@ pub trait Backend: Send + Sync {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)>;
-    /// `dlogits = dloss * (probs - onehot(labels)) / n`.
+    /// `dlogits = dloss * (probs - targets) / n`, the targets as in the forward.
+    #[allow(clippy::too_many_arguments)]
     fn cross_entropy_bwd(
         &self,
         probs: &Buffer<f32>,
@@ -171,6 +174,7 @@ pub trait Backend: Send + Sync {
         dloss: &Buffer<f32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>>;
     /// How many rows have their (first) largest logit at the label.
     fn correct_count(

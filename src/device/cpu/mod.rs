@@ -204,8 +204,10 @@ impl Backend for CpuBackend {
         labels: &Buffer<u32>,
         _n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        let (loss, probs) = loss::cross_entropy_forward(host(logits)?, host(labels)?, classes);
+        let (loss, probs) =
+            loss::cross_entropy_forward(host(logits)?, host(labels)?, classes, smoothing);
         Ok((Buffer::Host(vec![loss]), Buffer::Host(probs)))
     }
 
@@ -216,6 +218,7 @@ impl Backend for CpuBackend {
         dloss: &Buffer<f32>,
         _n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>> {
         let dloss = host(dloss)?[0];
         Ok(Buffer::Host(loss::cross_entropy_backward(
@@ -223,6 +226,7 @@ impl Backend for CpuBackend {
             host(labels)?,
             dloss,
             classes,
+            smoothing,
         )))
     }
 

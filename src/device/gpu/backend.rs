@@ -168,8 +168,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        loss::forward(&self.driver, logits, labels, n, classes)
+        loss::forward(&self.driver, logits, labels, n, classes, smoothing)
     }
 
     fn cross_entropy_bwd(
@@ -179,8 +180,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dloss: &Buffer<f32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>> {
-        loss::backward(&self.driver, probs, labels, dloss, n, classes)
+        loss::backward(&self.driver, probs, labels, dloss, n, classes, smoothing)
     }
 
     fn correct_count(
