@@ -397,3 +397,97 @@ fn tick_decimals(span: f64) -> usize {
     }
     (1.0 - span.log10()).ceil().clamp(0.0, 6.0) as usize
 }
+
+/// Size of the confusion-matrix image, in pixels.
+pub const CONFUSION_SIZE: (u32, u32) = (980, 860);
+
+/// Draws `confusion[true][predicted]` to the PNG file `png`: one cell per pair,
+/// shaded by the share of its true class (row) that it holds, with the count
+/// written in it; rows and columns named by `classes`.
+pub fn plot_confusion(
+    confusion: &[[u64; 10]],
+    classes: &[&str; 10],
+    png: &Path,
+    title: &str,
+) -> Result<()> {
+    ensure!(
+        confusion.len() == 10,
+        "a confusion matrix of {} rows, expected 10",
+        confusion.len()
+    );
+    let is_png = png
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    ensure!(
+        is_png,
+        "{}: the confusion matrix is written as PNG, so its name must end in .png",
+        png.display()
+    );
+    register_embedded_font()?;
+    let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", png.display());
+
+    let root = BitMapBackend::new(png, CONFUSION_SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, (FONT_FAMILY, 24)).map_err(|e| err(&e))?;
+    // Room for the row names on the left and the column names below.
+    let (left, top, cell) = (170i32, 20i32, 64i32);
+    let text = |size: u32, pos: Pos| TextStyle::from((FONT_FAMILY, size)).pos(pos);
+    let centre = Pos::new(HPos::Center, VPos::Center);
+    for (i, row) in confusion.iter().enumerate() {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        let y = top + i as i32 * cell;
+        root.draw(&Text::new(
+            classes[i].to_string(),
+            (left - 10, y + cell / 2),
+            text(15, Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(|e| err(&e))?;
+        for (j, &count) in row.iter().enumerate() {
+            let share = count as f64 / total;
+            let x = left + j as i32 * cell;
+            // White to the line colour as the share grows.
+            let mix = |c: u8| (255.0 - (255.0 - c as f64) * share).round() as u8;
+            let fill = RGBColor(mix(LINE_COLOR.0), mix(LINE_COLOR.1), mix(LINE_COLOR.2));
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                fill.filled(),
+            ))
+            .map_err(|e| err(&e))?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                BLACK.mix(0.2),
+            ))
+            .map_err(|e| err(&e))?;
+            let ink = if share > 0.5 { WHITE } else { BLACK };
+            root.draw(&Text::new(
+                count.to_string(),
+                (x + cell / 2, y + cell / 2),
+                text(15, centre).color(&ink),
+            ))
+            .map_err(|e| err(&e))?;
+        }
+    }
+    let bottom = top + 10 * cell;
+    for (j, name) in classes.iter().enumerate() {
+        let x = left + j as i32 * cell + cell / 2;
+        // Long names alternate between two lines so they do not overlap.
+        let y = bottom + 14 + (j as i32 % 2) * 18;
+        root.draw(&Text::new(name.to_string(), (x, y), text(14, centre)))
+            .map_err(|e| err(&e))?;
+    }
+    let labels = [
+        ("predicted class", (left + 5 * cell, bottom + 62)),
+        (
+            "rows: true class; shade: share of the row",
+            (left + 5 * cell, bottom + 86),
+        ),
+    ];
+    for (words, at) in labels {
+        root.draw(&Text::new(words, at, text(16, centre)))
+            .map_err(|e| err(&e))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", png.display()))?;
+    Ok(())
+}

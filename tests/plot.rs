@@ -168,3 +168,27 @@ fn the_learning_rate_has_its_own_panel() {
         .collect();
     assert_eq!(lr_panel_line_pixels(&without), 0);
 }
+
+#[test]
+fn confusion_matrix_png() {
+    use googlenet::data::CLASS_NAMES;
+    use googlenet::plot::{plot_confusion, CONFUSION_SIZE};
+    let mut confusion = vec![[0u64; 10]; 10];
+    for (i, row) in confusion.iter_mut().enumerate() {
+        row[i] = 900;
+        row[(i + 1) % 10] = 100;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("confusion.png");
+    plot_confusion(&confusion, &CLASS_NAMES, &png, "confusion").unwrap();
+    assert_eq!(png_size(&png), CONFUSION_SIZE);
+    // The diagonal cells are dark (90% of their row), the empty ones white.
+    let image = image::open(&png).unwrap().to_rgb8();
+    let dark = image
+        .pixels()
+        .filter(|p| p.0[0] < 80 && p.0[2] > 120)
+        .count();
+    assert!(dark > 10 * 50 * 50, "{dark} dark pixels");
+    let err = plot_confusion(&confusion, &CLASS_NAMES, &dir.path().join("c.jpg"), "c");
+    assert!(err.unwrap_err().to_string().contains(".png"));
+}

@@ -144,7 +144,8 @@ fn renditions(original: &GrayImage, i: usize) -> [(DynamicImage, ImageFormat); 3
     ]
 }
 
-/// A short run on the real data: 300 steps of the quick recipe.
+/// A short run on the real data: 300 steps of the quick recipe (warm-up shortened
+/// in proportion).
 fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
     let data = data::load(&DataOptions {
         data_dir: Some(SYSTEM_DIR.into()),
@@ -153,7 +154,7 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
     })?;
     let config = TrainConfig {
         train_limit: Some(4800),
-        test_limit: Some(200),
+        test_limit: Some(1000),
         epochs: 1,
         warmup_steps: 30,
         ..preset("quick")?
@@ -167,9 +168,14 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
         &AtomicBool::new(false),
         &mut Quiet,
     )?;
+    // This is also the quick recipe, shortened, in CI: it must have learned.
+    let train::Outcome::Finished { test_accuracy } = outcome else {
+        panic!("the short run did not finish: {outcome:?}")
+    };
+    eprintln!("300 steps of the quick recipe: test accuracy {test_accuracy} (1000 images)");
     assert!(
-        matches!(outcome, train::Outcome::Finished { .. }),
-        "{outcome:?}"
+        test_accuracy > 0.6,
+        "test accuracy {test_accuracy} after 300 steps"
     );
     Ok((dir.join("checkpoints").join("epoch-1"), config))
 }
@@ -228,8 +234,10 @@ fn user_renditions_are_classified_as_the_originals() -> Result<()> {
             .filter(|(p, &r)| top_k(p, 1)[0].0 == r)
             .count();
         eprintln!("form {form}: {agree} of {count} agree with the 28x28 originals");
+        // Observed: 54, 56 and 52 of 60. A wrong inversion or fit gives far fewer;
+        // the short-trained model's borderline images may flip on a re-rendering.
         assert!(
-            agree * 100 >= count * 85,
+            agree * 100 >= count * 80,
             "form {form}: only {agree} of {count} agree"
         );
     }

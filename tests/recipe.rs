@@ -93,3 +93,62 @@ fn views_are_keyed_by_seed_and_step_and_cover_every_shift() {
     let flipped = many.iter().filter(|v| v.flip).count() as f64 / many.len() as f64;
     assert!((0.45..0.55).contains(&flipped), "{flipped} flipped");
 }
+
+#[test]
+fn run_directories_are_named_by_local_time_with_a_suffix_on_collision() {
+    use googlenet::runs::create_run_dir;
+    let root = tempfile::tempdir().unwrap();
+    let dirs: Vec<_> = (0..3)
+        .map(|_| create_run_dir(root.path(), "quick").unwrap())
+        .collect();
+    let names: Vec<String> = dirs
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    // quick-YYYY-MM-DD_HH-MM-SS: digits where the digits go.
+    let stamp = &names[0]["quick-".len()..];
+    assert_eq!(stamp.len(), 19, "{stamp}");
+    for (i, c) in stamp.chars().enumerate() {
+        match i {
+            4 | 7 | 13 | 16 => assert_eq!(c, '-', "{stamp}"),
+            10 => assert_eq!(c, '_', "{stamp}"),
+            _ => assert!(c.is_ascii_digit(), "{stamp}"),
+        }
+    }
+    assert!(dirs.iter().all(|d| d.is_dir()));
+    // Three in (most likely) one second: distinct names, the later ones suffixed.
+    assert!(names[0] != names[1] && names[1] != names[2]);
+    assert!(names[1].ends_with("-2") || names[1][6..25] != names[0][6..25]);
+}
+
+#[test]
+fn the_summary_takes_the_last_and_the_best_epoch() {
+    use googlenet::metrics::Record;
+    use googlenet::runs::{format_duration, Summary};
+    let epoch = |epoch, test_accuracy, epoch_time_s, images_per_s| Record::Epoch {
+        epoch,
+        step: epoch as u64 * 100,
+        train_loss: 0.5,
+        train_accuracy: 0.8,
+        test_accuracy,
+        epoch_time_s,
+        images_per_s,
+    };
+    assert_eq!(Summary::from_records(&[]), None);
+    let s = Summary::from_records(&[
+        epoch(1, 0.85, 100.0, 300.0),
+        epoch(2, 0.91, 100.0, 100.0),
+        epoch(3, 0.90, 200.0, 200.0),
+    ])
+    .unwrap();
+    assert_eq!(
+        (s.final_test_accuracy, s.best_epoch, s.best_test_accuracy),
+        (0.90, 2, 0.91)
+    );
+    assert_eq!(s.train_seconds, 400.0);
+    // 30,000 + 10,000 + 40,000 images in 400 s.
+    assert!((s.images_per_s - 200.0).abs() < 1e-9);
+    assert_eq!(format_duration(41.4), "41 s");
+    assert_eq!(format_duration(572.0), "9 min 32 s");
+    assert_eq!(format_duration(7500.0), "2 h 05 min");
+}
