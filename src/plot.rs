@@ -399,7 +399,7 @@ fn tick_decimals(span: f64) -> usize {
 }
 
 /// Size of the confusion-matrix image, in pixels.
-pub const CONFUSION_SIZE: (u32, u32) = (980, 860);
+pub const CONFUSION_SIZE: (u32, u32) = (850, 800);
 
 /// Draws `confusion[true][predicted]` to the PNG file `png`: one cell per pair,
 /// shaded by the share of its true class (row) that it holds, with the count
