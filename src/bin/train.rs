@@ -178,10 +178,11 @@ fn run(args: Args) -> Result<ExitCode> {
     let (config, run_dir) = match &args.resume {
         Some(dir) => {
             let (state, ..) = train::resume(&device, dir)?;
-            let run_dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| run_dir_of_checkpoint(dir));
+            let run_dir = Some(
+                args.run_dir
+                    .clone()
+                    .unwrap_or_else(|| run_dir_of_checkpoint(dir)),
+            );
             println!(
                 "resuming {} at epoch {}, batch {} (step {}); its saved settings are used",
                 dir.display(),
@@ -194,11 +195,7 @@ fn run(args: Args) -> Result<ExitCode> {
         None => {
             println!("preset: {name} ({why})");
             let config = config_from(&args, &name)?;
-            let run_dir = match &args.run_dir {
-                Some(dir) => dir.clone(),
-                None => create_run_dir(Path::new("runs"), &name)?,
-            };
-            (config, run_dir)
+            (config, args.run_dir.clone())
         }
     };
     println!("device: {}", device.name());
@@ -221,6 +218,11 @@ fn run(args: Args) -> Result<ExitCode> {
             "verified"
         }
     );
+    // A fresh run's directory is made only now, so a run that cannot start leaves none.
+    let run_dir = match run_dir {
+        Some(dir) => dir,
+        None => create_run_dir(Path::new("runs"), &config.preset)?,
+    };
     println!("run directory: {}", run_dir.display());
 
     let stop = Arc::new(AtomicBool::new(false));
