@@ -478,6 +478,18 @@ fn bad_flags_are_named() {
             "unknown initialisation \"xavier\"",
         ),
         (vec!["--image-size", "4"], "--image-size must be at least 8"),
+        (
+            vec!["--schedule", "linear"],
+            "--schedule \"linear\" is unknown",
+        ),
+        (
+            vec!["--min-lr-fraction", "2"],
+            "--min-lr-fraction must be in [0, 1]",
+        ),
+        (
+            vec!["--label-smoothing", "1"],
+            "--label-smoothing must be in [0, 1)",
+        ),
     ] {
         let (ok, text) = output_of(program("train").args(&flags).arg("--summary"));
         assert!(!ok && text.contains(needle), "{flags:?}: {text}");
