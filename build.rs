@@ -6,10 +6,10 @@ use std::fmt::Write as _;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-#[path = "build/nvcc.rs"]
-mod nvcc;
 #[path = "build/emu_shared.rs"]
 mod emu_shared;
+#[path = "build/nvcc.rs"]
+mod nvcc;
 #[path = "build/ptx.rs"]
 mod ptx;
 #[path = "build/ptxas_report.rs"]

@@ -21,6 +21,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
+use googlenet::augment::View;
 use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
 use googlenet::device::cuda;
@@ -100,7 +101,8 @@ fn steady_state_counts(device: &Device, batch: usize, size: usize) -> Result<Cou
     for step in 0..2 {
         let indices: Vec<u32> = (0..batch).map(|i| (step * batch + i) as u32).collect();
         device.take_counters();
-        let (images, labels) = data.batch(&indices, size, Normalize::FASHION_MNIST)?;
+        let views = vec![View::IDENTITY; indices.len()];
+        let (images, labels) = data.batch(&indices, &views, size, Normalize::FASHION_MNIST, 0.0)?;
         train_step_logged(
             &net,
             &mut params,

@@ -4,14 +4,18 @@
 // [n, classes] and labels [n], and the correct-prediction count. Per row, as
 // src/device/cpu/loss.rs (PyTorch's log_softmax grouping):
 //   m = max_j z_j,  s = ln Σ_j exp(z_j - m),  log p_j = (z_j - m) - s,
-//   loss_i = -log p_label.
+//   loss_i = -log p_label                                  (smoothing ε = 0),
+//   loss_i = -(1 - ε)·log p_label - (ε / classes)·Σ_j log p_j   (label smoothing ε > 0,
+//            as nn.CrossEntropyLoss(label_smoothing=ε): the target is (1-ε)·onehot + ε/classes).
 // Rows are short (10 classes), so one thread takes a whole row, in the CPU's order.
 
-// Forward, per row i: probs[i, j] = exp((z_ij - m) - s) and term[i] = log p_{i, label_i}
-// (the loss is the negated mean of the terms, see cross_entropy_mean_f32).
+// Forward, per row i: probs[i, j] = exp((z_ij - m) - s) and term[i] = -loss_i's sum,
+// log p_{i, label_i} when ε = 0 (the loss is the negated mean of the terms, see
+// cross_entropy_mean_f32).
 // Launch: one thread per row, blocks of 256.
 extern "C" __global__ void cross_entropy_fwd_f32(const float* logits, const unsigned int* labels,
-                                                 float* probs, float* term, int n, int classes) {
+                                                 float* probs, float* term, int n, int classes,
+                                                 float smoothing) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
     const float* z = logits + i * classes;
@@ -23,7 +27,14 @@ extern "C" __global__ void cross_entropy_fwd_f32(const float* logits, const unsi
     for (int j = 0; j < classes; ++j) sum += expf(z[j] - m);
     const float log_sum = logf(sum);
     for (int j = 0; j < classes; ++j) p[j] = expf((z[j] - m) - log_sum);
-    term[i] = (z[labels[i]] - m) - log_sum;
+    const float at_label = (z[labels[i]] - m) - log_sum;
+    if (smoothing == 0.0f) {
+        term[i] = at_label;  // no Σ_j log p_j: it may be -inf where p_j underflows
+        return;
+    }
+    float all = 0.0f;
+    for (int j = 0; j < classes; ++j) all += (z[j] - m) - log_sum;
+    term[i] = (1.0f - smoothing) * at_label + (smoothing / (float)classes) * all;
 }
 EMU_REGISTER(cross_entropy_fwd_f32)
 
@@ -47,16 +58,17 @@ extern "C" __global__ void cross_entropy_mean_f32(const float* term, float* loss
 }
 EMU_REGISTER(cross_entropy_mean_f32)
 
-// Backward: dz[i, j] = (p_ij - [j = label_i]) · (dloss / n), dloss the one-element loss
-// gradient. Launch: one thread per element of dz, blocks of 256.
+// Backward: dz[i, j] = (p_ij - t_ij) · (dloss / n), dloss the one-element loss gradient,
+// t_ij = (1 - ε)·[j = label_i] + ε / classes the (smoothed) target. Launch: one thread per element of dz, blocks of 256.
 extern "C" __global__ void cross_entropy_bwd_f32(const float* probs, const unsigned int* labels,
                                                  const float* dloss, float* dz, int n,
-                                                 int classes) {
+                                                 int classes, float smoothing) {
     const int e = blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= n * classes) return;
     const int i = e / classes, j = e % classes;
     const float scale = __fdiv_rn(dloss[0], (float)n);
-    const float target = (unsigned int)j == labels[i] ? 1.0f : 0.0f;
+    const float target = ((unsigned int)j == labels[i] ? 1.0f - smoothing : 0.0f) +
+                         __fdiv_rn(smoothing, (float)classes);
     dz[e] = __fmul_rn(probs[e] - target, scale);
 }
 EMU_REGISTER(cross_entropy_bwd_f32)

@@ -2,7 +2,10 @@
 
 // Gathers u8 images [count, h, w] at `indices` and resizes each to size x size
 // floats, as F.interpolate(x / 255, size, mode="bilinear", align_corners=False), then
-// normalises: out = (value - mean) / std. Per output row oy (columns alike):
+// normalises: out = (value - mean) / std. Image b is read through its augmentation
+// view (src/augment.rs), views[b] = (dy + 128) | (dx + 128) << 8 | flip << 16:
+//   x[y, x] = image[y + dy, (flip ? w - 1 - x : x) + dx], 0 outside the image.
+// Per output row oy (columns alike):
 //   src = max((oy + 0.5)·(h / size) - 0.5, 0),  y0 = ⌊src⌋ (at most h-1),
 //   y1 = min(y0 + 1, h - 1),  ly = src - y0
 //   value = (1-ly)·((1-lx)·x[y0,x0] + lx·x[y0,x1]) + ly·((1-lx)·x[y1,x0] + lx·x[y1,x1])
@@ -25,7 +28,7 @@ __device__ inline float lerp_pair(float a, float b, float l) {
 }
 
 extern "C" __global__ void resize_fwd_f32(const unsigned char* images, const unsigned int* indices,
-                                          float* out, int batch, int h, int w, int size,
+                                          const unsigned int* views, float* out, int batch, int h, int w, int size,
                                           float mean, float stddev) {
     const int e = blockIdx.x * blockDim.x + threadIdx.x;
     if (e >= batch * size * size) return;
@@ -36,7 +39,14 @@ extern "C" __global__ void resize_fwd_f32(const unsigned char* images, const uns
     float ly, lx;
     bilinear_tap(oy, h, size, &y0, &y1, &ly);
     bilinear_tap(ox, w, size, &x0, &x1, &lx);
-    auto px = [&](int y, int x) { return __fdiv_rn((float)image[y * w + x], 255.0f); };
+    const unsigned int view = views[b];
+    const int dy = (int)(view & 0xffu) - 128, dx = (int)((view >> 8) & 0xffu) - 128;
+    const bool flip = (view >> 16) & 1u;
+    auto px = [&](int y, int x) {
+        const int sy = y + dy, sx = (flip ? w - 1 - x : x) + dx;
+        if (sy < 0 || sx < 0 || sy >= h || sx >= w) return 0.0f;
+        return __fdiv_rn((float)image[sy * w + sx], 255.0f);
+    };
     const float top = lerp_pair(px(y0, x0), px(y0, x1), lx);
     const float bottom = lerp_pair(px(y1, x0), px(y1, x1), lx);
     const float value = lerp_pair(top, bottom, ly);

@@ -1,10 +1,12 @@
 //! A split on the device, from which training batches are cut.
 //!
-//! Its images and labels are uploaded once; a batch uploads only its indices, from
-//! which the device gathers (and resizes) the images and gathers the labels.
+//! Its images and labels are uploaded once; a batch uploads only its indices and its
+//! augmentation views, from which the device gathers (augments and resizes) the images
+//! and gathers the labels.
 
 use anyhow::{bail, ensure, Result};
 
+use crate::augment::View;
 use crate::data::Split;
 use crate::device::{Buffer, Device};
 use crate::ops::{Labels, Normalize};
@@ -59,10 +61,28 @@ impl DeviceSplit {
         &self.labels
     }
 
-    /// The batch at `indices`: its images, resized to `size x size` and normalised,
-    /// and its labels. One upload (the indices), two launches.
-    pub fn batch(&self, indices: &[u32], size: usize, norm: Normalize) -> Result<(Tensor, Labels)> {
+    /// The batch at `indices`: its images, each read through its view (a shift and a
+    /// mirror, src/augment.rs; `View::IDENTITY` for none), resized to `size x size` and
+    /// normalised, and its labels, smoothed by `smoothing`. Two uploads (the indices and
+    /// the views), two launches.
+    pub fn batch(
+        &self,
+        indices: &[u32],
+        views: &[View],
+        size: usize,
+        norm: Normalize,
+        smoothing: f32,
+    ) -> Result<(Tensor, Labels)> {
         ensure!(size > 0, "image size must be positive");
+        ensure!(
+            views.len() == indices.len(),
+            "{} augmentation views for {} images",
+            views.len(),
+            indices.len()
+        );
+        if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
+            bail!("augmentation view {bad:?} shifts by more than 127 pixels");
+        }
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
             bail!(
                 "sample index {bad} is out of range: the split holds {}",
@@ -71,10 +91,20 @@ impl DeviceSplit {
         }
         let backend = self.device.backend();
         let on_device = backend.upload_u32(indices.to_vec())?;
-        let images =
-            backend.resize_images(&self.images, self.rows, self.cols, &on_device, size, norm)?;
+        let views = backend.upload_u32(views.iter().map(|v| v.word()).collect())?;
+        let images = backend.resize_images(
+            &self.images,
+            self.rows,
+            self.cols,
+            &on_device,
+            &views,
+            size,
+            norm,
+        )?;
         let images = Tensor::from_buffer(&self.device, &[indices.len(), 1, size, size], images);
         let labels = backend.gather_labels(&self.device_labels, &on_device)?;
-        Ok((images, Labels::from_device(labels, CLASSES)))
+        Labels::from_device(labels, CLASSES)
+            .smoothed(smoothing)
+            .map(|labels| (images, labels))
     }
 }

@@ -9,6 +9,7 @@
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+pub mod augment;
 pub mod autograd;
 pub mod batch;
 pub mod checkpoint;
@@ -21,9 +22,12 @@ pub mod nn;
 pub mod ops;
 pub mod optim;
 pub mod plot;
+pub mod predict;
 pub mod presets;
 pub mod reconcile;
 pub mod run_lock;
+pub mod runs;
+pub mod schedule;
 pub mod step_log;
 pub mod tensor;
 pub mod train;

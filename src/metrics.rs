@@ -22,6 +22,9 @@ pub enum Record {
         loss: f64,
         accuracy: f64,
         elapsed_s: f64,
+        /// The learning rate of the window's last step (absent in older files).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        lr: Option<f64>,
     },
     /// After each epoch: means over every training sample of the epoch.
     Epoch {

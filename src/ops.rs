@@ -6,16 +6,20 @@ use std::sync::Arc;
 
 use anyhow::{ensure, Context, Result};
 
+use crate::augment::View;
 use crate::device::geometry::{ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
 use crate::device::{Buffer, Device};
 use crate::tensor::Tensor;
 
-/// Class labels on a device, each checked to be below `classes`. Clones share the data.
+/// Class labels on a device, each checked to be below `classes`, as cross-entropy's
+/// targets: one-hot, or smoothed to `(1 - ε)·onehot + ε / classes`
+/// (`nn.CrossEntropyLoss(label_smoothing=ε)`). Clones share the data.
 #[derive(Clone)]
 pub struct Labels {
     buffer: Arc<Buffer<u32>>,
     len: usize,
     classes: usize,
+    smoothing: f32,
 }
 
 impl Labels {
@@ -33,6 +37,19 @@ impl Labels {
             buffer: Arc::new(device.backend().upload_u32(values.to_vec())?),
             len: values.len(),
             classes,
+            smoothing: 0.0,
+        })
+    }
+
+    /// The same labels as targets smoothed by `epsilon`, in [0, 1].
+    pub fn smoothed(self, epsilon: f32) -> Result<Labels> {
+        ensure!(
+            (0.0..=1.0).contains(&epsilon),
+            "label smoothing must be in [0, 1], got {epsilon}"
+        );
+        Ok(Labels {
+            smoothing: epsilon,
+            ..self
         })
     }
 
@@ -43,6 +60,7 @@ impl Labels {
             len: buffer.len(),
             buffer: Arc::new(buffer),
             classes,
+            smoothing: 0.0,
         }
     }
 
@@ -134,19 +152,44 @@ impl ByteImages {
         size: usize,
         norm: Normalize,
     ) -> Result<Tensor> {
+        let views = vec![View::IDENTITY; indices.len()];
+        self.resize_batch_augmented(indices, &views, size, norm)
+    }
+
+    /// As `resize_batch_normalized`, each image read through its view (a shift and a
+    /// mirror, src/augment.rs) before it is resized.
+    pub fn resize_batch_augmented(
+        &self,
+        indices: &[u32],
+        views: &[View],
+        size: usize,
+        norm: Normalize,
+    ) -> Result<Tensor> {
         ensure!(size > 0, "image size must be positive");
+        ensure!(
+            views.len() == indices.len(),
+            "{} augmentation views for {} images",
+            views.len(),
+            indices.len()
+        );
+        if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
+            anyhow::bail!("augmentation view {bad:?} shifts by more than 127 pixels");
+        }
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.count) {
             anyhow::bail!(
                 "image index {bad} is out of range: the set holds {}",
                 self.count
             );
         }
-        let indices_buffer = self.device.backend().upload_u32(indices.to_vec())?;
-        let data = self.device.backend().resize_images(
+        let backend = self.device.backend();
+        let indices_buffer = backend.upload_u32(indices.to_vec())?;
+        let views_buffer = backend.upload_u32(views.iter().map(|v| v.word()).collect())?;
+        let data = backend.resize_images(
             &self.buffer,
             self.h,
             self.w,
             &indices_buffer,
+            &views_buffer,
             size,
             norm,
         )?;
@@ -558,15 +601,18 @@ pub fn linear_bwd_weight(x: &Tensor, dy: &Tensor, g: &LinearGeometry) -> Result<
 /// Softmax probabilities, kept by cross-entropy for its backward.
 pub struct Probabilities(Tensor);
 
-/// Mean softmax cross-entropy: a one-element loss and the probabilities.
+/// Mean softmax cross-entropy against the labels' (possibly smoothed) targets: a
+/// one-element loss and the probabilities.
 pub fn cross_entropy(logits: &Tensor, labels: &Labels) -> Result<(Tensor, Probabilities)> {
     let [n, classes] = labels.check_logits(logits, "cross-entropy")?;
     ensure!(n > 0, "cross-entropy of an empty batch");
-    let (loss, probs) =
-        logits
-            .device()
-            .backend()
-            .cross_entropy_fwd(logits.buffer(), &labels.buffer, n, classes)?;
+    let (loss, probs) = logits.device().backend().cross_entropy_fwd(
+        logits.buffer(),
+        &labels.buffer,
+        n,
+        classes,
+        labels.smoothing,
+    )?;
     Ok((
         Tensor::from_buffer(logits.device(), &[1], loss),
         Probabilities(Tensor::from_buffer(logits.device(), &[n, classes], probs)),
@@ -585,6 +631,7 @@ pub fn cross_entropy_bwd(probs: &Probabilities, labels: &Labels, dloss: &Tensor)
         dloss.buffer(),
         n,
         classes,
+        labels.smoothing,
     )?;
     Ok(Tensor::from_buffer(probs.0.device(), &[n, classes], dz))
 }

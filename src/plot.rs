@@ -1,8 +1,9 @@
 //! Training curves from `metrics.jsonl`, drawn to a PNG.
 //!
-//! [`plot_metrics`] draws two panels side by side: the training loss against the
-//! optimizer step, and the accuracy against the step. Both take the `Log` records
-//! as lines and the `Epoch` records as markers at the step where the epoch ended.
+//! [`plot_metrics`] draws three panels side by side: the training loss against the
+//! optimizer step, the accuracy against the step, and the learning rate. The first
+//! two take the `Log` records as lines and the `Epoch` records as markers at the
+//! step where the epoch ended; the third is the rate each `Log` record carries.
 //!
 //! Text is rendered by `plotters`' pure-Rust `ab_glyph` backend from a font compiled
 //! into the binary, so drawing needs no system fonts and no fontconfig/freetype. The
@@ -25,7 +26,7 @@ use plotters::style::{register_font, FontStyle};
 use crate::metrics::Record;
 
 /// Size of the image, in pixels.
-pub const SIZE: (u32, u32) = (1200, 500);
+pub const SIZE: (u32, u32) = (1650, 500);
 
 /// The family the embedded font is registered under; `plotters` asks for it by
 /// default (`FontFamily::SansSerif`).
@@ -41,7 +42,9 @@ const TEST_MARK_COLOR: RGBColor = RGBColor(214, 39, 40); // red
 /// Left panel: loss of each `Log` record against its step (a line), and each
 /// epoch's mean training loss at the epoch's last step (markers). Right panel:
 /// training accuracy of each `Log` record (a line), and each epoch's training and
-/// test accuracy (markers), in percent. Values that are NaN or infinite are left
+/// test accuracy (markers), in percent. Third panel: the learning rate of each
+/// `Log` record (a line; empty for files from before it was recorded). Values
+/// that are NaN or infinite are left
 /// out. A file that holds several runs one after another (the step goes back) is
 /// drawn as separate line pieces rather than one line that jumps back.
 ///
@@ -71,7 +74,8 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     let root = root
         .titled(title, (FONT_FAMILY, 26))
         .map_err(|e| write_err(&e))?;
-    let (left, right) = root.split_horizontally(SIZE.0 / 2);
+    let (left, rest) = root.split_horizontally(SIZE.0 / 3);
+    let (middle, right) = rest.split_horizontally(SIZE.0 / 3);
 
     let steps = step_range(&curves);
     draw_panel(
@@ -92,7 +96,7 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     )
     .map_err(|e| write_err(&e))?;
     draw_panel(
-        &right,
+        &middle,
         "Accuracy",
         "accuracy (%)",
         steps,
@@ -107,6 +111,17 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
             ),
             Series::Triangles("test accuracy (epoch)", &curves.epoch_test_accuracy),
         ],
+    )
+    .map_err(|e| write_err(&e))?;
+    let lr_values = curves.lr.iter().flatten().map(|&(_, y)| y);
+    draw_panel(
+        &right,
+        "Learning rate",
+        "learning rate",
+        step_range(&curves),
+        value_range(lr_values, false),
+        SeriesLabelPosition::UpperRight,
+        &[Series::Line("learning rate", &curves.lr)],
     )
     .map_err(|e| write_err(&e))?;
 
@@ -135,6 +150,7 @@ type Pieces = Vec<Vec<(u64, f64)>>;
 struct Curves {
     log_loss: Pieces,
     log_accuracy: Pieces,
+    lr: Pieces,
     epoch_loss: Vec<(u64, f64)>,
     epoch_train_accuracy: Vec<(u64, f64)>,
     epoch_test_accuracy: Vec<(u64, f64)>,
@@ -150,6 +166,7 @@ impl Curves {
                     step,
                     loss,
                     accuracy,
+                    lr,
                     ..
                 } => {
                     let restart = last_log_step.is_none_or(|last| step < last);
@@ -157,6 +174,10 @@ impl Curves {
                     if restart {
                         curves.log_loss.push(Vec::new());
                         curves.log_accuracy.push(Vec::new());
+                        curves.lr.push(Vec::new());
+                    }
+                    if let Some(lr) = lr {
+                        push_finite(curves.lr.last_mut().unwrap(), step, lr);
                     }
                     push_finite(curves.log_loss.last_mut().unwrap(), step, loss);
                     let accuracy = 100.0 * accuracy;
@@ -375,4 +396,98 @@ fn tick_decimals(span: f64) -> usize {
         return 1;
     }
     (1.0 - span.log10()).ceil().clamp(0.0, 6.0) as usize
+}
+
+/// Size of the confusion-matrix image, in pixels.
+pub const CONFUSION_SIZE: (u32, u32) = (850, 800);
+
+/// Draws `confusion[true][predicted]` to the PNG file `png`: one cell per pair,
+/// shaded by the share of its true class (row) that it holds, with the count
+/// written in it; rows and columns named by `classes`.
+pub fn plot_confusion(
+    confusion: &[[u64; 10]],
+    classes: &[&str; 10],
+    png: &Path,
+    title: &str,
+) -> Result<()> {
+    ensure!(
+        confusion.len() == 10,
+        "a confusion matrix of {} rows, expected 10",
+        confusion.len()
+    );
+    let is_png = png
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("png"));
+    ensure!(
+        is_png,
+        "{}: the confusion matrix is written as PNG, so its name must end in .png",
+        png.display()
+    );
+    register_embedded_font()?;
+    let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", png.display());
+
+    let root = BitMapBackend::new(png, CONFUSION_SIZE).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| err(&e))?;
+    let root = root.titled(title, (FONT_FAMILY, 24)).map_err(|e| err(&e))?;
+    // Room for the row names on the left and the column names below.
+    let (left, top, cell) = (170i32, 20i32, 64i32);
+    let text = |size: u32, pos: Pos| TextStyle::from((FONT_FAMILY, size)).pos(pos);
+    let centre = Pos::new(HPos::Center, VPos::Center);
+    for (i, row) in confusion.iter().enumerate() {
+        let total = row.iter().sum::<u64>().max(1) as f64;
+        let y = top + i as i32 * cell;
+        root.draw(&Text::new(
+            classes[i].to_string(),
+            (left - 10, y + cell / 2),
+            text(15, Pos::new(HPos::Right, VPos::Center)),
+        ))
+        .map_err(|e| err(&e))?;
+        for (j, &count) in row.iter().enumerate() {
+            let share = count as f64 / total;
+            let x = left + j as i32 * cell;
+            // White to the line colour as the share grows.
+            let mix = |c: u8| (255.0 - (255.0 - c as f64) * share).round() as u8;
+            let fill = RGBColor(mix(LINE_COLOR.0), mix(LINE_COLOR.1), mix(LINE_COLOR.2));
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                fill.filled(),
+            ))
+            .map_err(|e| err(&e))?;
+            root.draw(&Rectangle::new(
+                [(x, y), (x + cell, y + cell)],
+                BLACK.mix(0.2),
+            ))
+            .map_err(|e| err(&e))?;
+            let ink = if share > 0.5 { WHITE } else { BLACK };
+            root.draw(&Text::new(
+                count.to_string(),
+                (x + cell / 2, y + cell / 2),
+                text(15, centre).color(&ink),
+            ))
+            .map_err(|e| err(&e))?;
+        }
+    }
+    let bottom = top + 10 * cell;
+    for (j, name) in classes.iter().enumerate() {
+        let x = left + j as i32 * cell + cell / 2;
+        // Long names alternate between two lines so they do not overlap.
+        let y = bottom + 14 + (j as i32 % 2) * 18;
+        root.draw(&Text::new(name.to_string(), (x, y), text(14, centre)))
+            .map_err(|e| err(&e))?;
+    }
+    let labels = [
+        ("predicted class", (left + 5 * cell, bottom + 62)),
+        (
+            "rows: true class; shade: share of the row",
+            (left + 5 * cell, bottom + 86),
+        ),
+    ];
+    for (words, at) in labels {
+        root.draw(&Text::new(words, at, text(16, centre)))
+            .map_err(|e| err(&e))?;
+    }
+    root.present()
+        .with_context(|| format!("cannot write {}", png.display()))?;
+    Ok(())
 }

@@ -6,12 +6,17 @@ use crate::train::TrainConfig;
 
 pub const PRESETS: [&str; 3] = ["tutorial", "recommended", "quick"];
 
-/// `tutorial`: the tutorial's run as written: 224x224, batch 16, Adam lr 0.001,
-/// 3 epochs, all data, PyTorch's default initialisation, inputs in [0, 1].
-/// `recommended`: the same run with Kaiming-normal weights (zero biases) and inputs
-/// normalised by Fashion-MNIST's mean and std, which lets it start learning at once.
-/// `quick`: `recommended`'s settings at 32x32 on half the training set for one
-/// epoch: minutes on a CPU.
+/// `tutorial`: the tutorial's run as written: 224x224, batch 16, Adam lr 0.001
+/// (constant), 3 epochs, all data, PyTorch's default initialisation, inputs in [0, 1],
+/// no augmentation, plain labels.
+/// `recommended`: the same run with Kaiming-normal weights (zero biases), inputs
+/// normalised by Fashion-MNIST's mean and std (which lets it start learning at
+/// once), and the quick recipe's schedule and label smoothing.
+/// `quick`: the recipe measured best at equal step counts on 2 CPU cores (README,
+/// Results): 32x32, all 60,000 images, 2 epochs of batch 16 (7,500 steps, which fit
+/// in 10 minutes at 62 ms a step), cosine from 1e-3 after 100 warm-up steps down to
+/// 1e-5, label smoothing 0.1. Augmentation (--augment true) measured worse at this
+/// length.
 pub fn preset(name: &str) -> Result<TrainConfig> {
     let tutorial = TrainConfig {
         preset: name.to_string(),
@@ -26,25 +31,40 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         init: "pytorch".to_string(),
         normalize: false,
         save_every: None,
+        schedule: "constant".to_string(),
+        warmup_steps: 0,
+        min_lr_fraction: 0.0,
+        augment: false,
+        label_smoothing: 0.0,
     };
     Ok(match name {
         "tutorial" => tutorial,
         "recommended" => TrainConfig {
             init: "kaiming".to_string(),
             normalize: true,
-            ..tutorial
+            ..recipe(tutorial)
         },
         "quick" => TrainConfig {
-            epochs: 1,
+            epochs: 2,
             image_size: 32,
-            train_limit: Some(30_000),
             init: "kaiming".to_string(),
             normalize: true,
-            ..tutorial
+            ..recipe(tutorial)
         },
         other => bail!(
             "unknown preset {other:?}: expected one of {}",
             PRESETS.join(", ")
         ),
     })
+}
+
+/// The quick recipe's schedule and loss laid over `base`.
+fn recipe(base: TrainConfig) -> TrainConfig {
+    TrainConfig {
+        schedule: "cosine".to_string(),
+        warmup_steps: 100,
+        min_lr_fraction: 0.01,
+        label_smoothing: 0.1,
+        ..base
+    }
 }

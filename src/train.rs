@@ -17,6 +17,7 @@ use std::time::Instant;
 use anyhow::{ensure, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::augment::{batch_views, View};
 use crate::batch::DeviceSplit;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
@@ -27,6 +28,7 @@ use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
 use crate::ops::{self, Labels, Normalize};
 use crate::optim::Adam;
 use crate::reconcile;
+use crate::schedule::Schedule;
 pub use crate::step_log::{StepLog, StepResult};
 use crate::{Tape, Tensor};
 
@@ -59,6 +61,25 @@ pub struct TrainConfig {
     pub normalize: bool,
     /// Also checkpoint every N steps (None: only at epoch ends).
     pub save_every: Option<usize>,
+    /// The learning rate per step (src/schedule.rs): "constant" (`lr` throughout) or
+    /// "cosine" (linear warm-up over `warmup_steps`, then down to `lr · min_lr_fraction`).
+    /// Fields below default to the tutorial's when a saved state lacks them.
+    #[serde(default = "constant_schedule")]
+    pub schedule: String,
+    #[serde(default)]
+    pub warmup_steps: u64,
+    #[serde(default)]
+    pub min_lr_fraction: f64,
+    /// Random crop with padding and left-right mirror of training images (src/augment.rs).
+    #[serde(default)]
+    pub augment: bool,
+    /// Cross-entropy against `(1 - ε)·onehot + ε / 10` instead of the one-hot labels.
+    #[serde(default)]
+    pub label_smoothing: f64,
+}
+
+fn constant_schedule() -> String {
+    "constant".to_string()
 }
 
 impl TrainConfig {
@@ -76,6 +97,10 @@ impl TrainConfig {
         } else {
             Normalize::NONE
         }
+    }
+
+    pub fn schedule(&self) -> Result<Schedule> {
+        Schedule::parse(&self.schedule, self.warmup_steps, self.min_lr_fraction)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -122,7 +147,13 @@ impl TrainConfig {
                 ensure!(value <= max, "{flag} must be at most {max}, got {value}");
             }
         }
+        ensure!(
+            (0.0..1.0).contains(&self.label_smoothing),
+            "--label-smoothing must be in [0, 1), got {}",
+            self.label_smoothing
+        );
         self.init()?;
+        self.schedule()?;
         Ok(())
     }
 }
@@ -260,7 +291,14 @@ fn evaluate_split(
     let order: Vec<u32> = (0..data.len() as u32).collect();
     let mut confusion = vec![[0u64; 10]; 10];
     for indices in order.chunks(batch) {
-        let (images, _) = data.batch(indices, config.image_size, config.normalization())?;
+        let views = vec![View::IDENTITY; indices.len()];
+        let (images, _) = data.batch(
+            indices,
+            &views,
+            config.image_size,
+            config.normalization(),
+            0.0,
+        )?;
         let logits = net.forward(&mut Tape::no_grad(), params, &images, Mode::Eval)?;
         let scores = logits.value.to_vec()?;
         for (&i, row) in indices.iter().zip(scores.chunks(10)) {
@@ -314,6 +352,8 @@ pub fn train(
     let batches = train_set.len().div_ceil(config.batch_size);
     // Read at least every --log-every batches and at each epoch's end.
     let mut log = StepLog::new(device, config.log_every.min(batches))?;
+    let schedule = config.schedule()?;
+    let total_steps = (batches * config.epochs) as u64;
     let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;
     let checkpoints = checkpoints_dir(run_dir);
     let mut last_checkpoint = resume_from.map(Path::to_path_buf);
@@ -325,9 +365,22 @@ pub fn train(
         let (mut window_loss, mut window_correct, mut window_seen) = (0.0f64, 0u64, 0u64);
         let mut latest_loss = None;
         for indices in order.chunks(config.batch_size).skip(state.batch) {
-            let (images, labels) =
-                train_set.batch(indices, config.image_size, config.normalization())?;
-            let seed = dropout_seed(config.seed, state.step + log.pending() as u64);
+            // The step this batch is, counting those whose results are not read yet.
+            let step = state.step + log.pending() as u64;
+            let views = if config.augment {
+                batch_views(config.seed, step, indices.len())
+            } else {
+                vec![View::IDENTITY; indices.len()]
+            };
+            let (images, labels) = train_set.batch(
+                indices,
+                &views,
+                config.image_size,
+                config.normalization(),
+                config.label_smoothing as f32,
+            )?;
+            adam.lr = schedule.lr(config.lr, step, total_steps);
+            let seed = dropout_seed(config.seed, step);
             train_step_logged(
                 &net,
                 &mut params,
@@ -381,6 +434,7 @@ pub fn train(
                     loss: window_loss / window_seen as f64,
                     accuracy: window_correct as f64 / window_seen as f64,
                     elapsed_s: state.epoch_seconds,
+                    lr: Some(adam.lr),
                 };
                 metrics.write(&record)?;
                 observer.record(&record);

@@ -12,6 +12,7 @@
 mod common;
 
 use anyhow::Result;
+use googlenet::augment::View;
 use googlenet::device::emu::EmuDriver;
 use googlenet::device::geometry::{
     AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
@@ -580,59 +581,73 @@ fn labels(n: usize, classes: usize, seed: u64) -> Vec<u32> {
 
 /// Softmax uses expf/logf, whose last bits differ between libraries (and between the
 /// GPU and the host), so probabilities and the loss agree to a few ulps, not exactly.
+/// With and without label smoothing.
 #[test]
 fn cross_entropy_matches() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
     for (i, (n, classes)) in [(1, 10), (7, 3), (300, 10)].into_iter().enumerate() {
-        let what = format!("cross-entropy {n}x{classes}");
         let z = logits(n, classes, 300 + i as u64);
         let t = labels(n, classes, 310 + i as u64);
-        let (loss_cpu, p_cpu) =
-            cpu.cross_entropy_fwd(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
         let labels_gpu = gpu.upload_u32(t.clone())?;
-        let (loss_gpu, p_gpu) = gpu.cross_entropy_fwd(&up(&gpu, &z), &labels_gpu, n, classes)?;
-        let (p_cpu, p_gpu) = (down(&cpu, &p_cpu), down(&gpu, &p_gpu));
-        assert_close(
-            &p_gpu,
-            &p_cpu,
-            1e-7,
-            1e-5,
-            &format!("{what}: probabilities"),
-        );
-        assert_close(
-            &down(&gpu, &loss_gpu),
-            &down(&cpu, &loss_cpu),
-            1e-6,
-            1e-5,
-            &format!("{what}: loss"),
-        );
+        for smoothing in [0.0, 0.1, 1.0] {
+            let what = format!("cross-entropy {n}x{classes}, smoothing {smoothing}");
+            let (loss_cpu, p_cpu) = cpu.cross_entropy_fwd(
+                &up(&cpu, &z),
+                &cpu.upload_u32(t.clone())?,
+                n,
+                classes,
+                smoothing,
+            )?;
+            let (loss_gpu, p_gpu) =
+                gpu.cross_entropy_fwd(&up(&gpu, &z), &labels_gpu, n, classes, smoothing)?;
+            let (p_cpu, p_gpu) = (down(&cpu, &p_cpu), down(&gpu, &p_gpu));
+            assert_close(
+                &p_gpu,
+                &p_cpu,
+                1e-7,
+                1e-5,
+                &format!("{what}: probabilities"),
+            );
+            assert_close(
+                &down(&gpu, &loss_gpu),
+                &down(&cpu, &loss_cpu),
+                1e-6,
+                1e-5,
+                &format!("{what}: loss"),
+            );
 
-        // Backward from the same probabilities is the same arithmetic: exact.
-        let dloss = [0.75f32];
-        let dz_cpu = cpu.cross_entropy_bwd(
-            &up(&cpu, &p_cpu),
-            &cpu.upload_u32(t.clone())?,
-            &up(&cpu, &dloss),
-            n,
-            classes,
-        )?;
-        let dz_gpu = gpu.cross_entropy_bwd(
-            &up(&gpu, &p_cpu),
-            &labels_gpu,
-            &up(&gpu, &dloss),
-            n,
-            classes,
-        )?;
-        assert_same(
-            &down(&gpu, &dz_gpu),
-            &down(&cpu, &dz_cpu),
-            &format!("{what}: backward"),
-        );
+            // Backward from the same probabilities is the same arithmetic: exact.
+            let dloss = [0.75f32];
+            let dz_cpu = cpu.cross_entropy_bwd(
+                &up(&cpu, &p_cpu),
+                &cpu.upload_u32(t.clone())?,
+                &up(&cpu, &dloss),
+                n,
+                classes,
+                smoothing,
+            )?;
+            let dz_gpu = gpu.cross_entropy_bwd(
+                &up(&gpu, &p_cpu),
+                &labels_gpu,
+                &up(&gpu, &dloss),
+                n,
+                classes,
+                smoothing,
+            )?;
+            assert_same(
+                &down(&gpu, &dz_gpu),
+                &down(&cpu, &dz_cpu),
+                &format!("{what}: backward"),
+            );
+        }
 
         let count_cpu =
             cpu.correct_count(&up(&cpu, &z), &cpu.upload_u32(t.clone())?, n, classes)?;
         let count_gpu = gpu.correct_count(&up(&gpu, &z), &labels_gpu, n, classes)?;
-        assert_eq!(count_gpu, count_cpu, "{what}: correct count");
+        assert_eq!(
+            count_gpu, count_cpu,
+            "cross-entropy {n}x{classes}: correct count"
+        );
     }
     Ok(())
 }
@@ -659,35 +674,54 @@ fn correct_count_breaks_ties_like_the_cpu() -> Result<()> {
     Ok(())
 }
 
+/// The resize on the GPU is the CPU's bit for bit, without augmentation and with
+/// views that shift past every edge and mirror (an image of odd width, so the flip
+/// has a middle column).
 #[test]
 fn resize_is_exact() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
-    let (count, h, w) = (5, 28, 26);
+    let (count, h, w) = (5, 28, 27);
     let mut rng = StdRng::seed_from_u64(400);
     let pixels: Vec<u8> = (0..count * h * w).map(|_| rng.gen()).collect();
-    let indices = vec![3, 0, 3, 4];
+    let indices = vec![3, 0, 3, 4, 1, 2];
+    let identity = vec![View::IDENTITY; indices.len()];
+    let shifted = [
+        (0, 0, true),
+        (-2, 2, false),
+        (2, -2, true),
+        (-27, 0, false),
+        (5, 30, true),
+        (1, -1, false),
+    ]
+    .map(|(dy, dx, flip)| View { dy, dx, flip })
+    .to_vec();
     let images_cpu = cpu.upload_u8(pixels.clone())?;
     let images_gpu = gpu.upload_u8(pixels)?;
-    for size in [1, 7, 28, 32, 37] {
-        for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
-            let what = format!("resize {h}x{w} -> {size} {norm:?}");
-            let expected = cpu.resize_images(
-                &images_cpu,
-                h,
-                w,
-                &cpu.upload_u32(indices.clone())?,
-                size,
-                norm,
-            )?;
-            let actual = gpu.resize_images(
-                &images_gpu,
-                h,
-                w,
-                &gpu.upload_u32(indices.clone())?,
-                size,
-                norm,
-            )?;
-            assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+    for views in [&identity, &shifted] {
+        let words: Vec<u32> = views.iter().map(|v| v.word()).collect();
+        for size in [1, 7, 28, 32, 37] {
+            for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
+                let what = format!("resize {h}x{w} -> {size} {norm:?} {views:?}");
+                let expected = cpu.resize_images(
+                    &images_cpu,
+                    h,
+                    w,
+                    &cpu.upload_u32(indices.clone())?,
+                    &cpu.upload_u32(words.clone())?,
+                    size,
+                    norm,
+                )?;
+                let actual = gpu.resize_images(
+                    &images_gpu,
+                    h,
+                    w,
+                    &gpu.upload_u32(indices.clone())?,
+                    &gpu.upload_u32(words.clone())?,
+                    size,
+                    norm,
+                )?;
+                assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+            }
         }
     }
     Ok(())

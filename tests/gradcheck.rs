@@ -695,6 +695,16 @@ fn cross_entropy(device: Device) -> Result<()> {
             },
             &|_| false,
         )?;
+        let smoothed = labels.clone().smoothed(0.2)?;
+        check(
+            &format!("cross-entropy over {n} rows of {classes}, label smoothing 0.2"),
+            &mut params,
+            &|tape, p| {
+                let z = tape.param(p, id);
+                tape.cross_entropy(&z, &smoothed)
+            },
+            &|_| false,
+        )?;
     }
     Ok(())
 }

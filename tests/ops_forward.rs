@@ -6,8 +6,11 @@
 mod common;
 
 use anyhow::{Context, Result};
+use googlenet::augment::View;
 use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::{ops, Adam, ByteImages, Device, Gradients, Labels, Parameters, Tape, Tensor, Var};
+use googlenet::{
+    ops, Adam, ByteImages, Device, Gradients, Labels, Normalize, Parameters, Tape, Tensor, Var,
+};
 
 use common::assert_close;
 
@@ -544,6 +547,32 @@ fn cross_entropy_values(device: Device) -> Result<()> {
     Ok(())
 }
 
+fn cross_entropy_label_smoothing(device: Device) -> Result<()> {
+    let smoothed = |logits: &[f32], shape: [usize; 2], labels: &[u32], eps: f32| {
+        let logits = tensor(&device, &shape, logits)?;
+        let labels = Labels::new(&device, labels, shape[1])?.smoothed(eps)?;
+        let mut tape = Tape::new();
+        let logits = tape.constant(logits);
+        tape.cross_entropy(&logits, &labels)?.value.scalar()
+    };
+    // Row [1,2,3] label 2, ε = 0.3: log p = [-2.40760596, -1.40760596, -0.40760596];
+    // loss = 0.7·0.40760596 + 0.1·(2.40760596 + 1.40760596 + 0.40760596)
+    //      = 0.28532417 + 0.42228179 = 0.70760596.
+    let loss = smoothed(&[1., 2., 3.], [1, 3], &[2], 0.3)?;
+    assert_close(&[loss], &[0.707_605_96], 1e-6, 1e-6, "smoothed row");
+    // Equal logits: every target sums to 1 against log(1/10) everywhere: ln 10.
+    let loss = smoothed(&[0.5; 20], [2, 10], &[3, 9], 0.1)?;
+    assert_close(&[loss], &[std::f32::consts::LN_10], 1e-6, 1e-6, "uniform");
+    // ε = 0 is the plain loss, even where a probability underflows to 0.
+    let loss = smoothed(&[1000., -1000., 1000., -1000.], [2, 2], &[0, 1], 0.0)?;
+    assert_eq!(loss, 1000.0);
+    let err = smoothed(&[0.0; 2], [1, 2], &[0], 1.5)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("label smoothing"), "{err}");
+    Ok(())
+}
+
 fn cross_entropy_extreme_logits(device: Device) -> Result<()> {
     // log-sum-exp of [1000, -1000] is 1000 + ln(1 + e⁻²⁰⁰⁰) = 1000 in f32, so row 0
     // (label 0) loses 0 and row 1 (label 1) loses 2000; the mean is exactly 1000.
@@ -632,6 +661,54 @@ fn resize_gathers_indices(device: Device) -> Result<()> {
 
     let err = images.resize_batch(&[0, 3], 2).unwrap_err().to_string();
     assert!(err.contains("index 3"), "{err}");
+    Ok(())
+}
+
+fn resize_through_views(device: Device) -> Result<()> {
+    // The 3x3 image 1..9 at its own size, so each output pixel is one source pixel:
+    // aug(y, x) = image(y + dy, x' + dx), x' mirrored when flipped, 0 outside.
+    let images = ByteImages::new(&device, (1..=9).collect(), 1, 3, 3)?;
+    let views = [
+        View {
+            dy: 0,
+            dx: 0,
+            flip: true,
+        },
+        View {
+            dy: 1,
+            dx: 0,
+            flip: false,
+        },
+        View {
+            dy: 0,
+            dx: -1,
+            flip: false,
+        },
+        View {
+            dy: -1,
+            dx: 1,
+            flip: true,
+        },
+    ];
+    let y = images.resize_batch_augmented(&[0; 4], &views, 3, Normalize::NONE)?;
+    let got: Vec<f32> = y.to_vec()?.iter().map(|v| (v * 255.0).round()).collect();
+    #[rustfmt::skip]
+    assert_eq!(got, [
+        // mirrored
+        3., 2., 1.,  6., 5., 4.,  9., 8., 7.,
+        // moved up one row (dy = 1 reads the row below)
+        4., 5., 6.,  7., 8., 9.,  0., 0., 0.,
+        // moved right one column
+        0., 1., 2.,  0., 4., 5.,  0., 7., 8.,
+        // cropped one row up and one column right (image(y - 1, x + 1)), then
+        // mirrored: image(y - 1, 2 - x + 1)
+        0., 0., 0.,  0., 3., 2.,  0., 6., 5.,
+    ]);
+    let err = images
+        .resize_batch_augmented(&[0], &[], 3, Normalize::NONE)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("0 augmentation views for 1 images"), "{err}");
     Ok(())
 }
 
@@ -737,11 +814,13 @@ device_tests!(
     linear_forward,
     cross_entropy_values,
     cross_entropy_extreme_logits,
+    cross_entropy_label_smoothing,
     correct_count_ties,
     labels_out_of_range,
     resize_constant_and_identity,
     resize_bilinear_2x2_to_4x4,
     resize_gathers_indices,
+    resize_through_views,
     adam_first_steps_move_by_lr,
     adam_two_different_gradients,
 );

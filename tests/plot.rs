@@ -13,6 +13,7 @@ fn log(epoch: usize, step: u64, loss: f64, accuracy: f64) -> Record {
         loss,
         accuracy,
         elapsed_s: step as f64 * 0.1,
+        lr: Some(1e-3 * (1.0 + (step as f64 / 200.0).cos()) / 2.0),
     }
 }
 
@@ -71,7 +72,7 @@ fn plot_ok(records: &[Record], name: &str) -> u64 {
     let png = dir.path().join(name);
     plot_metrics(records, &png, "GoogLeNet on Fashion-MNIST").unwrap();
     assert_eq!(png_size(&png), SIZE);
-    assert_eq!(SIZE, (1200, 500));
+    assert_eq!(SIZE, (1650, 500));
     std::fs::metadata(&png).unwrap().len()
 }
 
@@ -137,4 +138,57 @@ fn appended_runs_where_the_step_goes_back() {
     let mut records = training_run();
     records.extend(training_run());
     plot_ok(&records, "two_runs.png");
+}
+
+/// Pixels of the line colour (31, 119, 180) in the right third: the rate's panel.
+fn lr_panel_line_pixels(records: &[Record]) -> usize {
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("lr.png");
+    plot_metrics(records, &png, "t").unwrap();
+    let image = image::open(&png).unwrap().to_rgb8();
+    image
+        .enumerate_pixels()
+        .filter(|(x, _, p)| *x > 2 * SIZE.0 / 3 && p.0 == [31, 119, 180])
+        .count()
+}
+
+#[test]
+fn the_learning_rate_has_its_own_panel() {
+    let with_rate = lr_panel_line_pixels(&training_run());
+    assert!(with_rate > 500, "{with_rate} line pixels in the rate panel");
+    // Files from before the rate was recorded: that panel stays empty.
+    let without: Vec<Record> = training_run()
+        .into_iter()
+        .map(|mut r| {
+            if let Record::Log { lr, .. } = &mut r {
+                *lr = None;
+            }
+            r
+        })
+        .collect();
+    assert_eq!(lr_panel_line_pixels(&without), 0);
+}
+
+#[test]
+fn confusion_matrix_png() {
+    use googlenet::data::CLASS_NAMES;
+    use googlenet::plot::{plot_confusion, CONFUSION_SIZE};
+    let mut confusion = vec![[0u64; 10]; 10];
+    for (i, row) in confusion.iter_mut().enumerate() {
+        row[i] = 900;
+        row[(i + 1) % 10] = 100;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let png = dir.path().join("confusion.png");
+    plot_confusion(&confusion, &CLASS_NAMES, &png, "confusion").unwrap();
+    assert_eq!(png_size(&png), CONFUSION_SIZE);
+    // The diagonal cells are dark (90% of their row), the empty ones white.
+    let image = image::open(&png).unwrap().to_rgb8();
+    let dark = image
+        .pixels()
+        .filter(|p| p.0[0] < 80 && p.0[2] > 120)
+        .count();
+    assert!(dark > 10 * 50 * 50, "{dark} dark pixels");
+    let err = plot_confusion(&confusion, &CLASS_NAMES, &dir.path().join("c.jpg"), "c");
+    assert!(err.unwrap_err().to_string().contains(".png"));
 }

@@ -7,6 +7,7 @@
 mod common;
 
 use anyhow::Result;
+use googlenet::augment::batch_views;
 use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
 use googlenet::train::{train_step_logged, StepLog};
@@ -46,7 +47,9 @@ fn count_steps(device: &Device, steps: usize) -> Result<Vec<Counters>> {
         let indices: Vec<u32> = (0..BATCH)
             .map(|i| ((step * BATCH + i) % 64) as u32)
             .collect();
-        let (images, labels) = data.batch(&indices, SIZE, Normalize::FASHION_MNIST)?;
+        // The quick recipe's batch: augmented, with smoothed labels.
+        let views = batch_views(0, step as u64, BATCH);
+        let (images, labels) = data.batch(&indices, &views, SIZE, Normalize::FASHION_MNIST, 0.1)?;
         train_step_logged(
             &net,
             &mut params,
@@ -82,8 +85,8 @@ fn steady_state_steps_stay_within_budget(device: Device) -> Result<()> {
         "nothing is read back outside log steps"
     );
     assert_eq!(
-        step.copies_to_device, 1,
-        "only the batch's indices are uploaded"
+        step.copies_to_device, 2,
+        "only the batch's indices and augmentation views are uploaded"
     );
     assert!(
         step.launches <= LAUNCH_BUDGET,

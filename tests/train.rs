@@ -86,6 +86,10 @@ fn tiny_config() -> TrainConfig {
         test_limit: None,
         log_every: 2,
         seed: 3,
+        // The whole recipe, so resuming is checked with the schedule past its
+        // warm-up and with augmentation.
+        warmup_steps: 2,
+        augment: true,
         ..preset("quick").unwrap()
     }
 }
@@ -362,6 +366,10 @@ fn train_and_eval_programs_end_to_end() {
         "epoch 1 done: train loss",
         "test accuracy",
         "finished: test accuracy",
+        "best test accuracy",
+        "total time",
+        "best checkpoint: ",
+        "plot: ",
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
@@ -374,6 +382,11 @@ fn train_and_eval_programs_end_to_end() {
     ] {
         assert!(run_dir.join(file).exists(), "{file} missing");
     }
+    let best = format!(
+        "best checkpoint: {}",
+        run_dir.join("checkpoints/epoch-1").display()
+    );
+    assert!(text.contains(&best), "missing {best:?} in:\n{text}");
 
     let checkpoint = run_dir.join("checkpoints/epoch-1");
     let (ok, text) = output_of(
@@ -390,6 +403,17 @@ fn train_and_eval_programs_end_to_end() {
             && text.contains("images 16x16"),
         "{text}"
     );
+    assert!(checkpoint.join("confusion.png").exists(), "{text}");
+    let elsewhere = out.path().join("matrix.png");
+    let (ok, text) = output_of(
+        program("eval")
+            .arg(&checkpoint)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--no-verify", "--device=cpu", "--out"])
+            .arg(&elsewhere),
+    );
+    assert!(ok && elsewhere.exists(), "{text}");
 }
 
 #[test]
@@ -454,6 +478,18 @@ fn bad_flags_are_named() {
             "unknown initialisation \"xavier\"",
         ),
         (vec!["--image-size", "4"], "--image-size must be at least 8"),
+        (
+            vec!["--schedule", "linear"],
+            "--schedule \"linear\" is unknown",
+        ),
+        (
+            vec!["--min-lr-fraction", "2"],
+            "--min-lr-fraction must be in [0, 1]",
+        ),
+        (
+            vec!["--label-smoothing", "1"],
+            "--label-smoothing must be in [0, 1)",
+        ),
     ] {
         let (ok, text) = output_of(program("train").args(&flags).arg("--summary"));
         assert!(!ok && text.contains(needle), "{flags:?}: {text}");

@@ -1,15 +1,16 @@
 //! `cargo run --release --bin eval -- CHECKPOINT`: test accuracy and the confusion
-//! matrix of a saved model.
+//! matrix of a saved model, printed and drawn to `confusion.png` beside it.
 
-use std::fs;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::Parser;
-use googlenet::checkpoint::{self, STATE_FILE};
+use googlenet::checkpoint;
 use googlenet::data::{self, DataOptions, CLASS_NAMES};
-use googlenet::train::{evaluate, RunState, TrainConfig};
+use googlenet::plot::plot_confusion;
+use googlenet::predict::checkpoint_config;
+use googlenet::train::evaluate;
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
 
 /// Evaluates a checkpoint on the Fashion-MNIST test set.
@@ -33,6 +34,10 @@ struct Args {
     data_dir: Option<PathBuf>,
     #[arg(long)]
     no_verify: bool,
+    /// Where to draw the confusion matrix (default: confusion.png in the checkpoint
+    /// directory, or beside the model file).
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -45,22 +50,9 @@ fn main() -> ExitCode {
     }
 }
 
-/// The run's settings when the checkpoint directory has them, else the tutorial's.
-fn saved_config(args: &Args) -> Result<TrainConfig> {
-    let state_file = args.checkpoint.join(STATE_FILE);
-    if !state_file.exists() {
-        return googlenet::presets::preset("tutorial");
-    }
-    let json = fs::read_to_string(&state_file)
-        .with_context(|| format!("cannot read {}", state_file.display()))?;
-    let state: RunState = serde_json::from_str(&json)
-        .with_context(|| format!("{} is not a run state", state_file.display()))?;
-    Ok(state.config)
-}
-
 fn run(args: Args) -> Result<()> {
     let device = Device::parse(&args.device)?;
-    let mut config = saved_config(&args)?;
+    let mut config = checkpoint_config(&args.checkpoint)?;
     config.image_size = args.image_size.unwrap_or(config.image_size);
     config.normalize = args.normalize.unwrap_or(config.normalize);
     config.validate()?;
@@ -107,5 +99,13 @@ fn run(args: Args) -> Result<()> {
         let recall = if n > 0 { row[i] as f64 / n as f64 } else { 0.0 };
         println!("{recall:>9.3}");
     }
+    let png = match &args.out {
+        Some(path) => path.clone(),
+        None if args.checkpoint.is_dir() => args.checkpoint.join("confusion.png"),
+        None => args.checkpoint.with_file_name("confusion.png"),
+    };
+    let title = format!("Confusion matrix, test accuracy {accuracy:.4}");
+    plot_confusion(&confusion, &CLASS_NAMES, &png, &title)?;
+    println!("\nconfusion matrix drawn to {}", png.display());
     Ok(())
 }

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
@@ -16,6 +16,7 @@ use googlenet::nn::format_summary;
 use googlenet::presets::{preset, PRESETS};
 use googlenet::reconcile;
 use googlenet::run_lock::RunLock;
+use googlenet::runs::{create_run_dir, format_duration, Summary};
 use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -57,6 +58,21 @@ struct Args {
     /// Also write a checkpoint every N steps (one is always written at each epoch end).
     #[arg(long)]
     save_every: Option<usize>,
+    /// Learning rate per step: constant | cosine (warm-up, then cosine decay)
+    #[arg(long)]
+    schedule: Option<String>,
+    /// cosine: steps of linear warm-up to --lr.
+    #[arg(long)]
+    warmup_steps: Option<u64>,
+    /// cosine: the last step's rate as a fraction of --lr.
+    #[arg(long)]
+    min_lr_fraction: Option<f64>,
+    /// Random crop (padding 2) and left-right mirror of training images (true | false).
+    #[arg(long)]
+    augment: Option<bool>,
+    /// Train against (1 - ε)·onehot + ε/10 targets (0: the plain labels).
+    #[arg(long, value_name = "ε")]
+    label_smoothing: Option<f64>,
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
@@ -106,27 +122,41 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.init = args.init.clone().unwrap_or(c.init);
     c.normalize = args.normalize.unwrap_or(c.normalize);
     c.save_every = args.save_every.or(c.save_every);
+    c.schedule = args.schedule.clone().unwrap_or(c.schedule);
+    c.warmup_steps = args.warmup_steps.unwrap_or(c.warmup_steps);
+    c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
+    c.augment = args.augment.unwrap_or(c.augment);
+    c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
     c.validate()?;
     Ok(c)
 }
 
 fn describe(c: &TrainConfig) -> String {
     let limit = |l: Option<usize>| l.map_or("all".to_string(), |n| n.to_string());
+    let lr = match c.schedule.as_str() {
+        "cosine" => format!(
+            "lr {} (cosine: {} warm-up steps, down to {}x)",
+            c.lr, c.warmup_steps, c.min_lr_fraction
+        ),
+        _ => format!("lr {} (constant)", c.lr),
+    };
     format!(
-        "image {s}x{s}, batch {}, lr {}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, seed {}",
+        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}",
         c.batch_size,
-        c.lr,
         c.epochs,
         limit(c.train_limit),
         limit(c.test_limit),
         c.init,
         if c.normalize { "normalised" } else { "in [0, 1]" },
+        if c.augment { "crop+flip" } else { "none" },
+        c.label_smoothing,
         c.seed,
         s = c.image_size,
     )
 }
 
 fn run(args: Args) -> Result<ExitCode> {
+    let started = Instant::now();
     let device = Device::parse(&args.device)?;
     let on_gpu = device.is_gpu();
     let (name, why) = match &args.preset {
@@ -156,10 +186,11 @@ fn run(args: Args) -> Result<ExitCode> {
     let (config, run_dir) = match &args.resume {
         Some(dir) => {
             let (state, ..) = train::resume(&device, dir)?;
-            let run_dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| run_dir_of_checkpoint(dir));
+            let run_dir = Some(
+                args.run_dir
+                    .clone()
+                    .unwrap_or_else(|| run_dir_of_checkpoint(dir)),
+            );
             println!(
                 "resuming {} at epoch {}, batch {} (step {}); its saved settings are used",
                 dir.display(),
@@ -178,32 +209,9 @@ fn run(args: Args) -> Result<ExitCode> {
         None => {
             println!("preset: {name} ({why})");
             let config = config_from(&args, &name)?;
-            let run_dir = args
-                .run_dir
-                .clone()
-                .unwrap_or_else(|| default_run_dir(&name));
-            (config, run_dir)
+            (config, args.run_dir.clone())
         }
     };
-    let lock = RunLock::acquire(&run_dir)?;
-    if let Some(pid) = lock.stale_pid {
-        println!(
-            "{}: taking over the lock of process {pid}, which is no longer running",
-            lock.path().display()
-        );
-    }
-    for leftover in checkpoint::clear_leftovers(&train::checkpoints_dir(&run_dir))? {
-        match leftover {
-            Leftover::Removed(path) => println!(
-                "removed {}, left by a checkpoint save that did not finish",
-                path.display()
-            ),
-            Leftover::Restored(path) => println!(
-                "restored {}, which a checkpoint save that did not finish had moved aside",
-                path.display()
-            ),
-        }
-    }
     println!("device: {}", device.name());
     println!("settings: {}", describe(&config));
 
@@ -224,7 +232,31 @@ fn run(args: Args) -> Result<ExitCode> {
             "verified"
         }
     );
+    // A fresh run's directory is made only now, so a run that cannot start leaves none.
+    let run_dir = match run_dir {
+        Some(dir) => dir,
+        None => create_run_dir(Path::new("runs"), &config.preset)?,
+    };
     println!("run directory: {}", run_dir.display());
+    let lock = RunLock::acquire(&run_dir)?;
+    if let Some(pid) = lock.stale_pid {
+        println!(
+            "{}: taking over the lock of process {pid}, which is no longer running",
+            lock.path().display()
+        );
+    }
+    for leftover in checkpoint::clear_leftovers(&train::checkpoints_dir(&run_dir))? {
+        match leftover {
+            Leftover::Removed(path) => println!(
+                "removed {}, left by a checkpoint save that did not finish",
+                path.display()
+            ),
+            Leftover::Restored(path) => println!(
+                "restored {}, which a checkpoint save that did not finish had moved aside",
+                path.display()
+            ),
+        }
+    }
     let (net, params) = GoogLeNet::new(
         &Device::cpu(),
         GoogLeNetConfig::default(),
@@ -268,6 +300,18 @@ fn run(args: Args) -> Result<ExitCode> {
     match outcome {
         Outcome::Finished { test_accuracy } => {
             println!("finished: test accuracy {test_accuracy:.4}");
+            let records = read_records(&metrics_path(&run_dir))?;
+            if let Some(s) = Summary::from_records(&records) {
+                println!(
+                    "best test accuracy {:.4} (epoch {}); total time {}, training {:.1} images/s",
+                    s.best_test_accuracy,
+                    s.best_epoch,
+                    format_duration(started.elapsed().as_secs_f64()),
+                    s.images_per_s
+                );
+                let best = train::checkpoints_dir(&run_dir).join(format!("epoch-{}", s.best_epoch));
+                println!("best checkpoint: {}", best.display());
+            }
             println!("metrics: {}", metrics_path(&run_dir).display());
             report_plot(plot);
             Ok(ExitCode::SUCCESS)
@@ -293,13 +337,6 @@ fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
-}
-
-fn default_run_dir(preset: &str) -> PathBuf {
-    let secs = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    PathBuf::from("runs").join(format!("{preset}-{secs}"))
 }
 
 /// `<run>/checkpoints/<name>` belongs to `<run>`.
@@ -375,7 +412,7 @@ impl Observer for Console {
 
     fn record(&mut self, record: &Record) {
         match record {
-            Record::Log { epoch, batch, step, loss, accuracy, elapsed_s } => self.line(&format!(
+            Record::Log { epoch, batch, step, loss, accuracy, elapsed_s, .. } => self.line(&format!(
                 "epoch {epoch} batch {batch:>5} (step {step:>6})  loss {loss:.4}  accuracy {accuracy:.4}  {elapsed_s:>8.1}s"
             )),
             Record::Epoch { epoch, train_loss, train_accuracy, test_accuracy, epoch_time_s, images_per_s, .. } => {

@@ -187,7 +187,8 @@ pub trait Backend: Send + Sync {
         g: &LinearGeometry,
     ) -> Result<(Buffer<f32>, Buffer<f32>)>;
 
-    /// Mean softmax cross-entropy of `logits [n, classes]`: returns the one-element
+    /// Mean softmax cross-entropy of `logits [n, classes]` against targets
+    /// `(1 - smoothing)·onehot(labels) + smoothing / classes`: returns the one-element
     /// loss and the softmax probabilities (kept for backward).
     fn cross_entropy_fwd(
         &self,
@@ -195,8 +196,10 @@ pub trait Backend: Send + Sync {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)>;
-    /// `dlogits = dloss * (probs - onehot(labels)) / n`.
+    /// `dlogits = dloss * (probs - targets) / n`, the targets as in the forward.
+    #[allow(clippy::too_many_arguments)]
     fn cross_entropy_bwd(
         &self,
         probs: &Buffer<f32>,
@@ -204,6 +207,7 @@ pub trait Backend: Send + Sync {
         dloss: &Buffer<f32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>>;
     /// How many rows have their (first) largest logit at the label.
     fn correct_count(
@@ -235,15 +239,18 @@ pub trait Backend: Send + Sync {
     /// `labels[indices[i]]` for each index: a batch's labels from its split's.
     fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>>;
 
-    /// Gathers `images [count, h, w]` (u8) at `indices` and resizes each to
-    /// `size x size` floats in [0, 1] (bilinear, align_corners=False), then
+    /// Gathers `images [count, h, w]` (u8) at `indices`, reads each through its
+    /// augmentation view (`views`, one `augment::View::word` per index), resizes it
+    /// to `size x size` floats in [0, 1] (bilinear, align_corners=False), then
     /// normalises them: `(x - mean) / std`.
+    #[allow(clippy::too_many_arguments)]
     fn resize_images(
         &self,
         images: &Buffer<u8>,
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>>;

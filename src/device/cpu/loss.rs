@@ -4,10 +4,19 @@
 //! from overflowing), `log p_j = (z_j - m) - s`, `loss_i = -log p_label`, `p_j = exp(log p_j)`.
 //! The log-probabilities are grouped as PyTorch's log_softmax groups them: folding `m + s`
 //! first would round away `s` against a large `m` (pytorch/pytorch#11752).
-//! `loss = Σ_i loss_i / n`; `dz_ij = dloss · (p_ij - [j = label_i]) / n`.
+//! With label smoothing ε > 0 (nn.CrossEntropyLoss(label_smoothing=ε)) the target
+//! is `t_j = (1-ε)·[j = label] + ε/classes`:
+//! `loss_i = -(1-ε)·log p_label - (ε/classes)·Σ_j log p_j` (the sum is skipped at
+//! ε = 0, where a log p_j of -inf would make it NaN).
+//! `loss = Σ_i loss_i / n`; `dz_ij = dloss · (p_ij - t_ij) / n`.
 use crate::ops::argmax;
 
-pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> (f32, Vec<f32>) {
+pub fn cross_entropy_forward(
+    logits: &[f32],
+    labels: &[u32],
+    classes: usize,
+    smoothing: f32,
+) -> (f32, Vec<f32>) {
     let n = labels.len();
     let mut probs = vec![0.0; logits.len()];
     let mut total = 0.0f32;
@@ -22,7 +31,14 @@ pub fn cross_entropy_forward(logits: &[f32], labels: &[u32], classes: usize) -> 
         for (p, z) in p_row.iter_mut().zip(row) {
             *p = ((z - max) - log_sum).exp();
         }
-        total -= (row[labels[i] as usize] - max) - log_sum;
+        let at_label = (row[labels[i] as usize] - max) - log_sum;
+        let term = if smoothing == 0.0 {
+            at_label
+        } else {
+            let all: f32 = row.iter().map(|z| (z - max) - log_sum).sum();
+            (1.0 - smoothing) * at_label + (smoothing / classes as f32) * all
+        };
+        total -= term;
     }
     (total / n as f32, probs)
 }
@@ -32,6 +48,7 @@ pub fn cross_entropy_backward(
     labels: &[u32],
     dloss: f32,
     classes: usize,
+    smoothing: f32,
 ) -> Vec<f32> {
     let scale = dloss / labels.len() as f32;
     let mut dz = vec![0.0; probs.len()];
@@ -41,7 +58,12 @@ pub fn cross_entropy_backward(
         .enumerate()
     {
         for (j, (d, p)) in d_row.iter_mut().zip(p_row).enumerate() {
-            let target = if j == labels[i] as usize { 1.0 } else { 0.0 };
+            let hit = if j == labels[i] as usize {
+                1.0 - smoothing
+            } else {
+                0.0
+            };
+            let target = hit + smoothing / classes as f32;
             *d = (p - target) * scale;
         }
     }

@@ -10,7 +10,7 @@ mod loss;
 mod pool;
 mod resize;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 
 use super::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
 use super::{Backend, Buffer, ConvOutput, ConvOutputGrad};
@@ -229,8 +229,10 @@ impl Backend for CpuBackend {
         labels: &Buffer<u32>,
         _n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        let (loss, probs) = loss::cross_entropy_forward(host(logits)?, host(labels)?, classes);
+        let (loss, probs) =
+            loss::cross_entropy_forward(host(logits)?, host(labels)?, classes, smoothing);
         Ok((Buffer::Host(vec![loss]), Buffer::Host(probs)))
     }
 
@@ -241,6 +243,7 @@ impl Backend for CpuBackend {
         dloss: &Buffer<f32>,
         _n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>> {
         let dloss = host(dloss)?[0];
         Ok(Buffer::Host(loss::cross_entropy_backward(
@@ -248,6 +251,7 @@ impl Backend for CpuBackend {
             host(labels)?,
             dloss,
             classes,
+            smoothing,
         )))
     }
 
@@ -310,14 +314,23 @@ impl Backend for CpuBackend {
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
+        let (indices, views) = (host(indices)?, host(views)?);
+        ensure!(
+            views.len() == indices.len(),
+            "resize: {} views for {} images",
+            views.len(),
+            indices.len()
+        );
         Ok(Buffer::Host(resize::resize(
             host(images)?,
             h,
             w,
-            host(indices)?,
+            indices,
+            views,
             size,
             norm,
         )))

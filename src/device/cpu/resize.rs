@@ -5,10 +5,13 @@
 //! `y1 = min(y0 + 1, in - 1)`, `ly = src - y0`; the same for columns; then
 //! `out = (1-ly)·((1-lx)·x00 + lx·x01) + ly·((1-lx)·x10 + lx·x11)`,
 //! evaluated in that order (columns first), as PyTorch's CPU kernel does; then
-//! `(out - mean) / std` as torchvision's Normalize.
+//! `(out - mean) / std` as torchvision's Normalize. Each image is read through its
+//! augmentation view (src/augment.rs): source pixel `(y, x)` is `image(y + dy, x' + dx)`
+//! with `x' = w - 1 - x` when flipped, 0 outside the image.
 
 use rayon::prelude::*;
 
+use crate::augment::View;
 use crate::ops::Normalize;
 
 /// Source index, its neighbour and the neighbour's weight, per output coordinate.
@@ -29,6 +32,7 @@ pub fn resize(
     h: usize,
     w: usize,
     indices: &[u32],
+    views: &[u32],
     size: usize,
     norm: Normalize,
 ) -> Vec<f32> {
@@ -36,11 +40,19 @@ pub fn resize(
     let cols = bilinear_taps(w, size);
     let mut out = vec![0.0; indices.len() * size * size];
     out.par_chunks_mut(size * size)
-        .zip(indices)
-        .for_each(|(plane, &index)| {
+        .zip(indices.par_iter().zip(views))
+        .for_each(|(plane, (&index, &view))| {
             let start = index as usize * h * w;
             let image = &images[start..start + h * w];
-            let px = |y: usize, x: usize| image[y * w + x] as f32 / 255.0;
+            let view = View::from_word(view);
+            let px = |y: usize, x: usize| {
+                let sy = y as i64 + view.dy as i64;
+                let sx = if view.flip { w - 1 - x } else { x } as i64 + view.dx as i64;
+                if sy < 0 || sx < 0 || sy >= h as i64 || sx >= w as i64 {
+                    return 0.0;
+                }
+                image[sy as usize * w + sx as usize] as f32 / 255.0
+            };
             for (oy, &(y0, y1, ly)) in rows.iter().enumerate() {
                 for (ox, &(x0, x1, lx)) in cols.iter().enumerate() {
                     let top = (1.0 - lx) * px(y0, x0) + lx * px(y0, x1);

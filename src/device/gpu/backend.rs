@@ -172,8 +172,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         labels: &Buffer<u32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        loss::forward(&self.driver, logits, labels, n, classes)
+        loss::forward(&self.driver, logits, labels, n, classes, smoothing)
     }
 
     fn cross_entropy_bwd(
@@ -183,8 +184,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dloss: &Buffer<f32>,
         n: usize,
         classes: usize,
+        smoothing: f32,
     ) -> Result<Buffer<f32>> {
-        loss::backward(&self.driver, probs, labels, dloss, n, classes)
+        loss::backward(&self.driver, probs, labels, dloss, n, classes, smoothing)
     }
 
     fn correct_count(
@@ -228,10 +230,11 @@ impl<D: Driver> Backend for GpuBackend<D> {
         h: usize,
         w: usize,
         indices: &Buffer<u32>,
+        views: &Buffer<u32>,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
-        resize::resize(&self.driver, images, h, w, indices, size, norm)
+        resize::resize(&self.driver, images, h, w, indices, views, size, norm)
     }
 
     fn adam_step(

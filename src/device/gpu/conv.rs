@@ -260,7 +260,13 @@ pub(super) fn backward_filter<D: Driver>(
     // Nothing to sum over (or nothing to sum into): the gradients are zero. Otherwise
     // the kernels write every element, so the buffers need no zeros.
     let empty = g.c_out == 0 || g.n * g.oh * g.ow == 0;
-    let buffer = |len| if empty { d.zeros_f32(len) } else { d.alloc_f32(len) };
+    let buffer = |len| {
+        if empty {
+            d.zeros_f32(len)
+        } else {
+            d.alloc_f32(len)
+        }
+    };
     let mut out = grads
         .iter()
         .map(|gr| Ok((buffer(gr.view.len * patch)?, buffer(gr.view.len)?)))

@@ -27,6 +27,7 @@ pub(super) fn forward<D: Driver>(
     labels: &Buffer<u32>,
     n: usize,
     classes: usize,
+    smoothing: f32,
 ) -> Result<(Buffer<f32>, Buffer<f32>)> {
     let [rows, cols] = check(logits.len(), labels, n, classes)?;
     ensure!(n > 0 && classes > 0, "cross-entropy of an empty batch");
@@ -43,6 +44,7 @@ pub(super) fn forward<D: Driver>(
             Arg::OutF32(&mut term),
             Arg::I32(rows),
             Arg::I32(cols),
+            Arg::Float(smoothing),
         ],
     )?;
     d.launch(
@@ -56,6 +58,7 @@ pub(super) fn forward<D: Driver>(
     Ok((loss, probs))
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn backward<D: Driver>(
     d: &D,
     probs: &Buffer<f32>,
@@ -63,6 +66,7 @@ pub(super) fn backward<D: Driver>(
     dloss: &Buffer<f32>,
     n: usize,
     classes: usize,
+    smoothing: f32,
 ) -> Result<Buffer<f32>> {
     let [rows, cols] = check(probs.len(), labels, n, classes)?;
     ensure!(
@@ -81,6 +85,7 @@ pub(super) fn backward<D: Driver>(
                 Arg::OutF32(&mut dz),
                 Arg::I32(rows),
                 Arg::I32(cols),
+                Arg::Float(smoothing),
             ],
         )?;
     }

@@ -1,5 +1,5 @@
-//! Batch assembly: gather u8 images by index, bilinear resize, normalise
-//! (kernels/resize.cu), one thread per output pixel.
+//! Batch assembly: gather u8 images by index, apply each one's augmentation view,
+//! bilinear resize, normalise (kernels/resize.cu), one thread per output pixel.
 
 use anyhow::{ensure, Result};
 
@@ -8,12 +8,14 @@ use super::{Arg, Driver};
 use crate::device::Buffer;
 use crate::ops::Normalize;
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn resize<D: Driver>(
     d: &D,
     images: &Buffer<u8>,
     h: usize,
     w: usize,
     indices: &Buffer<u32>,
+    views: &Buffer<u32>,
     size: usize,
     norm: Normalize,
 ) -> Result<Buffer<f32>> {
@@ -27,6 +29,11 @@ pub(super) fn resize<D: Driver>(
         images.len()
     );
     let batch = indices.len();
+    ensure!(
+        views.len() == batch,
+        "resize: {} views for {batch} images",
+        views.len()
+    );
     let len = batch * size * size;
     int(h * w, "image size")?;
     int(len, "resized batch length")?;
@@ -39,6 +46,7 @@ pub(super) fn resize<D: Driver>(
             &mut [
                 Arg::U8s(images),
                 Arg::U32s(indices),
+                Arg::U32s(views),
                 Arg::OutF32(&mut out),
                 Arg::I32(int(batch, "batch")?),
                 Arg::I32(int(h, "image height")?),

@@ -140,13 +140,19 @@ impl<D: Driver> Driver for Runtime<D> {
     }
 
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
-        self.f32s
-            .take(len, |len| self.raw.alloc_f32(len), |b| self.raw.recycle_f32(b))
+        self.f32s.take(
+            len,
+            |len| self.raw.alloc_f32(len),
+            |b| self.raw.recycle_f32(b),
+        )
     }
 
     fn alloc_u32(&self, len: usize) -> Result<Buffer<u32>> {
-        self.u32s
-            .take(len, |len| self.raw.alloc_u32(len), |b| self.raw.recycle_u32(b))
+        self.u32s.take(
+            len,
+            |len| self.raw.alloc_u32(len),
+            |b| self.raw.recycle_u32(b),
+        )
     }
 
     fn alloc_u8(&self, len: usize) -> Result<Buffer<u8>> {
