@@ -11,6 +11,7 @@ use crate::checkpoint;
 use crate::data::{files, idx, Kind};
 use crate::device::Device;
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Parameters};
+use crate::predict::{self, Invert};
 use crate::train::RunState;
 use crate::Tensor;
 
@@ -18,12 +19,29 @@ use crate::Tensor;
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/fuzz_targets/` and the corpus directories call them.
-pub const TARGETS: [(&str, Target); 4] = [
+pub const TARGETS: [(&str, Target); 5] = [
     ("idx_raw", idx_raw),
     ("idx_gzip", idx_gzip),
     ("checkpoint_tensors", checkpoint_tensors),
     ("state_json", state_json),
+    ("predict_image", predict_image),
 ];
+
+/// The largest side `predict_image` decodes: `predict` takes up to `MAX_SIDE`, whose
+/// pixels (1 GiB as RGBA) a fuzzer would allocate for every header that claims it;
+/// the decoding code past the size check is the same for any side.
+pub const FUZZ_MAX_SIDE: u32 = 1024;
+
+/// An image file as `predict` reads it: decoded (refused by its header when too
+/// large), then turned into Fashion-MNIST's 28x28 form, both inversion choices.
+pub fn predict_image(bytes: &[u8]) {
+    let open = || Ok(std::io::Cursor::new(bytes));
+    if let Ok(image) = predict::decode(open, FUZZ_MAX_SIDE) {
+        for invert in [Invert::Auto, Invert::Yes] {
+            let _ = predict::prepare(&image, invert);
+        }
+    }
+}
 
 /// An uncompressed IDX file, read as images and as labels.
 pub fn idx_raw(bytes: &[u8]) {

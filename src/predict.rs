@@ -19,7 +19,7 @@
 //! exactly as test images do.
 
 use std::fs;
-use std::io::BufReader;
+use std::io::{BufRead, BufReader, Seek};
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -65,26 +65,41 @@ impl Invert {
 /// Decodes the image file at `path`, refusing it by its header when it is larger
 /// than `MAX_SIDE` on a side; every error names the file.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    let open = || -> Result<image::io::Reader<BufReader<fs::File>>> {
-        let file = fs::File::open(path).context("cannot open it")?;
-        image::io::Reader::new(BufReader::new(file))
+    decode(
+        || {
+            let file = fs::File::open(path).context("cannot open it")?;
+            Ok(BufReader::new(file))
+        },
+        MAX_SIDE,
+    )
+}
+
+/// Decodes an image from the readers `open` makes (the header is read from one, the
+/// image from a second), refusing one larger than `max_side` on a side before it
+/// allocates its pixels. `fuzz_targets::predict_image` feeds it bytes.
+pub fn decode<R: BufRead + Seek>(
+    open: impl Fn() -> Result<R>,
+    max_side: u32,
+) -> Result<DynamicImage> {
+    let reader = |r| {
+        image::io::Reader::new(r)
             .with_guessed_format()
             .context("cannot read it")
     };
-    let reader = open()?;
-    if reader.format().is_none() {
+    let header = reader(open()?)?;
+    if header.format().is_none() {
         bail!("not an image in a known format (PNG, JPEG, BMP, GIF, WebP, PNM, TGA, ICO)");
     }
-    let (w, h) = reader
+    let (w, h) = header
         .into_dimensions()
         .context("not a readable image (its header is damaged)")?;
-    if w > MAX_SIDE || h > MAX_SIDE {
-        bail!("the image is {w}x{h}: larger than {MAX_SIDE} pixels on a side, so it is refused");
+    if w > max_side || h > max_side {
+        bail!("the image is {w}x{h}: larger than {max_side} pixels on a side, so it is refused");
     }
     if w == 0 || h == 0 {
         bail!("the image is empty ({w}x{h})");
     }
-    open()?
+    reader(open()?)?
         .decode()
         .context("not a readable image (its data is damaged)")
 }

@@ -209,6 +209,33 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 .map(|f| std::fs::read(dir.path().join(f)).unwrap())
                 .collect()
         }
+        "predict_image" => {
+            // A small picture, light object on a dark ground, in the formats predict
+            // reads most.
+            let picture = image::RgbImage::from_fn(20, 16, |x, y| {
+                let v = if (4..16).contains(&x) && (3..13).contains(&y) {
+                    200
+                } else {
+                    20
+                };
+                image::Rgb([v, (v + x as u8 * 3) % 255, v / 2])
+            });
+            [
+                image::ImageFormat::Png,
+                image::ImageFormat::Jpeg,
+                image::ImageFormat::Bmp,
+                image::ImageFormat::Gif,
+            ]
+            .into_iter()
+            .map(|format| {
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                image::DynamicImage::ImageRgb8(picture.clone())
+                    .write_to(&mut bytes, format)
+                    .unwrap();
+                bytes.into_inner()
+            })
+            .collect()
+        }
         other => panic!("no seeds for {other}"),
     }
 }
