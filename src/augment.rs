@@ -33,7 +33,7 @@ impl View {
     };
 
     /// The view as the kernels take it: `dy + 128` in bits 0-7, `dx + 128` in bits
-    /// 8-15, the flip in bit 16 (`ByteImages` refuses shifts beyond ±127).
+    /// 8-15, the flip in bit 16 (`view_words` refuses shifts beyond ±127).
     pub fn word(self) -> u32 {
         (self.dy + 128) as u32 | ((self.dx + 128) as u32) << 8 | (self.flip as u32) << 16
     }
@@ -45,6 +45,20 @@ impl View {
             flip: (word >> 16) & 1 == 1,
         }
     }
+}
+
+/// The kernels' words of `views`, one per image of `count`: an error when their
+/// number differs or a shift does not fit a word's field (±127).
+pub fn view_words(views: &[View], count: usize) -> anyhow::Result<Vec<u32>> {
+    anyhow::ensure!(
+        views.len() == count,
+        "{} augmentation views for {count} images",
+        views.len()
+    );
+    if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
+        anyhow::bail!("augmentation view {bad:?} shifts by more than 127 pixels");
+    }
+    Ok(views.iter().map(|v| v.word()).collect())
 }
 
 /// The views of the `count` images of the batch at `step`.

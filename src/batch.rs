@@ -6,7 +6,7 @@
 
 use anyhow::{bail, ensure, Result};
 
-use crate::augment::View;
+use crate::augment::{view_words, View};
 use crate::data::Split;
 use crate::device::{Buffer, Device};
 use crate::ops::{Labels, Normalize};
@@ -74,15 +74,7 @@ impl DeviceSplit {
         smoothing: f32,
     ) -> Result<(Tensor, Labels)> {
         ensure!(size > 0, "image size must be positive");
-        ensure!(
-            views.len() == indices.len(),
-            "{} augmentation views for {} images",
-            views.len(),
-            indices.len()
-        );
-        if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
-            bail!("augmentation view {bad:?} shifts by more than 127 pixels");
-        }
+        let words = view_words(views, indices.len())?;
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
             bail!(
                 "sample index {bad} is out of range: the split holds {}",
@@ -91,7 +83,7 @@ impl DeviceSplit {
         }
         let backend = self.device.backend();
         let on_device = backend.upload_u32(indices.to_vec())?;
-        let views = backend.upload_u32(views.iter().map(|v| v.word()).collect())?;
+        let views = backend.upload_u32(words)?;
         let images = backend.resize_images(
             &self.images,
             self.rows,

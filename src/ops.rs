@@ -166,15 +166,7 @@ impl ByteImages {
         norm: Normalize,
     ) -> Result<Tensor> {
         ensure!(size > 0, "image size must be positive");
-        ensure!(
-            views.len() == indices.len(),
-            "{} augmentation views for {} images",
-            views.len(),
-            indices.len()
-        );
-        if let Some(bad) = views.iter().find(|v| v.dy.abs() > 127 || v.dx.abs() > 127) {
-            anyhow::bail!("augmentation view {bad:?} shifts by more than 127 pixels");
-        }
+        let words = crate::augment::view_words(views, indices.len())?;
         if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.count) {
             anyhow::bail!(
                 "image index {bad} is out of range: the set holds {}",
@@ -183,7 +175,7 @@ impl ByteImages {
         }
         let backend = self.device.backend();
         let indices_buffer = backend.upload_u32(indices.to_vec())?;
-        let views_buffer = backend.upload_u32(views.iter().map(|v| v.word()).collect())?;
+        let views_buffer = backend.upload_u32(words)?;
         let data = backend.resize_images(
             &self.buffer,
             self.h,
