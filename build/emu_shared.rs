@@ -4,7 +4,10 @@
 //!
 //! - `__shared__ T a[N][M], b[K];` becomes
 //!   `static thread_local ::emu::Shared<T[N][M]> a{"T a[N][M]", "file", line}; ...`,
-//!   so that every element access of the array is checked;
+//!   so that every element access of the array is checked; an alignment first
+//!   (`__shared__ __align__(16) T a[N];`, as ldmatrix and cp.async need) stays on the
+//!   declaration, `static thread_local __align__(16) ::emu::Shared<T[N]> a{...};`,
+//!   whose array is its first member;
 //! - `extern "C"` goes (`extern "C" {` becomes `inline namespace emu_extern_c {`): the
 //!   copy is compiled beside the original, in another namespace, and two `extern "C"`
 //!   functions of one name would be one function.
@@ -116,7 +119,7 @@ fn shared_declaration(
         .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
         .map_or(0, |p| p + 1);
     let name = &before[name_start..];
-    let element_type = normalise(&before[..name_start]);
+    let (alignment, element_type) = split_alignment(&normalise(&before[..name_start]))?;
     if name.is_empty() || !is_word_start(name.as_bytes()[0]) || element_type.is_empty() {
         return None;
     }
@@ -137,8 +140,8 @@ fn shared_declaration(
         }
         let declaration = format!("{element_type} {name}{dims}");
         replacement.push_str(&format!(
-            "static thread_local ::emu::Shared<{checked_type}{dims}> {name}{{\"{}\", \"{}\", \
-             {line}}};",
+            "static thread_local {alignment}::emu::Shared<{checked_type}{dims}> {name}{{\"{}\", \
+             \"{}\", {line}}};",
             escape(&declaration),
             escape(file_name)
         ));
@@ -161,6 +164,29 @@ fn shared_declaration(
     // The lines the declaration spanned, so that later lines keep their numbers.
     replacement.push_str(&"\n".repeat(text.matches('\n').count()));
     Some((semicolon + 1, replacement))
+}
+
+/// A leading `__align__(..) ` of `text`, with its space ("" if there is none), and the
+/// rest; None if its parenthesis does not close.
+fn split_alignment(text: &str) -> Option<(String, String)> {
+    if !text.starts_with("__align__(") {
+        return Some((String::new(), text.to_string()));
+    }
+    let mut depth = 0usize;
+    for (i, c) in text.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    let rest = text[i + 1..].trim_start().to_string();
+                    return Some((format!("{} ", &text[..=i]), rest));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
 }
 
 /// `[..][..]...` (or nothing), brackets balanced.

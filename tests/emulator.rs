@@ -21,6 +21,10 @@ use googlenet::device::Buffer;
 #[path = "../build/emu_shared.rs"]
 mod emu_shared;
 
+/// The tensor-core instructions (kernels/mma.cuh), on the emulator and on a GPU.
+#[path = "emulator/tensor_cores.rs"]
+mod tensor_cores;
+
 /// The driver with the checks GOOGLENET_EMU_CHECK asks for, as every device gets it.
 const EMU: EmuDriver = EmuDriver::new();
 /// The driver with every check on, and with none, whatever the environment says.

@@ -18,20 +18,30 @@
 // (`kShuffle`, `kShare`), or strictly in order on the calling thread (`kSerial`), and
 // may run the race-check build of its kernel (`kRaceCheck`), whose shared-memory
 // accesses come to `Worker::shared_access` (see "The race check" in cuda_emu.h).
+//
+// The tensor-core instructions (see "Tensor-core instructions" in cuda_emu.h) are
+// here too: mma and ldmatrix as warp operations whose lanes bring a pointer to their
+// fragments (`MmaLane`, `LdmatrixLane`) and whose release computes every lane's
+// result (`run_mma`, `run_ldmatrix`); cp.async as a per-thread queue of copies
+// (`AsyncCopies`) that cp_async_wait lands.
 
 #include "cuda_emu.h"
 #include "fiber.h"
+
+#include <link.h>
 
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdarg>
 #include <cstdlib>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 thread_local uint3 threadIdx = {0, 0, 0};
@@ -152,7 +162,151 @@ struct Fiber {
 
 enum class Progress { Finished, Released, Stuck };
 
+// What a lane brings to a collective instruction (through its slot's `value`): its
+// operands and where its results go, on its own stack, which stays put while it waits.
+struct MmaLane {
+    const uint32_t* a;
+    const uint32_t* b;
+    const float* c;
+    float* d;
+};
+struct LdmatrixLane {
+    const void* row;
+    uint32_t* r;
+};
+
+bool is_collective(WarpOp op) { return op >= WarpOp::MmaTf32; }
+bool is_ldmatrix(WarpOp op) { return op >= WarpOp::LdmatrixX1; }
+// ldmatrix: how many 8x8 matrices, and whether transposed.
+unsigned ldmatrix_count(WarpOp op) {
+    switch (op) {
+        case WarpOp::LdmatrixX1: case WarpOp::LdmatrixX1Trans: return 1;
+        case WarpOp::LdmatrixX2: case WarpOp::LdmatrixX2Trans: return 2;
+        default: return 4;
+    }
+}
+bool ldmatrix_trans(WarpOp op) { return op >= WarpOp::LdmatrixX1Trans; }
+
+// A checked shared array of the race-check build, as its cells were handed out.
+struct SharedArray {
+    const unsigned char* data;
+    size_t bytes;
+    size_t element_bytes;
+    SharedCell* cells;
+    const SharedSite* site;
+};
+
+// One cp.async on its way: the bytes it will write (read at the call), and, under the
+// race check, the destination's elements.
+struct AsyncCopy {
+    unsigned char* destination;
+    unsigned char data[16];
+    int bytes;
+    const char* file;
+    int line;
+    const SharedArray* array;  // nullptr: not race-checked
+    size_t first, count;       // the elements of `array` it writes
+};
+
+// One thread's copies not landed yet, oldest first: `copies[0 .. group_ends.back())`
+// are committed, in groups that end at each of `group_ends`; the rest are not.
+struct AsyncCopies {
+    std::vector<AsyncCopy> copies;
+    std::vector<size_t> group_ends;
+};
+
 [[noreturn]] void fiber_main() noexcept;
+
+// The operands of mma, as the hardware reads them.
+float tf32_operand(uint32_t bits) { return __uint_as_float(bits & 0xffffe000u); }
+float bf16_low(uint32_t bits) { return __uint_as_float(bits << 16); }
+float bf16_high(uint32_t bits) { return __uint_as_float(bits & 0xffff0000u); }
+
+// A complete mma of a warp: gathers A, B and C from the 32 lanes' fragments (the
+// layouts of kernels/mma.cuh: g = lane / 4, t = lane % 4), computes D with one fmaf
+// per k, k ascending, and scatters it. Every C is read before any D is written, so a
+// lane's d may be its c.
+void run_mma(const Slot* lanes, bool bf16) {
+    const int depth = bf16 ? 16 : 8;
+    float a[16][16], b[16][8], c[16][8];
+    for (int l = 0; l < 32; ++l) {
+        const MmaLane& in = *reinterpret_cast<const MmaLane*>(lanes[l].value);
+        const int g = l >> 2, t = l % 4;
+        if (bf16) {
+            const int rows[4] = {g, g + 8, g, g + 8}, cols[4] = {2 * t, 2 * t, 2 * t + 8, 2 * t + 8};
+            for (int r = 0; r < 4; ++r) {
+                a[rows[r]][cols[r]] = bf16_low(in.a[r]);
+                a[rows[r]][cols[r] + 1] = bf16_high(in.a[r]);
+            }
+            for (int r = 0; r < 2; ++r) {
+                b[2 * t + 8 * r][g] = bf16_low(in.b[r]);
+                b[2 * t + 8 * r + 1][g] = bf16_high(in.b[r]);
+            }
+        } else {
+            a[g][t] = tf32_operand(in.a[0]);
+            a[g + 8][t] = tf32_operand(in.a[1]);
+            a[g][t + 4] = tf32_operand(in.a[2]);
+            a[g + 8][t + 4] = tf32_operand(in.a[3]);
+            b[t][g] = tf32_operand(in.b[0]);
+            b[t + 4][g] = tf32_operand(in.b[1]);
+        }
+        c[g][2 * t] = in.c[0];
+        c[g][2 * t + 1] = in.c[1];
+        c[g + 8][2 * t] = in.c[2];
+        c[g + 8][2 * t + 1] = in.c[3];
+    }
+    float d[16][8];
+    for (int i = 0; i < 16; ++i) {
+        for (int j = 0; j < 8; ++j) {
+            float sum = c[i][j];
+            for (int k = 0; k < depth; ++k) sum = fmaf(a[i][k], b[k][j], sum);
+            d[i][j] = sum;
+        }
+    }
+    for (int l = 0; l < 32; ++l) {
+        const MmaLane& out = *reinterpret_cast<const MmaLane*>(lanes[l].value);
+        const int g = l >> 2, t = l % 4;
+        out.d[0] = d[g][2 * t];
+        out.d[1] = d[g][2 * t + 1];
+        out.d[2] = d[g + 8][2 * t];
+        out.d[3] = d[g + 8][2 * t + 1];
+    }
+}
+
+// A complete ldmatrix of a warp: matrix m's row r is at lane 8m + r's address; lane l
+// gets row l/4, columns 2(l%4) and 2(l%4)+1 of each matrix (transposed: those rows of
+// column l/4), the first in the low half.
+void run_ldmatrix(const Slot* lanes, WarpOp op) {
+    const unsigned count = ldmatrix_count(op);
+    const bool trans = ldmatrix_trans(op);
+    uint16_t m[4][8][8];
+    for (unsigned i = 0; i < count; ++i) {
+        for (unsigned r = 0; r < 8; ++r) {
+            memcpy(m[i][r], reinterpret_cast<const LdmatrixLane*>(lanes[8 * i + r].value)->row, 16);
+        }
+    }
+    for (unsigned l = 0; l < 32; ++l) {
+        uint32_t* out = reinterpret_cast<const LdmatrixLane*>(lanes[l].value)->r;
+        const unsigned row = l / 4, col = 2 * (l % 4);
+        for (unsigned i = 0; i < count; ++i) {
+            uint32_t lo = trans ? m[i][col][row] : m[i][row][col];
+            uint32_t hi = trans ? m[i][col + 1][row] : m[i][row][col + 1];
+            out[i] = lo | hi << 16;
+        }
+    }
+}
+
+// The calling OS thread's thread-local storage, per module: where `__shared__` lives.
+using Ranges = std::vector<std::pair<uintptr_t, uintptr_t>>;
+int collect_tls(dl_phdr_info* info, size_t, void* ranges) {
+    if (!info->dlpi_tls_data) return 0;
+    for (unsigned i = 0; i < info->dlpi_phnum; ++i) {
+        if (info->dlpi_phdr[i].p_type != PT_TLS) continue;
+        uintptr_t begin = reinterpret_cast<uintptr_t>(info->dlpi_tls_data);
+        static_cast<Ranges*>(ranges)->push_back({begin, begin + info->dlpi_phdr[i].p_memsz});
+    }
+    return 0;
+}
 
 class Worker {
 public:
@@ -173,6 +327,7 @@ public:
                                 t / blockDim.x / blockDim.y};
         }
         if (launch.race_check) clocks_.assign((size_t)threads_ * 32, 0);
+        if (async_.size() < threads_) async_.resize(threads_);
         while (!launch.failed.load(std::memory_order_relaxed)) {
             uint64_t position = launch.next_block.fetch_add(1, std::memory_order_relaxed);
             if (position >= launch.blocks) break;
@@ -240,10 +395,104 @@ public:
         return count == 32 ? ~0u : (1u << count) - 1;
     }
 
+    // ---- Tensor-core instructions (see "Tensor-core instructions" in cuda_emu.h). ----
+
+    void mma(WarpOp op, float* d, const uint32_t* a, const uint32_t* b, const float* c,
+             const char* file, int line) {
+        MmaLane lane = {a, b, c, d};
+        collective(op, &lane, file, line);
+    }
+
+    void ldmatrix(WarpOp op, uint32_t* r, const void* row, const char* file, int line) {
+        if (current_ % 32 < 8 * ldmatrix_count(op)) {
+            if (reinterpret_cast<uintptr_t>(row) % 16 != 0) {
+                fail(format("thread %s passes %s the row address %p, which is not 16-byte "
+                            "aligned (%s:%d)",
+                            describe_index(threadIdx).c_str(), warp_op_name(op), row,
+                            base_name(file), line));
+            }
+            if (!in_shared_memory(row, 16)) {
+                fail(format("thread %s passes %s the row address %p, which is not in shared "
+                            "memory (%s:%d)",
+                            describe_index(threadIdx).c_str(), warp_op_name(op), row,
+                            base_name(file), line));
+            }
+            if (launch_->race_check) {
+                if (const SharedArray* array = find_shared(row, 16, warp_op_name(op), file, line)) {
+                    auto [first, count] = elements(*array, row, 16);
+                    for (size_t e = first; e < first + count; ++e) {
+                        shared_access(array->cells[e], *array->site, e, false);
+                    }
+                }
+            }
+        }
+        LdmatrixLane lane = {row, r};
+        collective(op, &lane, file, line);
+    }
+
+    void cp_async(void* smem, const void* gmem, int bytes, bool valid, const char* file,
+                  int line) {
+        if (reinterpret_cast<uintptr_t>(smem) % bytes != 0 ||
+            reinterpret_cast<uintptr_t>(gmem) % bytes != 0) {
+            fail(format("thread %s calls cp_async<%d> from %p to %p: both addresses must be "
+                        "%d-byte aligned (%s:%d)",
+                        describe_index(threadIdx).c_str(), bytes, gmem, smem, bytes,
+                        base_name(file), line));
+        }
+        if (!in_shared_memory(smem, bytes)) {
+            fail(format("thread %s calls cp_async<%d> to %p, which is not in shared memory "
+                        "(%s:%d)",
+                        describe_index(threadIdx).c_str(), bytes, smem, base_name(file), line));
+        }
+        AsyncCopy copy = {};
+        copy.destination = static_cast<unsigned char*>(smem);
+        copy.bytes = bytes;
+        copy.file = file;
+        copy.line = line;
+        if (valid) memcpy(copy.data, gmem, bytes);  // else zeros, and no read
+        if (launch_->race_check) {
+            copy.array = find_shared(smem, bytes, "cp_async", file, line);
+            if (copy.array) {
+                std::tie(copy.first, copy.count) = elements(*copy.array, smem, bytes);
+                // The copy may land at once: a write from now on (and until it lands:
+                // every access to the elements fails while they are pending).
+                for (size_t e = copy.first; e < copy.first + copy.count; ++e) {
+                    shared_access(copy.array->cells[e], *copy.array->site, e, true);
+                    ++copy.array->cells[e].pending;
+                }
+            }
+        }
+        async_[current_].copies.push_back(copy);
+        async_used_ = true;
+    }
+
+    void cp_async_commit() {
+        AsyncCopies& mine = async_[current_];
+        mine.group_ends.push_back(mine.copies.size());
+        async_used_ = true;
+    }
+
+    // Lands the copies of every group but the `n` newest, oldest first.
+    void cp_async_wait(int n) {
+        AsyncCopies& mine = async_[current_];
+        size_t groups = mine.group_ends.size();
+        if (groups <= (size_t)n) return;
+        size_t complete = groups - (size_t)n;
+        size_t landed = mine.group_ends[complete - 1];
+        for (size_t i = 0; i < landed; ++i) land(mine.copies[i]);
+        mine.copies.erase(mine.copies.begin(), mine.copies.begin() + (ptrdiff_t)landed);
+        mine.group_ends.erase(mine.group_ends.begin(),
+                              mine.group_ends.begin() + (ptrdiff_t)complete);
+        for (size_t& end : mine.group_ends) end -= landed;
+    }
+
     // ---- The race check (called from the race-check build's shared arrays). ----
 
-    SharedCell* shared_cells(size_t count) {
+    SharedCell* shared_cells(size_t count, const void* data, size_t element_bytes,
+                             const SharedSite& site) {
         shadows_.push_back(std::make_unique<SharedCell[]>(count));  // value-initialised: zero
+        arrays_.push_back({static_cast<const unsigned char*>(data), count * element_bytes,
+                           element_bytes, shadows_.back().get(), &site});
         return shadows_.back().get();
     }
 
@@ -251,6 +500,14 @@ public:
     // epoch, then records it. See "The race check" in cuda_emu.h.
     void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write) {
         const unsigned me = current_;
+        if (cell.pending) {
+            fail(format("thread %s %s shared `%s` (%s:%d), element %s, while a cp.async into "
+                        "it has not landed: only the cp_async_wait that covers the copy lands "
+                        "it (and other threads need a __syncthreads after that wait)",
+                        describe_index(thread_index_[me]).c_str(), write ? "writes" : "reads",
+                        site.declaration, base_name(site.file), site.line,
+                        element_name(site, element).c_str()));
+        }
         const SharedAccess now = {epoch_, me, clocks_[(size_t)me * 32 + me % 32]};
         const SharedAccess& last_write = cell.write;
         if (!ordered(last_write)) {
@@ -292,6 +549,7 @@ public:
         for (;;) {
             unsigned t = current_;
             launch_->run(launch_->args);
+            if (async_used_) check_copies_landed(t);
             if (fiber_mode_) {
                 slots_[t].status = Status::Done;
                 return;
@@ -333,6 +591,7 @@ private:
         blockIdx = {(unsigned)(index % grid.x), (unsigned)(index / grid.x % grid.y),
                     (unsigned)(index / grid.x / grid.y)};
         ++epoch_;  // shared memory's records of earlier blocks are void
+        drop_copies();
         fiber_mode_ = false;
         failed_ = false;
         base_ = 0;
@@ -482,16 +741,132 @@ private:
         return clocks_[(size_t)me * 32 + access.thread % 32] > access.clock;
     }
 
-    // Fails the launch with the conflict between the running thread's access and
-    // `other`'s earlier one.
-    [[noreturn]] void race(const SharedSite& site, size_t element, unsigned other,
-                           bool other_wrote, bool write) {
+    // "[1][2] (flat index 10)", or "(the scalar)".
+    static std::string element_name(const SharedSite& site, size_t element) {
+        if (site.rank == 0) return "(the scalar)";
         std::string index;
         size_t rest = element;
         for (int d = site.rank - 1; d >= 0; --d) {
             index = format("[%zu]", rest % site.extents[d]) + index;
             rest /= site.extents[d];
         }
+        return index + format(" (flat index %zu)", element);
+    }
+
+    // ---- Tensor-core instructions: the parts that run on the lane's own fiber. ----
+
+    // Suspends the running lane at a collective instruction: every lane of a full warp
+    // must arrive at the same one (release_warp), which then computes all results.
+    void collective(WarpOp op, const void* lane, const char* file, int line) {
+        if (warp_lanes() != ~0u) {
+            fail(format("thread %s calls %s in a warp of %d threads: it needs all 32 lanes "
+                        "(blocks of a multiple of 32 threads) (%s:%d)",
+                        describe_index(threadIdx).c_str(), warp_op_name(op),
+                        __builtin_popcount(warp_lanes()), base_name(file), line));
+        }
+        Slot& slot = slots_[current_];
+        slot.at_warp = true;
+        slot.warp_op = op;
+        slot.mask = ~0u;
+        slot.source = -1;
+        slot.value = reinterpret_cast<uintptr_t>(lane);
+        slot.file = file;
+        slot.line = line;
+        wait();
+    }
+
+    // Whether [p, p + bytes) lies in the thread-local storage of one module of this
+    // OS thread, where `__shared__` arrays live (looked up again when it does not: a
+    // module loaded later has storage of its own).
+    bool in_shared_memory(const void* p, size_t bytes) {
+        uintptr_t begin = reinterpret_cast<uintptr_t>(p), end = begin + bytes;
+        for (int pass = 0; pass < 2; ++pass) {
+            for (const auto& [first, last] : tls_) {
+                if (begin >= first && end <= last) return true;
+            }
+            if (pass == 0) {
+                tls_.clear();
+                dl_iterate_phdr(collect_tls, &tls_);
+            }
+        }
+        return false;
+    }
+
+    // The race-check build's array that holds [p, p + bytes), or nullptr (an array the
+    // build does not check); fails the launch if the range runs past the array's end.
+    const SharedArray* find_shared(const void* p, size_t bytes, const char* what,
+                                   const char* file, int line) {
+        const unsigned char* begin = static_cast<const unsigned char*>(p);
+        for (const SharedArray& array : arrays_) {
+            if (begin < array.data || begin >= array.data + array.bytes) continue;
+            if (begin + bytes > array.data + array.bytes) {
+                fail(format("thread %s: %s accesses %zu bytes at %p, past the end of shared "
+                            "`%s` (%s:%d) (%s:%d)",
+                            describe_index(threadIdx).c_str(), what, bytes, p,
+                            array.site->declaration, base_name(array.site->file),
+                            array.site->line, base_name(file), line));
+            }
+            return &array;
+        }
+        return nullptr;
+    }
+
+    // The first element of `array` that [p, p + bytes) touches, and how many.
+    static std::pair<size_t, size_t> elements(const SharedArray& array, const void* p,
+                                              size_t bytes) {
+        size_t offset = static_cast<size_t>(static_cast<const unsigned char*>(p) - array.data);
+        size_t first = offset / array.element_bytes;
+        size_t last = (offset + bytes - 1) / array.element_bytes;
+        return {first, last - first + 1};
+    }
+
+    // A cp.async lands: its elements stop being pending, and it writes them as the
+    // waiting thread.
+    void land(const AsyncCopy& copy) {
+        if (copy.array) {
+            for (size_t e = copy.first; e < copy.first + copy.count; ++e) {
+                --copy.array->cells[e].pending;
+                shared_access(copy.array->cells[e], *copy.array->site, e, true);
+            }
+        }
+        memcpy(copy.destination, copy.data, (size_t)copy.bytes);
+    }
+
+    // Thread t has finished: it must have waited for every copy it started.
+    void check_copies_landed(unsigned t) {
+        AsyncCopies& mine = async_[t];
+        if (!mine.copies.empty()) {
+            const AsyncCopy& last = mine.copies.back();
+            fail(format("thread %s exits with %zu cp.async copies that no cp_async_wait "
+                        "covered (the last from %s:%d): they would land after it, or never; "
+                        "commit them and cp_async_wait<0>() first",
+                        describe_index(thread_index_[t]).c_str(), mine.copies.size(),
+                        base_name(last.file), last.line));
+        }
+        mine.group_ends.clear();  // empty groups are complete
+    }
+
+    // Forgets the copies of a block that failed (its threads never waited), and their
+    // pending marks, which would otherwise outlive it in the shared arrays' cells.
+    void drop_copies() {
+        if (!async_used_) return;
+        for (AsyncCopies& copies : async_) {
+            for (const AsyncCopy& copy : copies.copies) {
+                if (!copy.array) continue;
+                for (size_t e = copy.first; e < copy.first + copy.count; ++e) {
+                    --copy.array->cells[e].pending;
+                }
+            }
+            copies.copies.clear();
+            copies.group_ends.clear();
+        }
+        async_used_ = false;
+    }
+
+    // Fails the launch with the conflict between the running thread's access and
+    // `other`'s earlier one.
+    [[noreturn]] void race(const SharedSite& site, size_t element, unsigned other,
+                           bool other_wrote, bool write) {
         const char* kind = !other_wrote ? "write after read"
                            : write      ? "write after write"
                                         : "read after write";
@@ -499,11 +874,10 @@ private:
                                ? " (one warp, but no __syncwarp, shuffle or vote of both lanes "
                                  "orders them)"
                                : "";
-        fail(format("race on shared `%s` (%s:%d), element %s (flat index %zu): thread %s %s "
+        fail(format("race on shared `%s` (%s:%d), element %s: thread %s %s "
                     "it after thread %s %s it, with no barrier between them%s: %s",
                     site.declaration, base_name(site.file), site.line,
-                    site.rank == 0 ? "(the scalar)" : index.c_str(), element,
-                    describe_index(thread_index_[current_]).c_str(), write ? "writes" : "reads",
+                    element_name(site, element).c_str(), describe_index(thread_index_[current_]).c_str(), write ? "writes" : "reads",
                     describe_index(thread_index_[other]).c_str(), other_wrote ? "wrote" : "read",
                     warp, kind));
     }
@@ -557,7 +931,8 @@ private:
         for (unsigned l = 0; l < count; ++l) {
             const Slot& slot = lanes[l];
             if (slot.status != Status::Waiting || !slot.at_warp) continue;
-            unsigned group = slot.mask & live;
+            // A collective instruction needs every lane: an exited one never arrives.
+            unsigned group = is_collective(slot.warp_op) ? slot.mask : slot.mask & live;
             bool complete = true;
             for (unsigned r = 0; r < count && complete; ++r) {
                 const Slot& other = lanes[r];
@@ -575,6 +950,15 @@ private:
 
     // Computes the results of a complete warp operation for the lanes in `group`.
     static void exchange(Slot* lanes, unsigned count, unsigned group, WarpOp op) {
+        if (is_collective(op)) {  // all 32 lanes (collective() checked the warp is full)
+            if (is_ldmatrix(op)) {
+                run_ldmatrix(lanes, op);
+            } else {
+                run_mma(lanes, op == WarpOp::MmaBf16);
+            }
+            for (unsigned l = 0; l < count; ++l) lanes[l].status = Status::Ready;
+            return;
+        }
         unsigned ballot = 0;
         for (unsigned l = 0; l < count; ++l) {
             if ((group >> l & 1) && lanes[l].value != 0) ballot |= 1u << l;
@@ -630,6 +1014,14 @@ private:
             case WarpOp::Ballot: return "__ballot_sync";
             case WarpOp::Any: return "__any_sync";
             case WarpOp::All: return "__all_sync";
+            case WarpOp::MmaTf32: return "mma_tf32_m16n8k8";
+            case WarpOp::MmaBf16: return "mma_bf16_m16n8k16";
+            case WarpOp::LdmatrixX1: return "ldmatrix_x1";
+            case WarpOp::LdmatrixX2: return "ldmatrix_x2";
+            case WarpOp::LdmatrixX4: return "ldmatrix_x4";
+            case WarpOp::LdmatrixX1Trans: return "ldmatrix_x1_trans";
+            case WarpOp::LdmatrixX2Trans: return "ldmatrix_x2_trans";
+            case WarpOp::LdmatrixX4Trans: return "ldmatrix_x4_trans";
         }
         return "?";
     }
@@ -649,6 +1041,10 @@ private:
         if (slot.status == Status::Done) return "exited";
         if (!slot.at_warp) {
             return format("wait at %s() (%s:%d)", block_op_name(slot.block_op),
+                          base_name(slot.file), slot.line);
+        }
+        if (is_collective(slot.warp_op)) {
+            return format("wait at %s() (%s:%d)", warp_op_name(slot.warp_op),
                           base_name(slot.file), slot.line);
         }
         return format("wait at %s(0x%08x, ...) (%s:%d)", warp_op_name(slot.warp_op), slot.mask,
@@ -708,6 +1104,12 @@ private:
     uint64_t epoch_ = 0;
     std::vector<uint32_t> clocks_;
     std::vector<std::unique_ptr<SharedCell[]>> shadows_;
+    std::deque<SharedArray> arrays_;  // the same arrays by address (a deque: copies point in)
+    // cp.async: each thread's copies not landed yet, and whether any thread of the
+    // block made one (else the exit check and the clean-up are skipped).
+    std::vector<AsyncCopies> async_;
+    bool async_used_ = false;
+    Ranges tls_;  // the OS thread's thread-local storage: shared memory
     Context scheduler_;                           // the OS thread's own stack
     const void* scheduler_stack_bottom_ = nullptr;
     size_t scheduler_stack_size_ = 0;
@@ -892,7 +1294,27 @@ uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, i
 
 unsigned warp_lanes() { return worker().warp_lanes(); }
 
-SharedCell* shared_cells(size_t count) { return worker().shared_cells(count); }
+void mma(WarpOp op, float* d, const uint32_t* a, const uint32_t* b, const float* c,
+         const char* file, int line) {
+    worker().mma(op, d, a, b, c, file, line);
+}
+
+void ldmatrix(WarpOp op, uint32_t* r, const void* row, const char* file, int line) {
+    worker().ldmatrix(op, r, row, file, line);
+}
+
+void cp_async(void* smem, const void* gmem, int bytes, bool valid, const char* file, int line) {
+    worker().cp_async(smem, gmem, bytes, valid, file, line);
+}
+
+void cp_async_commit(const char*, int) { worker().cp_async_commit(); }
+
+void cp_async_wait(int n, const char*, int) { worker().cp_async_wait(n); }
+
+SharedCell* shared_cells(size_t count, const void* data, size_t element_bytes,
+                         const SharedSite& site) {
+    return worker().shared_cells(count, data, element_bytes, site);
+}
 
 void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write) {
     worker().shared_access(cell, site, element, write);

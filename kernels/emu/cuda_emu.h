@@ -103,6 +103,9 @@
 #define __constant__
 #define __forceinline__ inline __attribute__((always_inline))
 #define __launch_bounds__(...)
+// `__shared__ __align__(16) T a[N];` (ldmatrix and cp.async need 16 bytes). A GNU
+// attribute, as in CUDA's headers: C++'s alignas cannot follow `static thread_local`.
+#define __align__(n) __attribute__((aligned(n)))
 // __restrict__ is a g++ keyword already. __noinline__ cannot be a macro here: the
 // standard library spells its own attribute __attribute__((__noinline__)).
 
@@ -162,7 +165,12 @@ inline uint3 make_uint3(unsigned x, unsigned y, unsigned z) { return {x, y, z}; 
 namespace emu {
 
 enum class BlockOp : uint8_t { Sync, Count, And, Or };
-enum class WarpOp : uint8_t { Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All };
+enum class WarpOp : uint8_t {
+    Sync, ShflIdx, ShflUp, ShflDown, ShflXor, Ballot, Any, All,
+    // The tensor-core instructions of kernels/mma.cuh: collective over all 32 lanes.
+    MmaTf32, MmaBf16,
+    LdmatrixX1, LdmatrixX2, LdmatrixX4, LdmatrixX1Trans, LdmatrixX2Trans, LdmatrixX4Trans,
+};
 
 // Suspends the calling thread until every thread of its block arrives; returns the
 // count of nonzero predicates (Count), or whether all / any were nonzero (And / Or).
@@ -177,6 +185,16 @@ uint64_t warp_barrier(WarpOp op, unsigned mask, uint64_t value, long long arg, i
 
 // The lanes of the calling thread's warp that exist in the block.
 unsigned warp_lanes();
+
+// The tensor-core instructions (kernels/mma.cuh; see "Tensor-core instructions" below).
+// mma: op MmaTf32 or MmaBf16, the lane's fragments. ldmatrix: op Ldmatrix*, the row
+// this lane supplies, its destination registers.
+void mma(WarpOp op, float* d, const uint32_t* a, const uint32_t* b, const float* c,
+         const char* file, int line);
+void ldmatrix(WarpOp op, uint32_t* r, const void* row, const char* file, int line);
+void cp_async(void* smem, const void* gmem, int bytes, bool valid, const char* file, int line);
+void cp_async_commit(const char* file, int line);
+void cp_async_wait(int n, const char* file, int line);
 
 // Registers a kernel under `name`: `run` calls it with arguments unpacked from
 // `args`; `parameters` lists its parameter types (see describe_type below). Each
@@ -563,6 +581,51 @@ inline unsigned short __bfloat16_as_ushort(__nv_bfloat16 b) { return b.__x; }
 inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return __nv_bfloat16{bits}; }
 
 // ---------------------------------------------------------------------------------
+// Tensor-core instructions: what kernels/mma.cuh's functions do on the emulator, where
+// that file's comment gives the fragment layouts. Each checks what the hardware leaves
+// undefined and fails the launch with a message naming the thread and the call site.
+//
+// * mma (mma.sync m16n8k8 tf32, m16n8k16 bf16) and ldmatrix are warp-collective, like
+//   the shuffles: each lane waits until all 32 lanes of its warp arrive at the same
+//   instruction. A warp with fewer than 32 threads, a lane that exited, or lanes at
+//   another instruction (or another shape) is barrier divergence. Then the scheduler
+//   gathers the fragments of all 32 lanes into A, B and C and scatters D.
+// * mma's arithmetic: a TF32 operand is its f32 bits with the low 13 bits dropped
+//   (truncated: the hardware ignores them, so a kernel that skips to_tf32 gets the
+//   hardware's operand, not a better one); a bf16 operand is exact in f32. Products of
+//   either are exact in f32, so D[i][j] = C[i][j], then fmaf(A[i][k], B[k][j], D[i][j])
+//   for k ascending: one rounding per k. The hardware's order and rounding of that sum
+//   are not documented; results agree with it to a few ulps of the largest term, not
+//   bit for bit (exactly, where every partial sum is exact: small integers).
+// * ldmatrix: the lanes whose addresses are used (8 per matrix) must point into shared
+//   memory, 16-byte aligned; each lane's row is a shared read of that lane (the race
+//   check sees it), made when it arrives.
+// * cp.async: both addresses aligned to the size, the destination in shared memory,
+//   the source read at the call (AddressSanitizer checks it like any global read; not
+//   read when !valid, as src-size 0 reads nothing). The copy lands at the
+//   cp_async_wait that covers its group, not before: a thread that reads the
+//   destination earlier reads the old contents, as a GPU may. Under the race check the
+//   destination's elements are pending from the call to the landing: any access to
+//   them (another cp.async into them included) fails the launch, and the landing is a
+//   write by the waiting thread, so other threads need a __syncthreads after the wait.
+//   A thread that exits with copies not waited for fails the launch.
+// * "Shared memory" is the thread-local storage that `__shared__` declares: an address
+//   in a kernel's local variables or in a device buffer is refused.
+
+namespace emu {
+// cvt.rna.tf32.f32: to nearest with ties away from zero at bit 13 (adding half a unit
+// of the last kept bit to the magnitude, then dropping 13 bits; a carry into the
+// exponent is right, and the largest finite floats round up to infinity's bits). An
+// infinity keeps its bits; a NaN gives the canonical 0x7fffffff (the PTX ISA leaves
+// which NaN unspecified).
+inline uint32_t tf32_round(float x) {
+    uint32_t bits = __float_as_uint(x);
+    if ((bits & 0x7fffffffu) > 0x7f800000u) return 0x7fffffffu;
+    return (bits + 0x1000u) & 0xffffe000u;
+}
+}  // namespace emu
+
+// ---------------------------------------------------------------------------------
 // The race check (GOOGLENET_EMU_CHECK=race). build.rs compiles every kernel file a
 // second time from a copy (build/emu_shared.rs) in which each `__shared__` declaration
 // `__shared__ T name[A][B];` reads `static thread_local emu::Shared<T[A][B]> name{...};`
@@ -583,7 +646,8 @@ inline __nv_bfloat16 __ushort_as_bfloat16(unsigned short bits) { return __nv_bfl
 // `s[i] += v`, `s[i] = s[j]` all work, but `auto v = s[i]` keeps a reference. Elements
 // of class type other than __half / __nv_bfloat16 (float4, ...) and accesses through a
 // pointer taken from the array (`&s[i]`, as atomics do, or a decayed `s`) are not
-// checked. `sizeof(s)` is that of the wrapper.
+// checked, except those of ldmatrix and cp.async, which find the array by address.
+// `sizeof(s)` is that of the wrapper.
 
 namespace emu {
 
@@ -597,6 +661,7 @@ struct SharedAccess {
 struct SharedCell {
     SharedAccess write;
     SharedAccess read[2];
+    uint32_t pending;  // cp.async copies into the element that have not landed
 };
 
 // What a checked array is, for the messages.
@@ -608,8 +673,11 @@ struct SharedSite {
     int rank;
 };
 
-// Zeroed cells for one array of the calling OS thread, kept until it exits.
-SharedCell* shared_cells(size_t count);
+// Zeroed cells for the array at `data` (`count` elements of `element_bytes`) of the
+// calling OS thread, kept until it exits; the address range is remembered, so that
+// accesses by address (ldmatrix, cp.async) find the cells.
+SharedCell* shared_cells(size_t count, const void* data, size_t element_bytes,
+                         const SharedSite& site);
 // Checks one access of the running thread to `element` (a flat index) and records it;
 // fails the launch on a conflict.
 void shared_access(SharedCell& cell, const SharedSite& site, size_t element, bool write);
@@ -745,6 +813,7 @@ public:
     }
     template <typename B = A, std::enable_if_t<std::is_array_v<B>, int> = 0>
     operator std::decay_t<B>() {
+        cells();  // so that accesses by address through the pointer find the array
         return data_;
     }
 
@@ -782,7 +851,7 @@ public:
 
 private:
     SharedCell* cells() {
-        if (!cells_) cells_ = shared_cells(kCount);
+        if (!cells_) cells_ = shared_cells(kCount, &data_, sizeof(Element), site_);
         return cells_;
     }
 
