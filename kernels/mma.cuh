@@ -4,12 +4,12 @@
 // emulator, which runs it with the hardware's semantics (kernels/emu/cuda_emu.h,
 // "Tensor-core instructions"): warp-collective, every lane of the warp must arrive, the
 // fragment layouts below, TF32 operands truncated to their top 19 bits, cp.async copies
-// landing at the wait that covers them. Tested on hand-checkable matrices in
-// kernels/mma_selftest.cu (tests/emulator.rs, emu and cuda).
+// landing at the wait that covers them. Tested on hand-checkable matrices by
+// kernels/mma_selftest.cu (tests/emulator/tensor_cores.rs, emu and cuda).
 //
-// Changes to the agreed API: none. Under the emulator each function also takes the
-// caller's file and line (defaulted, as __syncthreads does), for the error messages;
-// ldmatrix_x1 and ldmatrix_x1_trans are there too.
+// Changes to the agreed API: none. Under the emulator the mma, ldmatrix and cp.async
+// functions also take the caller's file and line (defaulted, as __syncthreads does),
+// for the error messages; ldmatrix_x1 and ldmatrix_x1_trans are there too.
 //
 // Fragment layouts, from the PTX ISA ("Matrix Fragments for mma.m16n8k8" with .tf32,
 // "Matrix Fragments for mma.m16n8k16 with floating point type" with .bf16). For lane
