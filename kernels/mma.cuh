@@ -47,7 +47,9 @@
 //   does both. Declare the arrays `__shared__ __align__(16) T name[...]`.
 //
 //   cp.async: `BYTES` (4, 8 or 16) from global `gmem` to shared `smem`, both aligned to
-//   BYTES; with `valid` false the source is not read and BYTES zeros land instead
+//   BYTES (the emulator checks both, `valid` or not; device buffers start 16-byte
+//   aligned, so a 16-byte copy needs an element offset that is a multiple of 4 floats
+//   or 8 bf16); with `valid` false the source is not read and BYTES zeros land instead
 //   (src-size 0: out-of-bounds tiles cost no branch). The copies since the last commit
 //   form a group at cp_async_commit(); cp_async_wait<N>() waits until at most the N
 //   newest groups are pending. Only then is the copy in shared memory, and only for
