@@ -15,7 +15,7 @@ use crate::train::TrainConfig;
 const CHANGEABLE: [(&str, &str); 3] = [
     ("log_every", "reporting only"),
     ("save_every", "checkpointing only"),
-    ("graph", "how the steps are launched only"),
+    ("no_graph", "how the steps are launched only"),
 ];
 
 /// The flag that sets a config field (`image_size` → `--image-size`).

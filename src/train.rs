@@ -78,19 +78,15 @@ pub struct TrainConfig {
     /// Cross-entropy against `(1 - ε)·onehot + ε / 10` instead of the one-hot labels.
     #[serde(default)]
     pub label_smoothing: f64,
-    /// On a GPU device, record each batch size's step once and replay it (a CUDA
-    /// graph, src/stepper.rs); `--no-graph` launches every op of every step instead.
-    /// The results are the same either way.
-    #[serde(default = "graph_on")]
-    pub graph: bool,
+    /// `--no-graph`: on a GPU device, launch every op of every step instead of
+    /// recording each batch size's step once and replaying it (a CUDA graph,
+    /// src/stepper.rs). The results are the same either way.
+    #[serde(default)]
+    pub no_graph: bool,
 }
 
 fn constant_schedule() -> String {
     "constant".to_string()
-}
-
-fn graph_on() -> bool {
-    true
 }
 
 impl TrainConfig {
@@ -399,7 +395,7 @@ pub fn train(
         norm: config.normalization(),
         smoothing: config.label_smoothing as f32,
     };
-    let mut stepper = Stepper::new(device, config.batch_size, settings, config.graph)?;
+    let mut stepper = Stepper::new(device, config.batch_size, settings, !config.no_graph)?;
     let schedule = config.schedule()?;
     let total_steps = (batches * config.epochs) as u64;
     let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;

@@ -131,9 +131,7 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
-    if args.no_graph {
-        c.graph = false;
-    }
+    c.no_graph |= args.no_graph;
     c.validate()?;
     Ok(c)
 }
@@ -158,7 +156,7 @@ fn describe(c: &TrainConfig) -> String {
         if c.augment { "crop+flip" } else { "none" },
         c.label_smoothing,
         c.seed,
-        if c.graph { "on (GPU devices)" } else { "off" },
+        if c.no_graph { "off" } else { "on (GPU devices)" },
         s = c.image_size,
     )
 }
