@@ -16,6 +16,11 @@
 //!
 //! Each step is timed on the host clock from its start until the device has finished
 //! it (`Device::synchronize`), after warm-up steps that are not counted.
+//!
+//! Steps run as the training loop runs them (src/stepper.rs): on the GPU devices each
+//! is timed and counted twice, with the step graph (one recorded step replayed) and
+//! with its ops launched one by one; `--no-graph` only the latter. Rows say which
+//! (`"graph"`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -25,47 +30,80 @@ use googlenet::augment::View;
 use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
 use googlenet::device::cuda;
-use googlenet::train::{train_step_logged, StepLog};
-use googlenet::{
-    Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Normalize, Tensor,
-};
+use googlenet::stepper::{BatchSettings, Stepper};
+use googlenet::train::StepLog;
+use googlenet::{Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize};
 use serde_json::{json, Value};
 
 /// The tutorial's batch, the CPU's only one.
 const BATCH: usize = 16;
 
+/// `samples` 28x28 images of a few bands, on the device.
+fn split(device: &Device, samples: usize) -> Result<DeviceSplit> {
+    let split = Split {
+        images: (0..samples * 28 * 28)
+            .map(|i| ((i * 37) % 251) as u8)
+            .collect(),
+        labels: (0..samples).map(|i| (i % 10) as u8).collect(),
+        rows: 28,
+        cols: 28,
+    };
+    DeviceSplit::upload(device, &split, None)
+}
+
+/// A model, its optimizer and a stepper for batches of `batch` at `size`.
+fn setup(
+    device: &Device,
+    batch: usize,
+    size: usize,
+    graphs: bool,
+) -> Result<(GoogLeNet, googlenet::Parameters, Adam, Stepper)> {
+    let (net, params) =
+        GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let adam = Adam::new(&params, 1e-3)?;
+    let settings = BatchSettings {
+        image_size: size,
+        norm: Normalize::FASHION_MNIST,
+        smoothing: 0.0,
+    };
+    let stepper = Stepper::new(device, batch, settings, graphs)?;
+    Ok((net, params, adam, stepper))
+}
+
 fn median_step(
     device: &Device,
     batch: usize,
     size: usize,
+    graphs: bool,
     warmup: usize,
     steps: usize,
 ) -> Result<Duration> {
-    let (net, mut params) =
-        GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
-    let mut adam = Adam::new(&params, 1e-3)?;
-    let pixels = (0..batch * size * size)
-        .map(|i| (i % 251) as f32 / 251.0)
-        .collect();
-    let images = Tensor::from_vec(device, &[batch, 1, size, size], pixels)?;
-    let labels = Labels::new(
-        device,
-        &(0..batch as u32).map(|i| i % 10).collect::<Vec<_>>(),
-        10,
-    )?;
+    let data = split(device, 2 * batch)?;
+    let (net, mut params, mut adam, mut stepper) = setup(device, batch, size, graphs)?;
+    // With the graph, the first two steps are the warm-up and the recording.
+    let warmup = if stepper.uses_graphs() {
+        warmup.max(2)
+    } else {
+        warmup
+    };
+    let views = vec![View::IDENTITY; batch];
     let mut times = Vec::new();
     // As the training loop runs it: losses stay on the device until the end.
     let mut log = StepLog::new(device, warmup + steps)?;
     // Warm-up steps fill the allocator and the thread pool (and, on a GPU, load the
     // kernels and raise the clocks); they are not counted.
     for step in 0..warmup + steps {
+        let indices: Vec<u32> = (0..batch)
+            .map(|i| ((step % 2) * batch + i) as u32)
+            .collect();
         let start = Instant::now();
-        train_step_logged(
+        stepper.step(
             &net,
             &mut params,
             &mut adam,
-            &images,
-            &labels,
+            &data,
+            &indices,
+            &views,
             step as u64,
             &mut log,
         )?;
@@ -79,36 +117,31 @@ fn median_step(
     Ok(times[times.len() / 2])
 }
 
-/// What the second of two training steps (the first is the warm-up that fills the
-/// allocator) cost a GPU device, the batch cut from a split on the device as the
-/// training loop does.
-fn steady_state_counts(device: &Device, batch: usize, size: usize) -> Result<Counters> {
-    let samples = 2 * batch;
-    let split = Split {
-        images: (0..samples * 28 * 28)
-            .map(|i| ((i * 37) % 251) as u8)
-            .collect(),
-        labels: (0..samples).map(|i| (i % 10) as u8).collect(),
-        rows: 28,
-        cols: 28,
-    };
-    let data = DeviceSplit::upload(device, &split, None)?;
-    let (net, mut params) =
-        GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
-    let mut adam = Adam::new(&params, 1e-3)?;
-    let mut log = StepLog::new(device, 2)?;
+/// What the third of three training steps cost a GPU device (the first is the
+/// warm-up that fills the allocator, the second, with the graph, the recording).
+fn steady_state_counts(
+    device: &Device,
+    batch: usize,
+    size: usize,
+    graphs: bool,
+) -> Result<Counters> {
+    let data = split(device, 2 * batch)?;
+    let (net, mut params, mut adam, mut stepper) = setup(device, batch, size, graphs)?;
+    let mut log = StepLog::new(device, 3)?;
+    let views = vec![View::IDENTITY; batch];
     let mut counts = None;
-    for step in 0..2 {
-        let indices: Vec<u32> = (0..batch).map(|i| (step * batch + i) as u32).collect();
+    for step in 0..3 {
+        let indices: Vec<u32> = (0..batch)
+            .map(|i| ((step % 2) * batch + i) as u32)
+            .collect();
         device.take_counters();
-        let views = vec![View::IDENTITY; indices.len()];
-        let (images, labels) = data.batch(&indices, &views, size, Normalize::FASHION_MNIST, 0.0)?;
-        train_step_logged(
+        stepper.step(
             &net,
             &mut params,
             &mut adam,
-            &images,
-            &labels,
+            &data,
+            &indices,
+            &views,
             step as u64,
             &mut log,
         )?;
@@ -119,13 +152,23 @@ fn steady_state_counts(device: &Device, batch: usize, size: usize) -> Result<Cou
 }
 
 /// Prints the counts and adds them to `rows`.
-fn report_counts(rows: &mut Vec<Value>, device: &Device, batch: usize, size: usize) -> Result<()> {
-    let c = steady_state_counts(device, batch, size)?;
+fn report_counts(
+    rows: &mut Vec<Value>,
+    device: &Device,
+    batch: usize,
+    size: usize,
+    graphs: bool,
+) -> Result<()> {
+    let c = steady_state_counts(device, batch, size, graphs)?;
     let copies = c.copies_to_device + c.copies_to_host;
     println!(
-        "  batch {batch:>3}  {size:>3}x{size:<3}  {} launches, {} allocations, {} memsets, \
-         {copies} copies, {} host waits per step; peak memory {:.1} MiB",
+        "  batch {batch:>3}  {size:>3}x{size:<3}  graph {:<3}  {} launches ({} replays of \
+         {} kernels), {} allocations, {} memsets, {copies} copies, {} host waits per step; \
+         peak memory {:.1} MiB",
+        if graphs { "on" } else { "off" },
         c.launches,
+        c.graph_replays,
+        c.replayed_launches,
         c.allocations,
         c.memsets,
         c.host_waits,
@@ -135,35 +178,43 @@ fn report_counts(rows: &mut Vec<Value>, device: &Device, batch: usize, size: usi
         "device": device.name(),
         "batch": batch,
         "image_size": size,
+        "graph": graphs,
         "launches_per_step": c.launches,
+        "graph_replays_per_step": c.graph_replays,
+        "replayed_launches_per_step": c.replayed_launches,
         "allocations_per_step": c.allocations,
         "memsets_per_step": c.memsets,
         "copies_per_step": copies,
         "host_waits_per_step": c.host_waits,
         "peak_device_bytes_per_step": c.peak_bytes,
-        "measured_over": "the second of two steps (the first fills the allocator)",
+        "measured_over": "the third of three steps (the first fills the allocator, the \
+                          second records the graph)",
     }));
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 fn report(
     rows: &mut Vec<Value>,
     device: &Device,
     batch: usize,
     size: usize,
+    graphs: bool,
     steps: usize,
     t: Duration,
 ) {
     let images_per_s = batch as f64 / t.as_secs_f64();
     println!(
-        "  batch {batch:>3}  {size:>3}x{size:<3}  {:>8.1} ms/step  {images_per_s:>8.1} images/s  \
-         (median of {steps})",
+        "  batch {batch:>3}  {size:>3}x{size:<3}  graph {:<3}  {:>8.1} ms/step  \
+         {images_per_s:>8.1} images/s  (median of {steps})",
+        if graphs { "on" } else { "off" },
         t.as_secs_f64() * 1e3,
     );
     rows.push(json!({
         "device": device.name(),
         "batch": batch,
         "image_size": size,
+        "graph": graphs,
         "ms_per_step": t.as_secs_f64() * 1e3,
         "images_per_s": images_per_s,
         "steps_timed": steps,
@@ -174,6 +225,12 @@ fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = !args.iter().any(|a| a == "--bench");
     let gpu_only = args.iter().any(|a| a == "--gpu-only");
+    // On the GPU devices: with the step graph and without, or only without.
+    let graph_modes: &[bool] = if args.iter().any(|a| a == "--no-graph") {
+        &[false]
+    } else {
+        &[true, false]
+    };
     let json_path = match args.iter().position(|a| a == "--json") {
         Some(i) => PathBuf::from(args.get(i + 1).context("--json needs a path")?),
         None => PathBuf::from("target/bench-train-step.json"),
@@ -189,12 +246,16 @@ fn main() -> Result<()> {
         Ok(gpu) => {
             println!("train step on {}", gpu.name());
             for (batch, steps) in [(16, 20), (128, 10)] {
-                let t = median_step(gpu, batch, 224, 3, steps)?;
-                report(&mut rows, gpu, batch, 224, steps, t);
+                for &graphs in graph_modes {
+                    let t = median_step(gpu, batch, 224, graphs, 3, steps)?;
+                    report(&mut rows, gpu, batch, 224, graphs, steps, t);
+                }
             }
             println!("what a steady-state step costs the host on {}", gpu.name());
             for batch in [16, 128] {
-                report_counts(&mut rows, gpu, batch, 224)?;
+                for &graphs in graph_modes {
+                    report_counts(&mut rows, gpu, batch, 224, graphs)?;
+                }
             }
         }
         Err(why) => println!("GPU figures need a GPU ({why})"),
@@ -204,7 +265,9 @@ fn main() -> Result<()> {
         let emu = Device::emu();
         println!("what a steady-state step costs the host on emu (the GPU layer's counts)");
         for batch in [16, 128] {
-            report_counts(&mut rows, &emu, batch, 32)?;
+            for &graphs in graph_modes {
+                report_counts(&mut rows, &emu, batch, 32, graphs)?;
+            }
         }
     }
 
@@ -216,8 +279,9 @@ fn main() -> Result<()> {
             if quick && size > 32 {
                 continue;
             }
-            let t = median_step(&device, BATCH, size, 1, steps)?;
-            report(&mut rows, &device, BATCH, size, steps, t);
+            // The CPU records no graph.
+            let t = median_step(&device, BATCH, size, false, 1, steps)?;
+            report(&mut rows, &device, BATCH, size, false, steps, t);
         }
     }
 

@@ -6,7 +6,10 @@
 //   v = β2·v + (1-β2)·g²
 //   p = p + (-step_size) · (m / (√v / correction2_sqrt + ε))
 // with step_size = lr / (1-β1ᵗ) and correction2_sqrt = √(1-β2ᵗ) derived on the host
-// (in f64, as Python does) and passed rounded to f32. Every operation is an explicitly
+// (in f64, as Python does), rounded to f32 and read from device memory as their bits,
+// `scalars[0]` and `scalars[1]` (the step parameters, src/step_params.rs): every
+// launch argument is then the same from step to step, so a recorded step (a CUDA
+// graph) replays with each step's own scalars. Every operation is an explicitly
 // rounded intrinsic so nvcc cannot fuse a multiply and an add into an FMA: the update
 // is then bit-identical to the CPU's.
 //
@@ -24,10 +27,12 @@
 extern "C" __global__ void adam_step_f32(float** param, const float** grad, float** m, float** v,
                                          const unsigned* block_start, const unsigned* len,
                                          int tensors, const unsigned* skip,
-                                         float step_size, float correction2_sqrt,
+                                         const unsigned* scalars,
                                          float one_minus_beta1, float one_minus_beta2,
                                          float beta2, float eps) {
     if (skip[0] != 0) return;
+    const float step_size = __uint_as_float(scalars[0]);
+    const float correction2_sqrt = __uint_as_float(scalars[1]);
     const unsigned block = blockIdx.x;
     // The last tensor t with block_start[t] <= block (tensors are nonempty, so the
     // starts strictly increase).

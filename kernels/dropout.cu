@@ -6,11 +6,16 @@
 //   y[i] = u >= p ? x[i] · (1 / (1 - p)) : 0
 // Forward and backward are the same map (backward passes dy as x). The products use
 // __f*_rn intrinsics: they are exactly rounded whatever the compiler flags (no fast-math
-// division), as the CPU's. Launch: one thread per element, blocks of 256.
+// division), as the CPU's. The seed is read from device memory, `seed_words[0]` its low
+// and `seed_words[1]` its high 32 bits (the step parameters, src/step_params.rs), so a
+// recorded step (a CUDA graph) replays with each step's own seed. Launch: one thread
+// per element, blocks of 256.
 extern "C" __global__ void dropout_fwd_f32(const float* x, float* y, int len, float p,
-                                           unsigned long long seed) {
+                                           const unsigned* seed_words) {
     const int i = blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= len) return;
+    const unsigned long long seed =
+        (unsigned long long)seed_words[0] | ((unsigned long long)seed_words[1] << 32);
     unsigned long long z = seed ^ ((unsigned long long)i + 1ull) * 0x9E3779B97F4A7C15ull;
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;

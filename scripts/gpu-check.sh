@@ -5,9 +5,9 @@
 #   1. every test's cuda variant (the test executables with --include-ignored cuda::);
 #   2. the cuda kernel tests (ops_forward, gradcheck: small shapes) under
 #      compute-sanitizer's memcheck, racecheck, synccheck and initcheck;
-#   3. 300 training steps (batch 16, 224x224) of the tutorial and recommended presets:
-#      loss and steps/s;
-#   4. the kernel and train-step benchmarks;
+#   3. 300 training steps (batch 16, 224x224) of the tutorial and recommended presets,
+#      each with the step graph and with --no-graph: loss and steps/s;
+#   4. the kernel and train-step benchmarks (the train step with the graph and without);
 #   5. the PyTorch peer (scripts/pytorch_peer.py): eager and compile, batch 16 and 128.
 # Each stage has a time cap and the whole check a budget (470 s), so it ends, with its
 # summary, inside 8 minutes; what did not fit says so. Logs go to $OUT, else --out
@@ -150,18 +150,21 @@ fi
 
 # 3. 300 training steps of each preset (timed: launches unchecked again).
 unset GOOGLENET_CUDA_SYNC
-for preset in tutorial recommended; do
-    capped 60 "$bin/train" --preset "$preset" --device "$device" --data-dir "$bin/data" --no-verify \
-        --epochs 1 "${train_sizes[@]}" --run-dir "$work/run-$preset" > "$work/train.log" 2>&1
+for run in tutorial tutorial:no-graph recommended recommended:no-graph; do
+    preset=${run%%:*}
+    graph=()
+    [ "$run" != "$preset" ] && graph=(--no-graph)
+    capped 45 "$bin/train" --preset "$preset" --device "$device" --data-dir "$bin/data" --no-verify \
+        --epochs 1 "${train_sizes[@]}" "${graph[@]}" --run-dir "$work/run-${run/:/-}" > "$work/train.log" 2>&1
     rc=$?
-    { echo "### train --preset $preset: exit $rc"; cat "$work/train.log"; } >> "$out/train.log"
+    { echo "### train --preset $preset ${graph[*]}: exit $rc"; cat "$work/train.log"; } >> "$out/train.log"
     # "epoch 1 batch   300 (step    300)  loss 2.3026  accuracy 0.1000     12.3s"
     last=$(grep -E '^epoch [0-9]+ batch' "$work/train.log" | tail -1)
     figures=$(awk '{ for (i = 1; i <= NF; i++) { if ($i == "(step") step = $(i + 1) + 0; if ($i == "loss") loss = $(i + 1) }
                      t = $NF; sub("s$", "", t)
                      if (t > 0) printf "step %d: loss %s, %.1f steps/s over the run", step, loss, step / t }' <<< "$last")
     accuracy=$(sed -nE 's/^finished: test accuracy ([0-9.]+).*/\1/p' "$work/train.log")
-    row "train $preset ($device)" "$(status "$rc")" "${figures:-no step logged}${accuracy:+; test accuracy $accuracy}"
+    row "train $preset${graph:+ ${graph[*]}} ($device)" "$(status "$rc")" "${figures:-no step logged}${accuracy:+; test accuracy $accuracy}"
 done
 
 # 4. The benchmarks: without a GPU they run their smoke versions (the kernel one on the
@@ -173,7 +176,7 @@ rc=$?
 convs=$(sed -nE 's/^convolutions of one step: //p' "$work/kernels.log" | paste -sd '|' | sed 's/|/ · /g')
 grep -q '^GPU figures need a GPU' "$work/kernels.log" && convs="smoke run, not GPU figures: ${convs}"
 row "bench kernels" "$(status "$rc")" "convolutions of one step: ${convs:-none; see bench.log}"
-capped 40 "$bin/benches/train_step" --bench --gpu-only --json "$out/bench-train-step.json" > "$work/step.log" 2>&1
+capped 60 "$bin/benches/train_step" --bench --gpu-only --json "$out/bench-train-step.json" > "$work/step.log" 2>&1
 rc=$?
 { echo "### benches/train_step --bench --gpu-only: exit $rc"; cat "$work/step.log"; } >> "$out/bench.log"
 steps=$(grep -E 'ms/step' "$work/step.log" | sed -E 's/ +/ /g; s/^ //; s/ \(median.*//' | tr '\n' ';')

@@ -18,7 +18,7 @@ use anyhow::{ensure, Context, Result};
 use crate::device::geometry::{ConvGeometry, PoolGeometry};
 use crate::device::Device;
 use crate::nn::{ParamId, Parameters};
-use crate::ops::{self, ConvGrad, ConvPart, Labels};
+use crate::ops::{self, ConvGrad, ConvPart, Labels, Seed};
 use crate::tensor::Tensor;
 
 type NodeId = usize;
@@ -411,11 +411,12 @@ impl Tape {
     }
 
     /// Inverted dropout (drop probability `p`, mask keyed by `seed`).
-    pub fn dropout(&mut self, x: &Var, p: f32, seed: u64) -> Result<Var> {
-        let y = ops::dropout(&x.value, p, seed)?;
+    pub fn dropout(&mut self, x: &Var, p: f32, seed: impl Into<Seed>) -> Result<Var> {
+        let seed = seed.into().on(x.value.device())?;
+        let y = ops::dropout(&x.value, p, seed.clone())?;
         let xn = x.node;
         Ok(self.record(y, &[xn], move |dy, grads| {
-            grads.add(xn, ops::dropout(dy, p, seed)?)
+            grads.add(xn, ops::dropout(dy, p, seed.clone())?)
         }))
     }
 

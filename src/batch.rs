@@ -2,14 +2,16 @@
 //!
 //! Its images and labels are uploaded once; a batch uploads only its indices and its
 //! augmentation views, from which the device gathers (augments and resizes) the images
-//! and gathers the labels.
+//! and gathers the labels. A training step's batch reads them from its step
+//! parameters (`gather`), written with the step's other values in one copy.
 
 use anyhow::{bail, ensure, Result};
 
 use crate::augment::{view_words, View};
 use crate::data::Split;
-use crate::device::{Buffer, Device};
+use crate::device::{Buffer, Device, Words};
 use crate::ops::{Labels, Normalize};
+use crate::step_params::StepParams;
 use crate::tensor::Tensor;
 
 /// Fashion-MNIST's classes.
@@ -61,6 +63,18 @@ impl DeviceSplit {
         &self.labels
     }
 
+    /// Fails unless every index names a sample of the split: the device gathers
+    /// without checking.
+    pub fn check_indices(&self, indices: &[u32]) -> Result<()> {
+        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
+            bail!(
+                "sample index {bad} is out of range: the split holds {}",
+                self.len()
+            );
+        }
+        Ok(())
+    }
+
     /// The batch at `indices`: its images, each read through its view (a shift and a
     /// mirror, src/augment.rs; `View::IDENTITY` for none), resized to `size x size` and
     /// normalised, and its labels, smoothed by `smoothing`. Two uploads (the indices and
@@ -73,28 +87,54 @@ impl DeviceSplit {
         norm: Normalize,
         smoothing: f32,
     ) -> Result<(Tensor, Labels)> {
-        ensure!(size > 0, "image size must be positive");
         let words = view_words(views, indices.len())?;
-        if let Some(&bad) = indices.iter().find(|&&i| i as usize >= self.len()) {
-            bail!(
-                "sample index {bad} is out of range: the split holds {}",
-                self.len()
-            );
-        }
+        self.check_indices(indices)?;
         let backend = self.device.backend();
-        let on_device = backend.upload_u32(indices.to_vec())?;
+        let indices = backend.upload_u32(indices.to_vec())?;
         let views = backend.upload_u32(words)?;
+        self.cut(
+            Words::whole(&indices),
+            Words::whole(&views),
+            size,
+            norm,
+            smoothing,
+        )
+    }
+
+    /// The batch a training step's parameters name (written with indices this split
+    /// checked, `check_indices`): as `batch`, with no upload.
+    pub fn gather(
+        &self,
+        params: &StepParams,
+        size: usize,
+        norm: Normalize,
+        smoothing: f32,
+    ) -> Result<(Tensor, Labels)> {
+        self.cut(params.indices(), params.views(), size, norm, smoothing)
+    }
+
+    /// Two launches: the images, then the labels.
+    fn cut(
+        &self,
+        indices: Words,
+        views: Words,
+        size: usize,
+        norm: Normalize,
+        smoothing: f32,
+    ) -> Result<(Tensor, Labels)> {
+        ensure!(size > 0, "image size must be positive");
+        let backend = self.device.backend();
         let images = backend.resize_images(
             &self.images,
             self.rows,
             self.cols,
-            &on_device,
-            &views,
+            indices,
+            views,
             size,
             norm,
         )?;
-        let images = Tensor::from_buffer(&self.device, &[indices.len(), 1, size, size], images);
-        let labels = backend.gather_labels(&self.device_labels, &on_device)?;
+        let images = Tensor::from_buffer(&self.device, &[indices.len, 1, size, size], images);
+        let labels = backend.gather_labels(&self.device_labels, indices)?;
         Labels::from_device(labels, CLASSES)
             .smoothed(smoothing)
             .map(|labels| (images, labels))

@@ -29,12 +29,14 @@ pub mod run_lock;
 pub mod runs;
 pub mod schedule;
 pub mod step_log;
+pub mod step_params;
+pub mod stepper;
 pub mod tensor;
 pub mod train;
 
 pub use autograd::{Gradients, Tape, Var};
 pub use device::{Counters, Device};
 pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
-pub use ops::{ByteImages, Labels, Normalize};
+pub use ops::{ByteImages, Labels, Normalize, Seed};
 pub use optim::Adam;
 pub use tensor::Tensor;

@@ -8,7 +8,7 @@ use anyhow::{ensure, Context, Result};
 
 use crate::augment::View;
 use crate::device::geometry::{ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::device::{Buffer, Device};
+use crate::device::{seed_words, Buffer, Device, Words};
 use crate::tensor::Tensor;
 
 /// Class labels on a device, each checked to be below `classes`, as cross-entropy's
@@ -180,8 +180,8 @@ impl ByteImages {
             &self.buffer,
             self.h,
             self.w,
-            &indices_buffer,
-            &views_buffer,
+            Words::whole(&indices_buffer),
+            Words::whole(&views_buffer),
             size,
             norm,
         )?;
@@ -530,14 +530,66 @@ pub fn avg_pool_bwd(dy: &Tensor, g: &PoolGeometry) -> Result<Tensor> {
     Ok(Tensor::from_buffer(dy.device(), &g.input_shape(), dx))
 }
 
+/// A dropout seed: a value, or two words (`seed_words`) in device memory that hold
+/// it (a training step's, in its step parameters, src/step_params.rs, so that a
+/// replayed step draws the mask of its own seed).
+#[derive(Clone)]
+pub enum Seed {
+    Value(u64),
+    Device { words: Arc<Buffer<u32>>, at: usize },
+}
+
+impl Seed {
+    /// The seed in device memory: a `Value` is uploaded (once, for a forward and its
+    /// backward).
+    pub fn on(self, device: &Device) -> Result<Seed> {
+        match self {
+            Seed::Value(seed) => Ok(Seed::Device {
+                words: Arc::new(device.backend().upload_u32(seed_words(seed).to_vec())?),
+                at: 0,
+            }),
+            on_device => Ok(on_device),
+        }
+    }
+}
+
+impl From<u64> for Seed {
+    fn from(seed: u64) -> Seed {
+        Seed::Value(seed)
+    }
+}
+
+impl std::fmt::Debug for Seed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Seed::Value(seed) => write!(f, "Seed({seed})"),
+            Seed::Device { at, .. } => write!(f, "Seed(device words {at}..{})", at + 2),
+        }
+    }
+}
+
 /// Inverted dropout with drop probability `p`; the same call with the same seed
-/// applies the same mask (backward uses that).
-pub fn dropout(x: &Tensor, p: f32, seed: u64) -> Result<Tensor> {
+/// applies the same mask (backward uses that). A `Seed::Value` is uploaded first.
+pub fn dropout(x: &Tensor, p: f32, seed: impl Into<Seed>) -> Result<Tensor> {
     ensure!(
         (0.0..1.0).contains(&p),
         "dropout probability {p} is not in [0, 1)"
     );
-    let y = x.device().backend().dropout(x.buffer(), p, seed)?;
+    let backend = x.device().backend();
+    let y = match seed.into() {
+        Seed::Value(seed) => {
+            let words = backend.upload_u32(seed_words(seed).to_vec())?;
+            backend.dropout(x.buffer(), p, Words::whole(&words))?
+        }
+        Seed::Device { words, at } => {
+            let words = Words {
+                buffer: &words,
+                at,
+                len: 2,
+            };
+            backend.dropout(x.buffer(), p, words)?
+        }
+    };
     Ok(Tensor::from_buffer(x.device(), x.shape(), y))
 }
 

@@ -3,8 +3,8 @@
 use anyhow::{ensure, Result};
 
 use crate::autograd::Gradients;
-use crate::device::geometry::AdamStep;
-use crate::device::Buffer;
+use crate::device::geometry::{AdamScalars, AdamStep};
+use crate::device::{Buffer, Words};
 use crate::nn::Parameters;
 use crate::step_log::StepLog;
 use crate::tensor::Tensor;
@@ -67,27 +67,64 @@ impl Adam {
         Ok(())
     }
 
-    /// Updates every parameter that has a gradient, in one device call; a parameter
-    /// without one is left alone, state included (as PyTorch skips `grad is None`).
-    pub fn step(&mut self, params: &mut Parameters, grads: &Gradients) -> Result<()> {
-        self.step_unless(params, grads, None)
+    /// The settings of the next step (`steps_taken() + 1`) at the current `lr`.
+    fn next_step(&self) -> AdamStep {
+        AdamStep {
+            lr: self.lr,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            step: self.step + 1,
+        }
     }
 
-    /// As `step`, but the device leaves everything untouched once `log` has recorded
-    /// a NaN or infinite loss: the host need not read the loss first.
+    /// The scalars the next step reads from device memory (`step_with`): a training
+    /// step writes them to its step parameters before it runs.
+    pub fn next_scalars(&self) -> AdamScalars {
+        self.next_step().scalars()
+    }
+
+    /// Counts a step the device took without this code: a replay of a recorded step,
+    /// which ran the update with the scalars written for it (`next_scalars`).
+    pub fn advance(&mut self) {
+        self.step += 1;
+    }
+
+    /// Updates every parameter that has a gradient, in one device call; a parameter
+    /// without one is left alone, state included (as PyTorch skips `grad is None`).
+    /// Uploads the step's scalars first (a training step has them in its step
+    /// parameters already: `step_unless_diverged`).
+    pub fn step(&mut self, params: &mut Parameters, grads: &Gradients) -> Result<()> {
+        let Some(first) = params.iter().next() else {
+            return Ok(());
+        };
+        let words = first
+            .value
+            .device()
+            .backend()
+            .upload_u32(self.next_scalars().words().to_vec())?;
+        self.step_unless(params, grads, Words::whole(&words), None)
+    }
+
+    /// As `step`, with the step's scalars (`next_scalars`, as `AdamScalars::words`)
+    /// read from `scalars` on the device, and the device leaving everything untouched
+    /// once `log` has recorded a NaN or infinite loss: the host need not read the
+    /// loss first.
     pub fn step_unless_diverged(
         &mut self,
         params: &mut Parameters,
         grads: &Gradients,
+        scalars: Words,
         log: &StepLog,
     ) -> Result<()> {
-        self.step_unless(params, grads, Some(log.diverged_flag()))
+        self.step_unless(params, grads, scalars, Some(log.diverged_flag()))
     }
 
     fn step_unless(
         &mut self,
         params: &mut Parameters,
         grads: &Gradients,
+        scalars: Words,
         skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
         ensure!(
@@ -97,14 +134,8 @@ impl Adam {
             self.m.len(),
             params.len()
         );
+        let hyper = self.next_step();
         self.step += 1;
-        let hyper = AdamStep {
-            lr: self.lr,
-            beta1: self.beta1,
-            beta2: self.beta2,
-            eps: self.eps,
-            step: self.step,
-        };
         let mut p_bufs: Vec<&mut Buffer<f32>> = Vec::new();
         let mut g_bufs: Vec<&Buffer<f32>> = Vec::new();
         let mut m_bufs = Vec::new();
@@ -125,8 +156,14 @@ impl Adam {
             p_bufs.push(p.buffer_mut()?);
         }
         let Some(device) = device else { return Ok(()) };
-        device
-            .backend()
-            .adam_step(&mut p_bufs, &g_bufs, &mut m_bufs, &mut v_bufs, &hyper, skip)
+        device.backend().adam_step(
+            &mut p_bufs,
+            &g_bufs,
+            &mut m_bufs,
+            &mut v_bufs,
+            &hyper,
+            scalars,
+            skip,
+        )
     }
 }

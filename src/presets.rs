@@ -36,6 +36,7 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         min_lr_fraction: 0.0,
         augment: false,
         label_smoothing: 0.0,
+        no_graph: false,
     };
     Ok(match name {
         "tutorial" => tutorial,

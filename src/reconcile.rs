@@ -12,9 +12,10 @@ use serde_json::Value;
 use crate::train::TrainConfig;
 
 /// Fields a resumed run may change, and why.
-const CHANGEABLE: [(&str, &str); 2] = [
+const CHANGEABLE: [(&str, &str); 3] = [
     ("log_every", "reporting only"),
     ("save_every", "checkpointing only"),
+    ("no_graph", "how the steps are launched only"),
 ];
 
 /// The flag that sets a config field (`image_size` → `--image-size`).

@@ -96,6 +96,18 @@ impl StepLog {
         Ok(())
     }
 
+    /// Notes a step of `images` that a replayed recording (src/stepper.rs) recorded on
+    /// the device: its `record_step` launch ran inside the replay.
+    pub fn replayed(&mut self, images: usize) -> Result<()> {
+        ensure!(
+            !self.is_full(),
+            "the step log is full: read it at least every {} steps",
+            self.capacity()
+        );
+        self.pending.push(images);
+        Ok(())
+    }
+
     /// The one-element flag Adam checks (see `Adam::step_unless_diverged`).
     pub(crate) fn diverged_flag(&self) -> &Buffer<u32> {
         &self.diverged

@@ -22,14 +22,16 @@ use crate::batch::DeviceSplit;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
 use crate::device::Device;
+use crate::device::Words;
 use crate::memory;
 use crate::metrics::{MetricsLog, Record};
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
-use crate::ops::{self, Labels, Normalize};
+use crate::ops::{self, Labels, Normalize, Seed};
 use crate::optim::Adam;
 use crate::reconcile;
 use crate::schedule::Schedule;
 pub use crate::step_log::{StepLog, StepResult};
+use crate::stepper::{BatchSettings, Stepper};
 use crate::{Tape, Tensor};
 
 /// Upper bounds of the numeric settings: far beyond any useful run (the source images
@@ -76,6 +78,11 @@ pub struct TrainConfig {
     /// Cross-entropy against `(1 - ε)·onehot + ε / 10` instead of the one-hot labels.
     #[serde(default)]
     pub label_smoothing: f64,
+    /// `--no-graph`: on a GPU device, launch every op of every step instead of
+    /// recording each batch size's step once and replaying it (a CUDA graph,
+    /// src/stepper.rs). The results are the same either way.
+    #[serde(default)]
+    pub no_graph: bool,
 }
 
 fn constant_schedule() -> String {
@@ -234,7 +241,9 @@ fn dropout_seed(seed: u64, step: u64) -> u64 {
 
 /// One optimizer step: forward in training mode, mean cross-entropy, backward, Adam;
 /// the loss and correct count go to `log`, on the device, unread. Once the log has
-/// seen a NaN or infinite loss, Adam leaves the weights alone.
+/// seen a NaN or infinite loss, Adam leaves the weights alone. The seed and Adam's
+/// scalars are uploaded for the step; the training loop writes them with its batch
+/// instead (src/stepper.rs).
 pub fn train_step_logged(
     net: &GoogLeNet,
     params: &mut Parameters,
@@ -244,12 +253,41 @@ pub fn train_step_logged(
     dropout_seed: u64,
     log: &mut StepLog,
 ) -> Result<()> {
+    let backend = images.device().backend();
+    let scalars = backend.upload_u32(adam.next_scalars().words().to_vec())?;
+    let seed = Seed::Value(dropout_seed).on(images.device())?;
+    step_ops(
+        net,
+        params,
+        adam,
+        images,
+        labels,
+        seed,
+        Words::whole(&scalars),
+        log,
+    )
+}
+
+/// The ops of a training step once its batch is on the device, its dropout seed and
+/// Adam's scalars (`Adam::next_scalars`) read from device memory: what a recorded
+/// step records.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn step_ops(
+    net: &GoogLeNet,
+    params: &mut Parameters,
+    adam: &mut Adam,
+    images: &Tensor,
+    labels: &Labels,
+    dropout_seed: Seed,
+    adam_scalars: Words,
+    log: &mut StepLog,
+) -> Result<()> {
     let mut tape = Tape::new();
     let logits = net.forward(&mut tape, params, images, Mode::Train { dropout_seed })?;
     let loss = tape.cross_entropy(&logits, labels)?;
     log.record(&loss.value, &logits.value, labels)?;
     let grads = tape.backward(&loss, params)?;
-    adam.step_unless_diverged(params, &grads, log)
+    adam.step_unless_diverged(params, &grads, adam_scalars, log)
 }
 
 /// One step as `train_step_logged`, its loss and correct count read back at once.
@@ -352,6 +390,12 @@ pub fn train(
     let batches = train_set.len().div_ceil(config.batch_size);
     // Read at least every --log-every batches and at each epoch's end.
     let mut log = StepLog::new(device, config.log_every.min(batches))?;
+    let settings = BatchSettings {
+        image_size: config.image_size,
+        norm: config.normalization(),
+        smoothing: config.label_smoothing as f32,
+    };
+    let mut stepper = Stepper::new(device, config.batch_size, settings, !config.no_graph)?;
     let schedule = config.schedule()?;
     let total_steps = (batches * config.epochs) as u64;
     let mut metrics = MetricsLog::append(&metrics_path(run_dir))?;
@@ -372,21 +416,15 @@ pub fn train(
             } else {
                 vec![View::IDENTITY; indices.len()]
             };
-            let (images, labels) = train_set.batch(
-                indices,
-                &views,
-                config.image_size,
-                config.normalization(),
-                config.label_smoothing as f32,
-            )?;
             adam.lr = schedule.lr(config.lr, step, total_steps);
             let seed = dropout_seed(config.seed, step);
-            train_step_logged(
+            stepper.step(
                 &net,
                 &mut params,
                 &mut adam,
-                &images,
-                &labels,
+                &train_set,
+                indices,
+                &views,
                 seed,
                 &mut log,
             )?;

@@ -348,7 +348,8 @@ fn resume_refuses_contradicting_flags_and_extends_with_more_epochs() {
 
 /// Every field of the config is compared, whatever its type, so a field added later is
 /// covered too: changing any one of them is refused by its flag's name, except the
-/// ones that only change reporting and checkpointing (and a larger --epochs).
+/// ones that only change reporting, checkpointing and how steps are launched (and a
+/// larger --epochs).
 #[test]
 fn resume_compares_every_config_field() {
     let saved = TrainConfig {
@@ -375,7 +376,7 @@ fn resume_compares_every_config_field() {
         let result = resume_config(&saved, &requested);
         let flag = format!("--{}", field.replace('_', "-"));
         match field.as_str() {
-            "epochs" | "log_every" | "save_every" => {
+            "epochs" | "log_every" | "save_every" | "no_graph" => {
                 let (config, notes) = result.unwrap();
                 assert_eq!(config, requested);
                 assert!(notes.len() == 1 && notes[0].starts_with(&flag), "{notes:?}");

@@ -18,7 +18,9 @@ use googlenet::device::geometry::{
     AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
 };
 use googlenet::device::gpu::{Driver, GpuBackend};
-use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend};
+use googlenet::device::{
+    seed_words, Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Words,
+};
 use googlenet::Normalize;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -109,8 +111,17 @@ fn dropout_masks_match_the_cpu() -> Result<()> {
         (0.5, u64::MAX),
         (0.9, 0x1234_5678_9abc_def0),
     ] {
-        let expected = down(&cpu, &cpu.dropout(&up(&cpu, &x), p, seed)?);
-        let actual = down(&gpu, &gpu.dropout(&up(&gpu, &x), p, seed)?);
+        // The seed is read from the middle of a buffer, as from the step parameters.
+        let [low, high] = seed_words(seed);
+        let words = vec![u32::MAX, 5, 6, low, high, 9];
+        let at = |buffer| Words {
+            buffer,
+            at: 3,
+            len: 2,
+        };
+        let (cpu_words, gpu_words) = (cpu.upload_u32(words.clone())?, gpu.upload_u32(words)?);
+        let expected = down(&cpu, &cpu.dropout(&up(&cpu, &x), p, at(&cpu_words))?);
+        let actual = down(&gpu, &gpu.dropout(&up(&gpu, &x), p, at(&gpu_words))?);
         assert_same(&actual, &expected, &format!("dropout p={p} seed={seed}"));
     }
     Ok(())
@@ -702,12 +713,20 @@ fn resize_is_exact() -> Result<()> {
         for size in [1, 7, 28, 32, 37] {
             for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
                 let what = format!("resize {h}x{w} -> {size} {norm:?} {views:?}");
+                let (indices_cpu, words_cpu) = (
+                    cpu.upload_u32(indices.clone())?,
+                    cpu.upload_u32(words.clone())?,
+                );
+                let (indices_gpu, words_gpu) = (
+                    gpu.upload_u32(indices.clone())?,
+                    gpu.upload_u32(words.clone())?,
+                );
                 let expected = cpu.resize_images(
                     &images_cpu,
                     h,
                     w,
-                    &cpu.upload_u32(indices.clone())?,
-                    &cpu.upload_u32(words.clone())?,
+                    Words::whole(&indices_cpu),
+                    Words::whole(&words_cpu),
                     size,
                     norm,
                 )?;
@@ -715,8 +734,8 @@ fn resize_is_exact() -> Result<()> {
                     &images_gpu,
                     h,
                     w,
-                    &gpu.upload_u32(indices.clone())?,
-                    &gpu.upload_u32(words.clone())?,
+                    Words::whole(&indices_gpu),
+                    Words::whole(&words_gpu),
                     size,
                     norm,
                 )?;
@@ -761,12 +780,14 @@ fn adam_is_exact() -> Result<()> {
                 eps: 1e-8,
                 step,
             };
+            let scalars = device.upload_u32(hyper.scalars().words().to_vec())?;
             device.adam_step(
                 &mut params.iter_mut().collect::<Vec<_>>(),
                 &grads.iter().collect::<Vec<_>>(),
                 &mut m.iter_mut().collect::<Vec<_>>(),
                 &mut v.iter_mut().collect::<Vec<_>>(),
                 &hyper,
+                Words::whole(&scalars),
                 None,
             )?;
         }

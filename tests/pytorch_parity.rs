@@ -278,7 +278,14 @@ fn pytorch_parity(device: Device) -> Result<()> {
 
     // One forward/backward, as train_step does it, keeping the logits and gradients.
     let mut tape = Tape::new();
-    let logits = net.forward(&mut tape, &params, &images, Mode::Train { dropout_seed: 1 })?;
+    let logits = net.forward(
+        &mut tape,
+        &params,
+        &images,
+        Mode::Train {
+            dropout_seed: 1.into(),
+        },
+    )?;
     let loss = tape.cross_entropy(&logits, &labels)?;
     let first_loss = f64::from(loss.value.scalar()?);
     let ours_logits = to_f64(&logits.value)?;

@@ -6,6 +6,7 @@ mod common;
 use anyhow::Result;
 use googlenet::nn::Parameters;
 use googlenet::step_log::StepLog;
+use googlenet::step_params::StepParams;
 use googlenet::{ops, Adam, Device, Gradients, Labels, Tensor};
 
 /// Three steps' losses and logits go in; the same values and counts come out, in
@@ -46,10 +47,18 @@ fn a_nan_loss_stops_adam_on_the_device(device: Device) -> Result<()> {
     let labels = Labels::new(&device, &[1], 2)?;
     let logits = Tensor::from_vec(&device, &[1, 2], vec![0.0, 1.0])?;
     let mut log = StepLog::new(&device, 3)?;
+    let mut step_params = StepParams::new(&device, 1)?;
     let mut step = |params: &mut Parameters, loss: f32| -> Result<Vec<f32>> {
         log.record(&Tensor::full(&device, &[1], loss)?, &logits, &labels)?;
         let grad = Tensor::from_vec(&device, &[4], vec![0.5, -0.5, 0.25, 1.0])?;
-        adam.step_unless_diverged(params, &Gradients(vec![Some(grad)]), &log)?;
+        // Adam's scalars from step parameters, as in training (the batch is unused).
+        step_params.write(0, adam.next_scalars(), &[0], &[0])?;
+        adam.step_unless_diverged(
+            params,
+            &Gradients(vec![Some(grad)]),
+            step_params.adam(),
+            &log,
+        )?;
         params.iter().next().unwrap().value.to_vec()
     };
     let after_good = step(&mut params, 0.7)?;

@@ -73,6 +73,10 @@ struct Args {
     /// Train against (1 - ε)·onehot + ε/10 targets (0: the plain labels).
     #[arg(long, value_name = "ε")]
     label_smoothing: Option<f64>,
+    /// Launch every op of every step, instead of recording each batch size's step once
+    /// and replaying it (a CUDA graph; the results are the same).
+    #[arg(long)]
+    no_graph: bool,
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
@@ -127,6 +131,7 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
+    c.no_graph |= args.no_graph;
     c.validate()?;
     Ok(c)
 }
@@ -141,7 +146,7 @@ fn describe(c: &TrainConfig) -> String {
         _ => format!("lr {} (constant)", c.lr),
     };
     format!(
-        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}",
+        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, step graph {}",
         c.batch_size,
         c.epochs,
         limit(c.train_limit),
@@ -151,6 +156,7 @@ fn describe(c: &TrainConfig) -> String {
         if c.augment { "crop+flip" } else { "none" },
         c.label_smoothing,
         c.seed,
+        if c.no_graph { "off" } else { "on (GPU devices)" },
         s = c.image_size,
     )
 }

@@ -8,18 +8,24 @@
 //! `GOOGLENET_CUDA_SYNC=1` waits for each kernel and checks it, so that a fault names
 //! the kernel that caused it (otherwise it surfaces at the next wait, under whatever
 //! call came then).
+//!
+//! Recording (`Driver::begin_recording`) is CUDA stream capture on the device's own
+//! stream: the launches become a CUDA graph, which a replay launches whole. Pointer
+//! tables a recorded launch uses must be on the device already (built by a warm-up
+//! run): an upload from pageable memory cannot be captured.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use anyhow::{bail, ensure, Context, Result};
 use cudarc::driver::{
-    result, sys, CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, DevicePtr,
-    DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+    result, sys, CudaContext, CudaFunction, CudaGraph, CudaModule, CudaSlice, CudaStream,
+    DevicePtr, DevicePtrMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
 };
 use cudarc::nvrtc::Ptx;
 
-use super::gpu::{Arg, Driver, Launch};
+use super::gpu::{Arg, Driver, Launch, Recording};
 use super::kernels::{GPU_CODE, MODULES};
 use super::Buffer;
 
@@ -29,7 +35,12 @@ pub struct CudaDriver {
     modules: Vec<Arc<CudaModule>>,
     functions: Mutex<HashMap<String, CudaFunction>>,
     /// Device copies of the pointer tables `*Table` arguments become, by content.
-    tables: Mutex<HashMap<Vec<u64>, CudaSlice<u64>>>,
+    tables: Mutex<HashMap<Vec<u64>, Arc<CudaSlice<u64>>>>,
+    /// While the stream is captured: the tables the captured launches read, kept
+    /// alive with the graph.
+    captured_tables: Mutex<Vec<Arc<CudaSlice<u64>>>>,
+    capturing: AtomicBool,
+    captured_kernels: AtomicU64,
     gpu_name: String,
     /// `GOOGLENET_CUDA_SYNC=1`: wait for and check every launch.
     sync_each_launch: bool,
@@ -105,6 +116,9 @@ impl CudaDriver {
             modules,
             functions: Mutex::new(HashMap::new()),
             tables: Mutex::new(HashMap::new()),
+            captured_tables: Mutex::new(Vec::new()),
+            capturing: AtomicBool::new(false),
+            captured_kernels: AtomicU64::new(0),
             gpu_name,
             sync_each_launch: std::env::var_os("GOOGLENET_CUDA_SYNC").is_some_and(|v| v == "1"),
         })
@@ -262,23 +276,53 @@ impl Driver for CudaDriver {
                 !pointers.is_empty(),
                 "an empty table of buffers for {kernel}"
             );
+            let capturing = self.capturing.load(Ordering::Relaxed);
             if !tables.contains_key(&pointers) {
+                ensure!(
+                    !capturing,
+                    "{kernel}: a new table of buffers inside a recorded step (its upload \
+                     cannot be captured; a warm-up run of the step builds it)"
+                );
                 if tables.len() >= TABLES_KEPT {
                     tables.clear();
                 }
-                let table = self.stream.clone_htod(&pointers)?;
+                let table = Arc::new(self.stream.clone_htod(&pointers)?);
                 tables.insert(pointers.clone(), table);
+            }
+            if capturing {
+                self.captured_tables
+                    .lock()
+                    .expect("captured tables lock")
+                    .push(tables[&pointers].clone());
             }
             keys.push(pointers);
         }
+        // The views `U32sAt` arguments pass, made before the builder borrows them.
+        let views = args
+            .iter()
+            .filter_map(|arg| match arg {
+                Arg::U32sAt(b, at, len) => Some(slice(b).and_then(|s| {
+                    ensure!(
+                        *at + *len <= s.len(),
+                        "{kernel}: words {at}..{} of a buffer of {}",
+                        *at + *len,
+                        s.len()
+                    );
+                    Ok(s.slice(*at..*at + *len))
+                })),
+                _ => None,
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut views = views.iter();
         let mut keys = keys.iter();
         let mut builder = self.stream.launch_builder(&function);
         for arg in args.iter_mut() {
             match arg {
                 Arg::F32Table(_) | Arg::OutF32Table(_) => {
                     let key = keys.next().expect("one table per table argument");
-                    builder.arg(&tables[key])
+                    builder.arg(&*tables[key])
                 }
+                Arg::U32sAt(..) => builder.arg(views.next().expect("one view per argument")),
                 Arg::F32(b) => builder.arg(slice(b)?),
                 Arg::OutF32(b) => builder.arg(slice_mut(b)?),
                 Arg::U32s(b) => builder.arg(slice(b)?),
@@ -298,7 +342,12 @@ impl Driver for CudaDriver {
         // code in device/gpu/ builds it from the kernel's signature, and the emulator
         // tests run the same lists against the same kernels.
         unsafe { builder.launch(config) }.with_context(|| format!("launching {kernel}"))?;
-        if self.sync_each_launch || cfg!(debug_assertions) {
+        // A captured launch does not run (and a captured stream cannot be waited for).
+        let capturing = self.capturing.load(Ordering::Relaxed);
+        if capturing {
+            self.captured_kernels.fetch_add(1, Ordering::Relaxed);
+        }
+        if (self.sync_each_launch || cfg!(debug_assertions)) && !capturing {
             self.deferred_errors(&format!("before or while running {kernel}"))?;
             self.stream.synchronize().with_context(|| {
                 format!(
@@ -321,6 +370,68 @@ impl Driver for CudaDriver {
         Some(self.stream.clone())
     }
 
+    fn can_record(&self) -> bool {
+        true
+    }
+
+    fn begin_recording(&self) -> Result<()> {
+        ensure!(
+            !self.capturing.load(Ordering::Relaxed),
+            "the stream is being captured already"
+        );
+        // Thread-local: another thread's unrelated CUDA calls (another test's device)
+        // do not break this capture.
+        self.stream
+            .begin_capture(sys::CUstreamCaptureMode::CU_STREAM_CAPTURE_MODE_THREAD_LOCAL)
+            .with_context(|| format!("cannot start capturing a CUDA graph on {}", self.gpu_name))?;
+        self.capturing.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    fn end_recording(&self) -> Result<Recording> {
+        ensure!(
+            self.capturing.swap(false, Ordering::Relaxed),
+            "end_recording without begin_recording"
+        );
+        let tables =
+            std::mem::take(&mut *self.captured_tables.lock().expect("captured tables lock"));
+        let graph = self
+            .stream
+            .end_capture(sys::CUgraphInstantiate_flags(0))
+            .with_context(|| {
+                format!(
+                    "cannot capture or instantiate the step's CUDA graph on {}",
+                    self.gpu_name
+                )
+            })?;
+        let Some(graph) = graph else {
+            bail!("the captured step is an empty CUDA graph");
+        };
+        Ok(Box::new(Captured {
+            graph,
+            _tables: tables,
+            kernels: self.captured_kernels.swap(0, Ordering::Relaxed),
+        }))
+    }
+
+    fn replay(&self, recording: &Recording) -> Result<u64> {
+        let Some(captured) = recording.downcast_ref::<Captured>() else {
+            bail!(
+                "a recording of another driver was replayed on {}",
+                self.gpu_name
+            );
+        };
+        captured
+            .graph
+            .launch()
+            .with_context(|| format!("launching the step's CUDA graph on {}", self.gpu_name))?;
+        if self.sync_each_launch || cfg!(debug_assertions) {
+            self.synchronize()
+                .context("running the step's CUDA graph")?;
+        }
+        Ok(captured.kernels)
+    }
+
     fn memory_free(&self) -> Option<Result<u64>> {
         let info = self.stream.context().mem_get_info();
         Some(
@@ -329,6 +440,20 @@ impl Driver for CudaDriver {
         )
     }
 }
+
+/// A captured step: its CUDA graph and the pointer tables its launches read.
+struct Captured {
+    graph: CudaGraph,
+    _tables: Vec<Arc<CudaSlice<u64>>>,
+    /// The kernels captured, as counted by the launches.
+    kernels: u64,
+}
+
+// SAFETY: the graph is only launched on the device's stream, from the one thread at a
+// time that holds the backend's graph table lock; cudarc's stream and slices are
+// Send and Sync themselves.
+unsafe impl Send for Captured {}
+unsafe impl Sync for Captured {}
 
 /// Raises the release threshold of the device's memory pool (its default one: nothing
 /// sets another), from which cudarc allocates (stream-ordered, `cuMemAllocAsync`) when

@@ -12,6 +12,12 @@
 //! kernels' race-check build (kernels/emu/cuda_emu.h), `init` and `order` run a launch
 //! several times on copies of its buffers and compare (`checked.rs`, with the record of
 //! unwritten memory in `shadow.rs`).
+//!
+//! Recording (`Driver::begin_recording`, what a CUDA graph capture is on the GPU) is
+//! real here: each launch is checked and resolved to its kernel, launch shape and
+//! arguments (buffers as addresses, scalars by value) and stored instead of run; a
+//! replay runs the stored list, without the host code that launched it. A scalar a
+//! step passes by value is therefore frozen at its recorded value, as on the GPU.
 
 mod checked;
 mod checks;
@@ -19,12 +25,13 @@ mod shadow;
 
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void, CStr, CString};
 use std::ptr;
+use std::sync::{Arc, Mutex};
 
 use anyhow::{anyhow, bail, Result};
 
 pub use checks::Checks;
 
-use super::gpu::{Arg, Driver, Launch};
+use super::gpu::{Arg, Driver, Launch, Recording};
 use super::Buffer;
 
 extern "C" {
@@ -66,22 +73,81 @@ const SERIAL: c_uint = 8;
 const POISON: u32 = 0x7fff_ffff;
 
 /// The emulator as a GPU driver. Buffers are `Buffer::Host` vectors.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EmuDriver {
     /// None: the checks GOOGLENET_EMU_CHECK asks for.
     checks: Option<Checks>,
+    /// Where launches go while recording (`with_recording`; None: this driver cannot
+    /// record). Behind an `Arc` so that the driver stays a plain constant value.
+    recording: Option<Arc<Mutex<Option<Launches>>>>,
+}
+
+/// One recorded launch: as `Kernel`, owning its parts.
+struct Recorded {
+    name: CString,
+    kernel: String,
+    launch: Launch,
+    regions: Vec<Region>,
+    params: Vec<Param>,
+}
+
+/// A recorded list of launches.
+#[derive(Default)]
+struct Launches(Vec<Recorded>);
+
+// SAFETY: the regions' pointers point into buffers that the runtime holds for as long
+// as the recording lives (gpu/runtime.rs's `Graph`) and that only launches, which
+// are serialised by the caller's use of the device, touch.
+unsafe impl Send for Launches {}
+unsafe impl Sync for Launches {}
+
+impl std::fmt::Debug for Launches {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} recorded launches", self.0.len())
+    }
 }
 
 impl EmuDriver {
     /// The driver, with the checks GOOGLENET_EMU_CHECK asks for.
     pub const fn new() -> EmuDriver {
-        EmuDriver { checks: None }
+        EmuDriver {
+            checks: None,
+            recording: None,
+        }
     }
 
     /// The driver with `checks`, whatever GOOGLENET_EMU_CHECK says.
     pub const fn with_checks(checks: Checks) -> EmuDriver {
         EmuDriver {
             checks: Some(checks),
+            recording: None,
+        }
+    }
+
+    /// The driver, able to record launches and replay them (`Device::emu`'s).
+    pub fn with_recording(self) -> EmuDriver {
+        EmuDriver {
+            recording: Some(Arc::new(Mutex::new(None))),
+            ..self
+        }
+    }
+
+    /// The recording slot; an error for a driver made without one.
+    fn recording(&self) -> Result<std::sync::MutexGuard<'_, Option<Launches>>> {
+        match &self.recording {
+            Some(slot) => Ok(slot.lock().expect("recording lock")),
+            None => bail!("emu: this driver was made without recording (with_recording)"),
+        }
+    }
+
+    /// Runs one launch, with the checks asked for.
+    fn execute(&self, launch: &Kernel, regions: &[Region]) -> Result<()> {
+        let checks = self.checks()?;
+        if checks.init || checks.order {
+            checked::launch(launch, regions, checks)
+        } else {
+            let mode = if checks.race { RACE_CHECK } else { 0 };
+            in_place(launch, regions, mode)
         }
     }
 
@@ -222,20 +288,65 @@ impl Driver for EmuDriver {
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()> {
         let name = CString::new(kernel)?;
         check_arguments(&name, kernel, args)?;
-        let checks = self.checks()?;
         let (regions, params) = regions(args)?;
+        let mut recording = self
+            .recording
+            .as_ref()
+            .map(|slot| slot.lock().expect("recording lock"));
+        if let Some(list) = recording.as_mut().and_then(|r| r.as_mut()) {
+            list.0.push(Recorded {
+                name,
+                kernel: kernel.to_string(),
+                launch,
+                regions,
+                params,
+            });
+            return Ok(());
+        }
+        drop(recording);
         let launch = Kernel {
             name: &name,
             kernel,
             launch,
             params: &params,
         };
-        if checks.init || checks.order {
-            checked::launch(&launch, &regions, checks)
-        } else {
-            let mode = if checks.race { RACE_CHECK } else { 0 };
-            in_place(&launch, &regions, mode)
+        self.execute(&launch, &regions)
+    }
+
+    fn can_record(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    fn begin_recording(&self) -> Result<()> {
+        let mut recording = self.recording()?;
+        if recording.is_some() {
+            bail!("emu: already recording");
         }
+        *recording = Some(Launches::default());
+        Ok(())
+    }
+
+    fn end_recording(&self) -> Result<Recording> {
+        match self.recording()?.take() {
+            Some(list) => Ok(Box::new(list)),
+            None => bail!("emu: end_recording without begin_recording"),
+        }
+    }
+
+    fn replay(&self, recording: &Recording) -> Result<u64> {
+        let Some(list) = recording.downcast_ref::<Launches>() else {
+            bail!("emu: a recording of another driver was replayed on the emulator");
+        };
+        for recorded in &list.0 {
+            let launch = Kernel {
+                name: &recorded.name,
+                kernel: &recorded.kernel,
+                launch: recorded.launch,
+                params: &recorded.params,
+            };
+            self.execute(&launch, &recorded.regions)?;
+        }
+        Ok(list.0.len() as u64)
     }
 }
 
@@ -315,6 +426,12 @@ fn regions(args: &mut [Arg]) -> Result<(Vec<Region>, Vec<Param>)> {
         let param = match arg {
             Arg::F32(b) => Param::Buffer(read_only(host(b)?, &mut add)),
             Arg::U32s(b) => Param::Buffer(read_only(host(b)?, &mut add)),
+            Arg::U32sAt(b, at, len) => {
+                let words = host(b)?.get(*at..*at + *len).ok_or_else(|| {
+                    anyhow!("emu: words {at}..{} of a buffer of {}", *at + *len, b.len())
+                })?;
+                Param::Buffer(read_only(words, &mut add))
+            }
             Arg::U8s(b) => Param::Buffer(read_only(host(b)?, &mut add)),
             Arg::OutF32(b) => Param::Buffer(writable(host_mut(b)?, &mut add)),
             Arg::OutU32s(b) => Param::Buffer(writable(host_mut(b)?, &mut add)),
@@ -457,7 +574,7 @@ fn parameter_type(arg: &Arg) -> &'static str {
         Arg::OutF32(_) => "float*",
         Arg::F32Table(_) => "const float**",
         Arg::OutF32Table(_) => "float**",
-        Arg::U32s(_) => "const uint32*",
+        Arg::U32s(_) | Arg::U32sAt(..) => "const uint32*",
         Arg::OutU32s(_) => "uint32*",
         Arg::U8s(_) => "const uint8*",
         Arg::I32(_) => "int32",

@@ -165,3 +165,41 @@ pub struct AdamStep {
     pub eps: f64,
     pub step: u64,
 }
+
+/// The two scalars of an Adam step that change from step to step, derived in f64 as
+/// Python does and rounded to f32 where PyTorch hands them to its f32 kernels: every
+/// device reads these same values, so their updates agree bit for bit.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamScalars {
+    /// `lr / (1 - β1ᵗ)`.
+    pub step_size: f32,
+    /// `√(1 - β2ᵗ)`.
+    pub correction2_sqrt: f32,
+}
+
+impl AdamStep {
+    pub fn scalars(&self) -> AdamScalars {
+        let t = self.step as f64;
+        AdamScalars {
+            step_size: (self.lr / (1.0 - self.beta1.powf(t))) as f32,
+            correction2_sqrt: (1.0 - self.beta2.powf(t)).sqrt() as f32,
+        }
+    }
+}
+
+impl AdamScalars {
+    /// As device memory holds them (`Backend::adam_step`'s `scalars`): the f32 bits.
+    pub fn words(&self) -> [u32; 2] {
+        [self.step_size.to_bits(), self.correction2_sqrt.to_bits()]
+    }
+
+    pub fn from_words(words: &[u32]) -> Option<AdamScalars> {
+        match *words {
+            [step_size, correction2_sqrt] => Some(AdamScalars {
+                step_size: f32::from_bits(step_size),
+                correction2_sqrt: f32::from_bits(correction2_sqrt),
+            }),
+            _ => None,
+        }
+    }
+}

@@ -48,6 +48,41 @@ impl<T> Buffer<T> {
     }
 }
 
+/// `len` words of a u32 buffer from word `at`: per-step values (the step parameters,
+/// src/step_params.rs) that kernels read from device memory rather than from their
+/// launch arguments, so that a recorded step replays with the next step's values.
+#[derive(Clone, Copy)]
+pub struct Words<'a> {
+    pub buffer: &'a Buffer<u32>,
+    pub at: usize,
+    pub len: usize,
+}
+
+impl<'a> Words<'a> {
+    /// All of `buffer`.
+    pub fn whole(buffer: &'a Buffer<u32>) -> Words<'a> {
+        Words {
+            buffer,
+            at: 0,
+            len: buffer.len(),
+        }
+    }
+
+    /// Fails unless the words lie inside the buffer.
+    pub fn check(&self, what: &str) -> Result<()> {
+        anyhow::ensure!(
+            self.at
+                .checked_add(self.len)
+                .is_some_and(|end| end <= self.buffer.len()),
+            "{what}: words {}..{} of a buffer of {}",
+            self.at,
+            self.at.saturating_add(self.len),
+            self.buffer.len()
+        );
+        Ok(())
+    }
+}
+
 /// One output part of a convolution: filters `w [view.len, c_in, k, k]` and bias
 /// `b [view.len]`, whose output lands in channels `view` of `y [n, view.total, oh, ow]`.
 pub struct ConvOutput<'a> {
@@ -105,6 +140,31 @@ pub trait Backend: Send + Sync {
     fn download_u32(&self, buffer: &Buffer<u32>) -> Result<Vec<u32>>;
     /// Sets every element to zero, in order with the ops (a memset on a GPU).
     fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()>;
+    /// Copies `data` over the whole of `buffer`, in order with the ops (one copy).
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()>;
+
+    /// Whether this device can record a step and replay it (`begin_graph`): the GPU
+    /// devices (cuda's stream capture, the emulator's launch list); not the CPU.
+    fn records_graphs(&self) -> bool {
+        false
+    }
+    /// From now until `end_graph`, ops are recorded instead of run. Nothing recorded
+    /// may allocate device memory, memset or copy from the host, or wait: a recording
+    /// follows a warm-up run of the same ops, which leaves the caching allocator with
+    /// every buffer they take and uploads every table they use.
+    fn begin_graph(&self) -> Result<()> {
+        bail!("{} cannot record a graph of its ops", self.name())
+    }
+    /// Ends the recording; returns its id for `replay_graph`. The buffers the recorded
+    /// ops took stay the graph's until `drop_graph`.
+    fn end_graph(&self) -> Result<u64> {
+        bail!("{} cannot record a graph of its ops", self.name())
+    }
+    /// Runs the recorded ops again, on the buffers they were recorded with: one call.
+    fn replay_graph(&self, _id: u64) -> Result<()> {
+        bail!("{} cannot replay a graph of its ops", self.name())
+    }
+    fn drop_graph(&self, _id: u64) {}
 
     /// `len` copies of `value`, made on the device (no upload).
     fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>>;
@@ -162,9 +222,10 @@ pub trait Backend: Send + Sync {
     fn avg_pool_fwd(&self, x: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
     fn avg_pool_bwd(&self, dy: &Buffer<f32>, g: &PoolGeometry) -> Result<Buffer<f32>>;
 
-    /// `x * mask / (1 - p)`, the mask drawn by `dropout_keeps(seed, index, p)`.
+    /// `x * mask / (1 - p)`, the mask drawn by `dropout_keeps(seed, index, p)`, the
+    /// seed read from two words in device memory (low, high; see `seed_words`).
     /// Forward and backward are the same map, so one method serves both.
-    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>>;
+    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: Words) -> Result<Buffer<f32>>;
 
     fn linear_fwd(
         &self,
@@ -237,7 +298,7 @@ pub trait Backend: Send + Sync {
     ) -> Result<()>;
 
     /// `labels[indices[i]]` for each index: a batch's labels from its split's.
-    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>>;
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: Words) -> Result<Buffer<u32>>;
 
     /// Gathers `images [count, h, w]` (u8) at `indices`, reads each through its
     /// augmentation view (`views`, one `augment::View::word` per index), resizes it
@@ -249,14 +310,18 @@ pub trait Backend: Send + Sync {
         images: &Buffer<u8>,
         h: usize,
         w: usize,
-        indices: &Buffer<u32>,
-        views: &Buffer<u32>,
+        indices: Words,
+        views: Words,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>>;
 
     /// One Adam step over every parameter, in place; none at all while `skip` (a
-    /// one-element flag on the device, `record_step`'s `diverged`) is nonzero.
+    /// one-element flag on the device, `record_step`'s `diverged`) is nonzero. The
+    /// step's own scalars come from device memory: `scalars` holds
+    /// `AdamScalars::words` (from `hyper.scalars()`); of `hyper` only the betas and
+    /// eps are read.
+    #[allow(clippy::too_many_arguments)]
     fn adam_step(
         &self,
         params: &mut [&mut Buffer<f32>],
@@ -264,6 +329,7 @@ pub trait Backend: Send + Sync {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        scalars: Words,
         skip: Option<&Buffer<u32>>,
     ) -> Result<()>;
 }
@@ -279,7 +345,7 @@ impl Device {
 
     /// The CUDA kernels run on the CPU by the emulator (kernels/emu/): slow, for tests.
     pub fn emu() -> Device {
-        Device(Arc::new(GpuBackend::new(EmuDriver::new())))
+        Device(Arc::new(GpuBackend::new(EmuDriver::new().with_recording())))
     }
 
     /// GPU `ordinal`; an error (never a panic) without a driver, a GPU or kernels.
@@ -370,6 +436,11 @@ impl fmt::Debug for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Device({})", self.name())
     }
+}
+
+/// A dropout seed as the two words `Backend::dropout` reads: low, high.
+pub fn seed_words(seed: u64) -> [u32; 2] {
+    [seed as u32, (seed >> 32) as u32]
 }
 
 /// The dropout mask, shared by every device so their masks agree bit for bit: a

@@ -15,6 +15,7 @@ use super::params::{Init, ParamBuilder, Parameters};
 use crate::autograd::{Tape, Var};
 use crate::device::geometry::{window_output, ConvGeometry, PoolGeometry};
 use crate::device::Device;
+use crate::ops::Seed;
 use crate::tensor::Tensor;
 
 /// The shape of the network's ends.
@@ -38,11 +39,11 @@ impl Default for GoogLeNetConfig {
 }
 
 /// Whether dropout is active (training) or the identity (evaluation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub enum Mode {
     /// Dropout on; `dropout_seed` picks the mask (use a new one every step).
     Train {
-        dropout_seed: u64,
+        dropout_seed: Seed,
     },
     Eval,
 }
@@ -191,9 +192,9 @@ impl GoogLeNet {
                 Stage::Inception(block) => block.forward(tape, params, &x)?,
                 Stage::MaxPool => tape.max_pool(&x, 3, 2, 1)?,
                 Stage::AvgPool => tape.global_avg_pool(&x)?,
-                Stage::Dropout(p) => match mode {
+                Stage::Dropout(p) => match &mode {
                     Mode::Train { dropout_seed } if *p > 0.0 => {
-                        tape.dropout(&x, *p, dropout_seed)?
+                        tape.dropout(&x, *p, dropout_seed.clone())?
                     }
                     _ => x,
                 },

@@ -7,12 +7,18 @@
 
 use rayon::prelude::*;
 
-use crate::device::geometry::AdamStep;
+use crate::device::geometry::{AdamScalars, AdamStep};
 
-pub fn step(param: &mut [f32], grad: &[f32], m: &mut [f32], v: &mut [f32], h: &AdamStep) {
-    let t = h.step as f64;
-    let step_size = (h.lr / (1.0 - h.beta1.powf(t))) as f32;
-    let correction2_sqrt = (1.0 - h.beta2.powf(t)).sqrt() as f32;
+/// `s` is `h.scalars()`, as the step read it from memory (h's lr and step are unused).
+pub fn step(
+    param: &mut [f32],
+    grad: &[f32],
+    m: &mut [f32],
+    v: &mut [f32],
+    h: &AdamStep,
+    s: AdamScalars,
+) {
+    let (step_size, correction2_sqrt) = (s.step_size, s.correction2_sqrt);
     let (one_minus_b1, one_minus_b2) = ((1.0 - h.beta1) as f32, (1.0 - h.beta2) as f32);
     let (beta2, eps) = (h.beta2 as f32, h.eps as f32);
     param

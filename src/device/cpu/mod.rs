@@ -12,8 +12,8 @@ mod resize;
 
 use anyhow::{bail, ensure, Result};
 
-use super::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use super::{Backend, Buffer, ConvOutput, ConvOutputGrad};
+use super::geometry::{AdamScalars, AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
+use super::{Backend, Buffer, ConvOutput, ConvOutputGrad, Words};
 use crate::ops::Normalize;
 
 pub struct CpuBackend;
@@ -24,6 +24,12 @@ fn host<T>(buffer: &Buffer<T>) -> Result<&[T]> {
         Buffer::Host(v) => Ok(v),
         _ => bail!("a GPU buffer was passed to a CPU op"),
     }
+}
+
+/// The words `w` names, checked to lie in their buffer.
+fn words<'a>(w: Words<'a>, what: &str) -> Result<&'a [u32]> {
+    w.check(what)?;
+    Ok(&host(w.buffer)?[w.at..w.at + w.len])
 }
 
 fn host_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut [T]> {
@@ -73,6 +79,18 @@ impl Backend for CpuBackend {
 
     fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
         host_mut(buffer)?.fill(0);
+        Ok(())
+    }
+
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()> {
+        let buffer = host_mut(buffer)?;
+        ensure!(
+            buffer.len() == data.len(),
+            "{} elements written to a buffer of {}",
+            data.len(),
+            buffer.len()
+        );
+        buffer.copy_from_slice(data);
         Ok(())
     }
 
@@ -185,7 +203,11 @@ impl Backend for CpuBackend {
         Ok(Buffer::Host(pool::avg_backward(host(dy)?, g)))
     }
 
-    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
+    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: Words) -> Result<Buffer<f32>> {
+        let seed = match *words(seed, "dropout seed")? {
+            [low, high] => u64::from(low) | u64::from(high) << 32,
+            _ => bail!("dropout: the seed must be two words, got {}", seed.len),
+        };
         Ok(Buffer::Host(elementwise::dropout(host(x)?, p, seed)))
     }
 
@@ -293,9 +315,9 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>> {
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: Words) -> Result<Buffer<u32>> {
         let labels = host(labels)?;
-        let gathered = host(indices)?
+        let gathered = words(indices, "gather_labels")?
             .iter()
             .map(|&i| labels.get(i as usize).copied())
             .collect::<Option<Vec<u32>>>();
@@ -313,12 +335,12 @@ impl Backend for CpuBackend {
         images: &Buffer<u8>,
         h: usize,
         w: usize,
-        indices: &Buffer<u32>,
-        views: &Buffer<u32>,
+        indices: Words,
+        views: Words,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
-        let (indices, views) = (host(indices)?, host(views)?);
+        let (indices, views) = (words(indices, "resize")?, words(views, "resize")?);
         ensure!(
             views.len() == indices.len(),
             "resize: {} views for {} images",
@@ -343,8 +365,15 @@ impl Backend for CpuBackend {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        scalars: Words,
         skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
+        let Some(scalars) = AdamScalars::from_words(words(scalars, "adam")?) else {
+            bail!(
+                "adam: the step's scalars must be two words, got {}",
+                scalars.len
+            );
+        };
         if let Some(skip) = skip {
             if host(skip)?.iter().any(|&flag| flag != 0) {
                 return Ok(());
@@ -354,7 +383,14 @@ impl Backend for CpuBackend {
             bail!("adam: parameter, gradient and state lists differ in length");
         }
         for (((p, g), m), v) in params.iter_mut().zip(grads).zip(m).zip(v) {
-            adam::step(host_mut(p)?, host(g)?, host_mut(m)?, host_mut(v)?, hyper);
+            adam::step(
+                host_mut(p)?,
+                host(g)?,
+                host_mut(m)?,
+                host_mut(v)?,
+                hyper,
+                scalars,
+            );
         }
         Ok(())
     }

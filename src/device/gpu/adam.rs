@@ -3,34 +3,32 @@
 //! The tensors live in separate buffers, so the kernel takes tables of their addresses
 //! (`Arg::F32Table`, `Arg::OutF32Table`, which each driver turns into an array of
 //! pointers) and two small tables: each tensor's first block and its length, uploaded
-//! once and kept (`Runtime::constant_u32`), since they are the same every step. Each tensor gets whole blocks of `BLOCK` threads, so a block finds its
-//! tensor with one binary search and never spans two.
+//! once and kept (`Runtime::constant_u32`), since they are the same every step. Each
+//! tensor gets whole blocks of `BLOCK` threads, so a block finds its tensor with one
+//! binary search and never spans two. The two scalars that change every step (step
+//! size, bias correction) are read from device memory (`Words`: the step parameters),
+//! so every argument of the launch is the same from step to step and a recorded step
+//! replays with the next step's scalars.
 
 use anyhow::{ensure, Result};
 
 use super::launch::{int, BLOCK};
 use super::{Arg, Driver, Launch, Runtime};
 use crate::device::geometry::AdamStep;
-use crate::device::Buffer;
+use crate::device::{Buffer, Words};
 
-/// The scalars of one step, derived exactly as src/device/cpu/adam.rs does (in f64,
-/// rounded to f32 where PyTorch hands them to its kernels), so both devices compute
-/// the same update bit for bit.
-struct Scalars {
-    step_size: f32,
-    correction2_sqrt: f32,
+/// The scalars that stay the same from step to step, rounded to f32 as
+/// src/device/cpu/adam.rs does.
+struct Constants {
     one_minus_beta1: f32,
     one_minus_beta2: f32,
     beta2: f32,
     eps: f32,
 }
 
-impl Scalars {
-    fn new(h: &AdamStep) -> Scalars {
-        let t = h.step as f64;
-        Scalars {
-            step_size: (h.lr / (1.0 - h.beta1.powf(t))) as f32,
-            correction2_sqrt: (1.0 - h.beta2.powf(t)).sqrt() as f32,
+impl Constants {
+    fn new(h: &AdamStep) -> Constants {
+        Constants {
             one_minus_beta1: (1.0 - h.beta1) as f32,
             one_minus_beta2: (1.0 - h.beta2) as f32,
             beta2: h.beta2 as f32,
@@ -39,6 +37,7 @@ impl Scalars {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 pub(super) fn step<D: Driver>(
     d: &Runtime<D>,
     params: &mut [&mut Buffer<f32>],
@@ -46,8 +45,14 @@ pub(super) fn step<D: Driver>(
     m: &mut [&mut Buffer<f32>],
     v: &mut [&mut Buffer<f32>],
     hyper: &AdamStep,
+    scalars: Words,
     skip: Option<&Buffer<u32>>,
 ) -> Result<()> {
+    ensure!(
+        scalars.len == 2,
+        "adam: the step's scalars must be two words, got {}",
+        scalars.len
+    );
     ensure!(
         params.len() == grads.len() && params.len() == m.len() && params.len() == v.len(),
         "adam: parameter, gradient and state lists differ in length"
@@ -100,7 +105,7 @@ pub(super) fn step<D: Driver>(
     };
     let skip = skip.or(never.as_deref()).expect("a flag either way");
     ensure!(skip.len() == 1, "adam: the skip flag must be one element");
-    let s = Scalars::new(hyper);
+    let c = Constants::new(hyper);
     d.launch(
         "adam_step_f32",
         launch,
@@ -113,12 +118,11 @@ pub(super) fn step<D: Driver>(
             Arg::U32s(&lengths),
             Arg::I32(tensors),
             Arg::U32s(skip),
-            Arg::Float(s.step_size),
-            Arg::Float(s.correction2_sqrt),
-            Arg::Float(s.one_minus_beta1),
-            Arg::Float(s.one_minus_beta2),
-            Arg::Float(s.beta2),
-            Arg::Float(s.eps),
+            Arg::words(scalars, "adam scalars")?,
+            Arg::Float(c.one_minus_beta1),
+            Arg::Float(c.one_minus_beta2),
+            Arg::Float(c.beta2),
+            Arg::Float(c.eps),
         ],
     )
 }

@@ -1,14 +1,15 @@
 //! `Backend` on a GPU driver: each op delegates to its family's file, which computes
 //! the launch configuration and argument list.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use anyhow::Result;
+use anyhow::{anyhow, Result};
 
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
 use super::{Counters, Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad};
+use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Words};
 use crate::ops::Normalize;
 
 impl<D: Driver> Backend for GpuBackend<D> {
@@ -58,6 +59,37 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn fill_zeros_u32(&self, buffer: &mut Buffer<u32>) -> Result<()> {
         self.driver.fill_zeros_u32(buffer)
+    }
+
+    fn write_u32(&self, buffer: &mut Buffer<u32>, data: &[u32]) -> Result<()> {
+        self.driver.write_u32(buffer, data)
+    }
+
+    fn records_graphs(&self) -> bool {
+        self.driver.can_record()
+    }
+
+    fn begin_graph(&self) -> Result<()> {
+        self.driver.begin_recording()
+    }
+
+    fn end_graph(&self) -> Result<u64> {
+        let graph = self.driver.end_recording()?;
+        let id = self.next_graph.fetch_add(1, Ordering::Relaxed);
+        self.graphs.lock().expect("graphs lock").insert(id, graph);
+        Ok(id)
+    }
+
+    fn replay_graph(&self, id: u64) -> Result<()> {
+        let graphs = self.graphs.lock().expect("graphs lock");
+        let graph = graphs
+            .get(&id)
+            .ok_or_else(|| anyhow!("no recorded graph {id} on {}", self.name()))?;
+        self.driver.replay(graph)
+    }
+
+    fn drop_graph(&self, id: u64) {
+        self.graphs.lock().expect("graphs lock").remove(&id);
     }
 
     fn full_f32(&self, len: usize, value: f32) -> Result<Buffer<f32>> {
@@ -134,7 +166,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         pool::avg_backward(&self.driver, dy, g)
     }
 
-    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
+    fn dropout(&self, x: &Buffer<f32>, p: f32, seed: Words) -> Result<Buffer<f32>> {
         elementwise::dropout(&self.driver, x, p, seed)
     }
 
@@ -220,7 +252,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         loss::record_step(&self.driver, loss, logits, labels, n, classes, log)
     }
 
-    fn gather_labels(&self, labels: &Buffer<u32>, indices: &Buffer<u32>) -> Result<Buffer<u32>> {
+    fn gather_labels(&self, labels: &Buffer<u32>, indices: Words) -> Result<Buffer<u32>> {
         resize::gather_labels(&self.driver, labels, indices)
     }
 
@@ -229,8 +261,8 @@ impl<D: Driver> Backend for GpuBackend<D> {
         images: &Buffer<u8>,
         h: usize,
         w: usize,
-        indices: &Buffer<u32>,
-        views: &Buffer<u32>,
+        indices: Words,
+        views: Words,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
@@ -244,8 +276,9 @@ impl<D: Driver> Backend for GpuBackend<D> {
         m: &mut [&mut Buffer<f32>],
         v: &mut [&mut Buffer<f32>],
         hyper: &AdamStep,
+        scalars: Words,
         skip: Option<&Buffer<u32>>,
     ) -> Result<()> {
-        adam::step(&self.driver, params, grads, m, v, hyper, skip)
+        adam::step(&self.driver, params, grads, m, v, hyper, scalars, skip)
     }
 }

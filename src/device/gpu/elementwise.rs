@@ -4,7 +4,7 @@ use anyhow::{ensure, Result};
 
 use super::launch::{int, per_element};
 use super::{Arg, Driver};
-use crate::device::Buffer;
+use crate::device::{Buffer, Words};
 
 pub(super) fn add<D: Driver>(d: &D, a: &Buffer<f32>, b: &Buffer<f32>) -> Result<Buffer<f32>> {
     ensure!(
@@ -87,7 +87,19 @@ pub(super) fn relu_bwd<D: Driver>(d: &D, y: &Buffer<f32>, dy: &Buffer<f32>) -> R
     Ok(dx)
 }
 
-pub(super) fn dropout<D: Driver>(d: &D, x: &Buffer<f32>, p: f32, seed: u64) -> Result<Buffer<f32>> {
+/// The seed is read from device memory (two words), so a replayed step draws the
+/// mask of the seed written for it.
+pub(super) fn dropout<D: Driver>(
+    d: &D,
+    x: &Buffer<f32>,
+    p: f32,
+    seed: Words,
+) -> Result<Buffer<f32>> {
+    ensure!(
+        seed.len == 2,
+        "dropout: the seed must be two words, got {}",
+        seed.len
+    );
     let len = x.len();
     let mut y = d.alloc_f32(len)?;
     if len > 0 {
@@ -99,7 +111,7 @@ pub(super) fn dropout<D: Driver>(d: &D, x: &Buffer<f32>, p: f32, seed: u64) -> R
                 Arg::OutF32(&mut y),
                 Arg::I32(int(len, "dropout length")?),
                 Arg::Float(p),
-                Arg::U64(seed),
+                Arg::words(seed, "dropout seed")?,
             ],
         )?;
     }

@@ -59,6 +59,8 @@ pub struct Pool<T> {
     free: Mutex<FreeLists<T>>,
     next_id: AtomicU64,
     stats: Arc<MemoryStats>,
+    /// While a step is recorded: the ids of the blocks lent meanwhile (`track`).
+    tracked: Mutex<Option<Vec<u64>>>,
 }
 
 impl<T> Pool<T> {
@@ -67,6 +69,7 @@ impl<T> Pool<T> {
             free: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(0),
             stats,
+            tracked: Mutex::new(None),
         })
     }
 
@@ -112,11 +115,61 @@ impl<T> Pool<T> {
             }
         };
         self.stats.lend(id, bytes);
+        if let Some(tracked) = self.tracked.lock().expect("pool lock").as_mut() {
+            tracked.push(id);
+        }
         Ok(Buffer::Pooled(Pooled {
             raw: Some(Box::new(raw)),
             id,
             home: self.clone(),
         }))
+    }
+
+    /// Starts noting the blocks lent (for a recorded step, see `hold`).
+    pub fn track(&self) {
+        *self.tracked.lock().expect("pool lock") = Some(Vec::new());
+    }
+
+    /// Stops noting, and takes every block lent since `track` out of the pool for the
+    /// caller to hold: a recorded step's launches use them at every replay, so no one
+    /// else may be lent them while it lives. They come back when the holder drops
+    /// them. Each must have been given back by now (a buffer that outlived the
+    /// recorded step would be written by every replay under its new owner).
+    pub fn hold(self: &Arc<Self>) -> Result<Vec<Buffer<T>>> {
+        let mut ids = self
+            .tracked
+            .lock()
+            .expect("pool lock")
+            .take()
+            .unwrap_or_default();
+        ids.sort_unstable();
+        ids.dedup();
+        let mut free = self.free.lock().expect("pool lock");
+        let mut held = Vec::with_capacity(ids.len());
+        let mut live = 0;
+        for id in ids {
+            let found = free.values_mut().find_map(|list| {
+                let at = list.iter().position(|(other, _)| *other == id)?;
+                Some(list.remove(at))
+            });
+            let Some((id, raw)) = found else {
+                live += 1;
+                continue;
+            };
+            let bytes = (raw.len() * size_of::<T>()) as u64;
+            self.stats.bytes_in_use.fetch_add(bytes, Ordering::Relaxed);
+            held.push(Buffer::Pooled(Pooled {
+                raw: Some(Box::new(raw)),
+                id,
+                home: self.clone(),
+            }));
+        }
+        anyhow::ensure!(
+            live == 0,
+            "{live} buffer(s) made inside a recorded step outlive it: the replays would \
+             write them under their next owner"
+        );
+        Ok(held)
     }
 
     /// Returns every free block to the driver.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use super::Buffer;
+use super::{Buffer, Words};
 
 // One file per op family, mirroring kernels/*.cu; backend.rs implements `Backend`.
 mod adam;
@@ -25,6 +25,17 @@ mod runtime;
 
 pub use memory::Pooled;
 pub use runtime::{Counters, Runtime};
+
+/// A driver's recording of launches (`Driver::end_recording`), replayed whole.
+pub type Recording = Box<dyn std::any::Any + Send + Sync>;
+
+impl<'a> Arg<'a> {
+    /// The words as a kernel argument.
+    pub fn words(w: Words<'a>, what: &str) -> Result<Arg<'a>> {
+        w.check(what)?;
+        Ok(Arg::U32sAt(w.buffer, w.at, w.len))
+    }
+}
 
 /// Grid and block dimensions of one launch (no dynamic shared memory: kernels size
 /// their shared arrays statically).
@@ -55,6 +66,9 @@ pub enum Arg<'a> {
     F32Table(Vec<&'a Buffer<f32>>),
     OutF32Table(Vec<&'a mut Buffer<f32>>),
     U32s(&'a Buffer<u32>),
+    /// `const unsigned*` to `len` words of a buffer from word `at` (`Words`): where
+    /// kernels find the step parameters.
+    U32sAt(&'a Buffer<u32>, usize, usize),
     OutU32s(&'a mut Buffer<u32>),
     U8s(&'a Buffer<u8>),
     I32(i32),
@@ -102,6 +116,23 @@ pub trait Driver: Send + Sync + 'static {
     /// Waits for every launch so far (the emulator runs each to completion at once).
     fn synchronize(&self) -> Result<()> {
         Ok(())
+    }
+    /// From now until `end_recording`, launches are recorded (with their arguments as
+    /// they are now: buffers by address, scalars by value) instead of run: cuda's
+    /// stream capture, the emulator's list. The caller (`Runtime`) makes sure nothing
+    /// else reaches the driver meanwhile.
+    fn can_record(&self) -> bool {
+        false
+    }
+    fn begin_recording(&self) -> Result<()> {
+        anyhow::bail!("{} cannot record launches", self.name())
+    }
+    fn end_recording(&self) -> Result<Recording> {
+        anyhow::bail!("{} cannot record launches", self.name())
+    }
+    /// Runs a recording's launches again, in order; returns how many kernels it ran.
+    fn replay(&self, _recording: &Recording) -> Result<u64> {
+        anyhow::bail!("{} cannot replay launches", self.name())
     }
     /// The stream launches go to, on a real GPU.
     fn cuda_stream(&self) -> Option<Arc<cudarc::driver::CudaStream>> {
@@ -151,12 +182,17 @@ pub use conv::backward_filter_launches;
 /// The op set on a GPU driver, counting its launches.
 pub struct GpuBackend<D: Driver> {
     pub driver: Runtime<D>,
+    /// The recorded steps (`Backend::end_graph`), by id.
+    graphs: std::sync::Mutex<std::collections::HashMap<u64, runtime::Graph>>,
+    next_graph: std::sync::atomic::AtomicU64,
 }
 
 impl<D: Driver> GpuBackend<D> {
     pub fn new(driver: D) -> GpuBackend<D> {
         GpuBackend {
             driver: Runtime::new(driver),
+            graphs: Default::default(),
+            next_graph: Default::default(),
         }
     }
 }

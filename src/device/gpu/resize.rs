@@ -1,11 +1,13 @@
 //! Batch assembly: gather u8 images by index, apply each one's augmentation view,
-//! bilinear resize, normalise (kernels/resize.cu), one thread per output pixel.
+//! bilinear resize, normalise (kernels/resize.cu), one thread per output pixel. The
+//! indices and views are read from device memory (`Words`: in training, the step
+//! parameters), so a replayed step gathers the batch written for it.
 
 use anyhow::{ensure, Result};
 
 use super::launch::{int, per_element};
 use super::{Arg, Driver};
-use crate::device::Buffer;
+use crate::device::{Buffer, Words};
 use crate::ops::Normalize;
 
 #[allow(clippy::too_many_arguments)]
@@ -14,8 +16,8 @@ pub(super) fn resize<D: Driver>(
     images: &Buffer<u8>,
     h: usize,
     w: usize,
-    indices: &Buffer<u32>,
-    views: &Buffer<u32>,
+    indices: Words,
+    views: Words,
     size: usize,
     norm: Normalize,
 ) -> Result<Buffer<f32>> {
@@ -28,11 +30,11 @@ pub(super) fn resize<D: Driver>(
         "resize: {} bytes are not whole {h}x{w} images",
         images.len()
     );
-    let batch = indices.len();
+    let batch = indices.len;
     ensure!(
-        views.len() == batch,
+        views.len == batch,
         "resize: {} views for {batch} images",
-        views.len()
+        views.len
     );
     let len = batch * size * size;
     int(h * w, "image size")?;
@@ -45,8 +47,8 @@ pub(super) fn resize<D: Driver>(
             per_element(len),
             &mut [
                 Arg::U8s(images),
-                Arg::U32s(indices),
-                Arg::U32s(views),
+                Arg::words(indices, "resize indices")?,
+                Arg::words(views, "resize views")?,
                 Arg::OutF32(&mut out),
                 Arg::I32(int(batch, "batch")?),
                 Arg::I32(int(h, "image height")?),
@@ -63,10 +65,10 @@ pub(super) fn resize<D: Driver>(
 pub(super) fn gather_labels<D: Driver>(
     d: &D,
     labels: &Buffer<u32>,
-    indices: &Buffer<u32>,
+    indices: Words,
 ) -> Result<Buffer<u32>> {
     // Indices are checked against the split's size by the caller (batch::DeviceSet).
-    let batch = indices.len();
+    let batch = indices.len;
     let mut out = d.alloc_u32(batch)?;
     if batch > 0 {
         int(labels.len(), "label count")?;
@@ -75,7 +77,7 @@ pub(super) fn gather_labels<D: Driver>(
             per_element(batch),
             &mut [
                 Arg::U32s(labels),
-                Arg::U32s(indices),
+                Arg::words(indices, "label indices")?,
                 Arg::OutU32s(&mut out),
                 Arg::I32(int(batch, "batch")?),
             ],
