@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 
+use crate::device::Precision;
 use crate::train::TrainConfig;
 
 pub const PRESETS: [&str; 3] = ["tutorial", "recommended", "quick"];
@@ -36,6 +37,8 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         min_lr_fraction: 0.0,
         augment: false,
         label_smoothing: 0.0,
+        // The CPU's; `train` records the device's (tf32 on a GPU) or --precision's.
+        precision: Precision::F32.to_string(),
     };
     Ok(match name {
         "tutorial" => tutorial,

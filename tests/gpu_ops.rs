@@ -18,15 +18,17 @@ use googlenet::device::geometry::{
     AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
 };
 use googlenet::device::gpu::{Driver, GpuBackend};
-use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend};
+use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Precision};
 use googlenet::Normalize;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use common::assert_close;
 
+/// The emulator at f32, the precision of these bounds (tests/tensor_cores.rs tests
+/// tf32 and bf16).
 fn gpu() -> GpuBackend<EmuDriver> {
-    GpuBackend::new(EmuDriver::new())
+    GpuBackend::new(EmuDriver::new(), Precision::F32)
 }
 
 fn random(len: usize, seed: u64) -> Vec<f32> {

@@ -586,7 +586,10 @@ fn emulated_kernels_train_like_the_cpu() -> Result<()> {
         }
         Ok(out)
     };
-    let (cpu, emu) = (losses(Device::cpu())?, losses(Device::emu())?);
+    let (cpu, emu) = (
+        losses(Device::cpu())?,
+        losses(Device::emu_at(googlenet::Precision::F32))?,
+    );
     eprintln!("cpu {cpu:?}\nemu {emu:?}");
     common::assert_close(&emu, &cpu, 0.0, 1e-5, "losses");
     Ok(())

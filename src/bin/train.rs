@@ -18,7 +18,7 @@ use googlenet::reconcile;
 use googlenet::run_lock::RunLock;
 use googlenet::runs::{create_run_dir, format_duration, Summary};
 use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
-use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `tutorial`
@@ -76,6 +76,10 @@ struct Args {
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
+    /// The conv and linear GEMMs' arithmetic: tf32 | bf16 | f32 (default: tf32 on a
+    /// GPU, f32 on the CPU, which has no other).
+    #[arg(long)]
+    precision: Option<String>,
     /// Directory with the four Fashion-MNIST files (gz or raw).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -127,6 +131,7 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
+    c.precision = args.precision.clone().unwrap_or(c.precision);
     c.validate()?;
     Ok(c)
 }
@@ -141,7 +146,7 @@ fn describe(c: &TrainConfig) -> String {
         _ => format!("lr {} (constant)", c.lr),
     };
     format!(
-        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}",
+        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}",
         c.batch_size,
         c.epochs,
         limit(c.train_limit),
@@ -151,13 +156,19 @@ fn describe(c: &TrainConfig) -> String {
         if c.augment { "crop+flip" } else { "none" },
         c.label_smoothing,
         c.seed,
+        c.precision,
         s = c.image_size,
     )
 }
 
 fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let device = Device::parse(&args.device)?;
+    let precision = args
+        .precision
+        .as_deref()
+        .map(Precision::parse)
+        .transpose()?;
+    let device = Device::parse_at(&args.device, precision)?;
     let on_gpu = device.is_gpu();
     let (name, why) = match &args.preset {
         Some(name) => (name.clone(), "chosen with --preset".to_string()),
@@ -208,7 +219,9 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         None => {
             println!("preset: {name} ({why})");
-            let config = config_from(&args, &name)?;
+            let mut config = config_from(&args, &name)?;
+            // The device's: --precision's, else its default.
+            config.precision = device.precision().to_string();
             (config, args.run_dir.clone())
         }
     };

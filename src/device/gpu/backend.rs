@@ -8,7 +8,7 @@ use anyhow::Result;
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
 use super::{Counters, Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad};
+use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision};
 use crate::ops::Normalize;
 
 impl<D: Driver> Backend for GpuBackend<D> {
@@ -18,6 +18,15 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn is_gpu(&self) -> bool {
         self.driver.is_gpu()
+    }
+
+    fn precision(&self) -> Precision {
+        GpuBackend::precision(self)
+    }
+
+    fn set_precision(&self, precision: Precision) -> Result<()> {
+        GpuBackend::set_precision(self, precision);
+        Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -79,7 +88,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         g: &ConvGeometry,
         relu: bool,
     ) -> Result<()> {
-        conv::forward(&self.driver, x, parts, g, relu)
+        conv::forward(&self.driver, self.precision(), x, parts, g, relu)
     }
 
     fn conv2d_bwd_data(
@@ -89,7 +98,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         g: &ConvGeometry,
         into: Option<Buffer<f32>>,
     ) -> Result<Buffer<f32>> {
-        conv::backward_data(&self.driver, grads, w, g, into)
+        conv::backward_data(&self.driver, self.precision(), grads, w, g, into)
     }
 
     fn conv2d_bwd_filter(
@@ -98,7 +107,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         grads: &[ConvOutputGrad],
         g: &ConvGeometry,
     ) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>> {
-        conv::backward_filter(&self.driver, x, grads, g)
+        conv::backward_filter(&self.driver, self.precision(), x, grads, g)
     }
 
     fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -145,7 +154,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         b: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<Buffer<f32>> {
-        linear::forward(&self.driver, x, w, b, g)
+        linear::forward(&self.driver, self.precision(), x, w, b, g)
     }
 
     fn linear_bwd_data(
@@ -154,7 +163,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         w: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<Buffer<f32>> {
-        linear::backward_data(&self.driver, dy, w, g)
+        linear::backward_data(&self.driver, self.precision(), dy, w, g)
     }
 
     fn linear_bwd_weight(
@@ -163,7 +172,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dy: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        linear::backward_weight(&self.driver, x, dy, g)
+        linear::backward_weight(&self.driver, self.precision(), x, dy, g)
     }
 
     fn cross_entropy_fwd(
