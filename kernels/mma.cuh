@@ -4,12 +4,12 @@
 // emulator, which runs it with the hardware's semantics (kernels/emu/cuda_emu.h,
 // "Tensor-core instructions"): warp-collective, every lane of the warp must arrive, the
 // fragment layouts below, TF32 operands truncated to their top 19 bits, cp.async copies
-// landing at the wait that covers them. Tested on hand-checkable matrices in
-// kernels/mma_selftest.cu (tests/emulator.rs, emu and cuda).
+// landing at the wait that covers them. Tested on hand-checkable matrices by
+// kernels/mma_selftest.cu (tests/emulator/tensor_cores.rs, emu and cuda).
 //
-// Changes to the agreed API: none. Under the emulator each function also takes the
-// caller's file and line (defaulted, as __syncthreads does), for the error messages;
-// ldmatrix_x1 and ldmatrix_x1_trans are there too.
+// Changes to the agreed API: none. Under the emulator the mma, ldmatrix and cp.async
+// functions also take the caller's file and line (defaulted, as __syncthreads does),
+// for the error messages; ldmatrix_x1 and ldmatrix_x1_trans are there too.
 //
 // Fragment layouts, from the PTX ISA ("Matrix Fragments for mma.m16n8k8" with .tf32,
 // "Matrix Fragments for mma.m16n8k16 with floating point type" with .bf16). For lane
@@ -47,7 +47,9 @@
 //   does both. Declare the arrays `__shared__ __align__(16) T name[...]`.
 //
 //   cp.async: `BYTES` (4, 8 or 16) from global `gmem` to shared `smem`, both aligned to
-//   BYTES; with `valid` false the source is not read and BYTES zeros land instead
+//   BYTES (the emulator checks both, `valid` or not; device buffers start 16-byte
+//   aligned, so a 16-byte copy needs an element offset that is a multiple of 4 floats
+//   or 8 bf16); with `valid` false the source is not read and BYTES zeros land instead
 //   (src-size 0: out-of-bounds tiles cost no branch). The copies since the last commit
 //   form a group at cp_async_commit(); cp_async_wait<N>() waits until at most the N
 //   newest groups are pending. Only then is the copy in shared memory, and only for

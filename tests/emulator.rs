@@ -1,9 +1,10 @@
 //! The CUDA emulator's execution model, through `EmuDriver`, on the self-test kernels of
 //! kernels/emu/selftest.cu: barriers, shared memory, warp shuffles and votes, atomics,
 //! 3-d indexing, half/bfloat16 conversions, and the errors (divergence, bad launches,
-//! wrong argument lists) that must come back as messages, not hangs or crashes; and the
+//! wrong argument lists) that must come back as messages, not hangs or crashes; the
 //! sanitizer checks (GOOGLENET_EMU_CHECK): each must report its planted bug and pass
-//! the bug's correct twin.
+//! the bug's correct twin; the misuses of the tensor-core instructions, likewise; and
+//! those instructions' results, on the emulator and on a GPU (tensor_cores.rs).
 //!
 //! `cargo test --release --test emulator -- --nocapture` also prints launch costs.
 
@@ -656,7 +657,7 @@ fn race_check_reports_each_hazard_between_threads_of_a_block() {
     let cases = [
         (
             0,
-            "race on shared `float s[256]` (selftest.cu:258), element [0] (flat index 0): \
+            "race on shared `float s[256]` (selftest.cu:259), element [0] (flat index 0): \
              thread (1,0,0) reads it after thread (0,0,0) wrote it, with no barrier between \
              them (one warp, but no __syncwarp, shuffle or vote of both lanes orders them): \
              read after write",
@@ -727,7 +728,7 @@ fn race_check_reports_reliance_on_implicit_warp_synchronous_order() {
     let error = format!("{:#}", race_warp(CHECKED, 0).unwrap_err());
     assert!(
         error.contains(
-            "race on shared `float s[32]` (selftest.cu:288), element [1] (flat index 1): \
+            "race on shared `float s[32]` (selftest.cu:289), element [1] (flat index 1): \
              thread (1,0,0) writes it after thread (0,0,0) read it, with no barrier between \
              them (one warp, but no __syncwarp, shuffle or vote of both lanes orders them): \
              write after read"
@@ -758,7 +759,7 @@ fn race_check_catches_shared_indices_out_of_bounds() {
     });
     assert!(
         error.contains(
-            "thread (31,0,0) indexes shared `float s[32]` (selftest.cu:304) with 32 on \
+            "thread (31,0,0) indexes shared `float s[32]` (selftest.cu:305) with 32 on \
              dimension 0, whose extent is 32"
         ),
         "{error}"
@@ -945,6 +946,13 @@ fn race_check_copies_rewrite_shared_declarations_and_extern_c_in_code_only() {
          }\n\
          inline namespace emu_extern_c { void f(); }\n"
     );
+    // An alignment stays on the declaration, outside the wrapper's type.
+    let (copy, warnings) = emu_shared::instrument("__shared__ __align__(16) float t[8];", "k.cu");
+    assert!(warnings.is_empty(), "{warnings:?}");
+    assert_eq!(
+        copy,
+        "static thread_local __align__(16) ::emu::Shared<float[8]> t{\"float t[8]\", \"k.cu\", 1};"
+    );
     // A form it does not know stays as it is, with a warning.
     let (copy, warnings) = emu_shared::instrument("__shared__ float x = 1;", "k.cu");
     assert_eq!(copy, "__shared__ float x = 1;");
@@ -955,4 +963,222 @@ fn race_check_copies_rewrite_shared_declarations_and_extern_c_in_code_only() {
           so the race check does not watch it"
         ]
     );
+}
+
+// ---- Misuses of the tensor-core instructions (kernels/mma.cuh), each with its correct
+// twin; their results are tested in tensor_cores.rs. ----
+
+fn mma_misuse(how: i32, threads: u32) -> Result<()> {
+    let mut out = EMU.zeros_f32(128)?;
+    EMU.launch(
+        "emu_mma_misuse",
+        launch([1, 1, 1], [threads, 1, 1]),
+        &mut [Arg::OutF32(&mut out), Arg::I32(how)],
+    )
+}
+
+#[test]
+fn mma_needs_every_lane_of_a_full_warp() {
+    within_a_minute(|| {
+        mma_misuse(0, 32).unwrap();
+        let exited = format!("{:#}", mma_misuse(1, 32).unwrap_err());
+        assert!(
+            exited.contains("kernel `emu_mma_misuse`, block (0,0,0): barrier divergence")
+                && exited.contains(
+                    "31 threads (first (0,0,0)) wait at mma_tf32_m16n8k8() (selftest.cu:"
+                )
+                && exited.contains("1 thread (5,0,0) exited"),
+            "{exited}"
+        );
+        let partial = format!("{:#}", mma_misuse(2, 16).unwrap_err());
+        assert!(
+            partial.contains(
+                "thread (0,0,0) calls mma_tf32_m16n8k8 in a warp of 16 threads: it needs all \
+                 32 lanes (blocks of a multiple of 32 threads) (selftest.cu:"
+            ),
+            "{partial}"
+        );
+    });
+}
+
+fn ldmatrix_misuse(driver: EmuDriver, how: i32) -> Result<Vec<u32>> {
+    let mut out = driver.zeros_u32(128)?;
+    driver.launch(
+        "emu_ldmatrix_misuse",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [Arg::OutU32s(&mut out), Arg::I32(how)],
+    )?;
+    driver.download_u32(&out)
+}
+
+#[test]
+fn ldmatrix_rows_must_be_aligned_shared_and_the_same_instruction() -> Result<()> {
+    // The twin: lane l gets row l / 4, columns 2 (l % 4) and + 1 of matrix i, whose
+    // row r is tile row 8 i + r, holding 8 (8 i + r) + c.
+    let out = ldmatrix_misuse(CHECKED, 0)?;
+    for lane in 0..32 {
+        for i in 0..4 {
+            let first = 8 * (8 * i + lane / 4) + 2 * (lane % 4);
+            assert_eq!(
+                out[4 * lane + i],
+                (first | (first + 1) << 16) as u32,
+                "lane {lane}, {i}"
+            );
+        }
+    }
+    let error = |how| format!("{:#}", ldmatrix_misuse(EMU, how).unwrap_err());
+    let misaligned = error(1);
+    assert!(
+        misaligned.contains("thread (0,0,0) passes ldmatrix_x4 the row address 0x")
+            && misaligned.contains(", which is not 16-byte aligned (selftest.cu:"),
+        "{misaligned}"
+    );
+    for how in [2, 3] {
+        let outside = error(how);
+        assert!(
+            outside.contains(", which is not in shared memory (selftest.cu:"),
+            "{outside}"
+        );
+    }
+    let mixed = within_a_minute(move || error(4));
+    assert!(
+        mixed.contains("16 threads (first (0,0,0)) wait at ldmatrix_x4() (selftest.cu:")
+            && mixed.contains("16 threads (first (16,0,0)) wait at ldmatrix_x2() (selftest.cu:"),
+        "{mixed}"
+    );
+    // The race check sees each lane's row as its read: the next lane writes it after.
+    let race = format!("{:#}", ldmatrix_misuse(CHECKED, 5).unwrap_err());
+    assert!(
+        race.contains("race on shared `unsigned short tile[32][8]` (selftest.cu:")
+            && race.contains("thread (1,0,0) writes it after thread (0,0,0) read it")
+            && race.ends_with("write after read"),
+        "{race}"
+    );
+    ldmatrix_misuse(UNCHECKED, 5)?; // the same kernel runs without the check
+    Ok(())
+}
+
+fn cp_async_order(driver: EmuDriver, early: i32) -> Result<Vec<f32>> {
+    let src = driver.upload_f32((0..64).map(|i| i as f32).collect())?;
+    let mut out = driver.zeros_f32(96)?;
+    driver.launch(
+        "emu_cp_async_order",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [Arg::F32(&src), Arg::OutF32(&mut out), Arg::I32(early)],
+    )?;
+    driver.download_f32(&out)
+}
+
+#[test]
+fn cp_async_lands_at_its_wait_and_wait_1_leaves_the_newest_group() -> Result<()> {
+    // Unchecked, the read before the wait that covers it gets the old contents.
+    let out = cp_async_order(UNCHECKED, 1)?;
+    let expected: Vec<f32> = (0..32)
+        .map(|i| i as f32)
+        .chain([-1.0; 32])
+        .chain((32..64).map(|i| i as f32))
+        .collect();
+    assert_eq!(out, expected);
+    // The race check reports that read; its twin, without it, passes.
+    let error = format!("{:#}", cp_async_order(CHECKED, 1).unwrap_err());
+    assert!(
+        error.contains("thread (0,0,0) reads shared `float s1[32]` (selftest.cu:")
+            && error
+                .contains("element [0] (flat index 0), while a cp.async into it has not landed"),
+        "{error}"
+    );
+    let out = cp_async_order(CHECKED, 0)?;
+    assert_eq!(out[64..], expected[64..]);
+    Ok(())
+}
+
+fn cp_async_mirror(driver: EmuDriver, synced: i32) -> Result<Vec<f32>> {
+    let src = driver.upload_f32((0..32).map(|i| i as f32).collect())?;
+    let mut out = driver.zeros_f32(32)?;
+    driver.launch(
+        "emu_cp_async_mirror",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [Arg::F32(&src), Arg::OutF32(&mut out), Arg::I32(synced)],
+    )?;
+    driver.download_f32(&out)
+}
+
+#[test]
+fn cp_async_copies_reach_other_threads_after_a_barrier() -> Result<()> {
+    // Thread 15 reads s[16] before thread 16's copy is even issued (threads run in
+    // order): the copy is a write from its issue on, so the check names it.
+    let error = format!("{:#}", cp_async_mirror(CHECKED, 0).unwrap_err());
+    assert!(
+        error.contains("race on shared `float s[32]` (selftest.cu:")
+            && error.contains(
+                "element [16] (flat index 16): thread (16,0,0) writes it after thread \
+                 (15,0,0) read it"
+            )
+            && error.ends_with("write after read"),
+        "{error}"
+    );
+    let out = cp_async_mirror(CHECKED, 1)?;
+    assert_eq!(out, (0..32).rev().map(|i| i as f32).collect::<Vec<_>>());
+    Ok(())
+}
+
+fn cp_async_misuse(driver: EmuDriver, src: &Buffer<f32>, how: i32, valid: i32) -> Result<Vec<f32>> {
+    let mut out = driver.zeros_f32(128)?;
+    driver.launch(
+        "emu_cp_async_misuse",
+        launch([1, 1, 1], [32, 1, 1]),
+        &mut [
+            Arg::F32(src),
+            Arg::OutF32(&mut out),
+            Arg::I32(how),
+            Arg::I32(valid),
+        ],
+    )?;
+    driver.download_f32(&out)
+}
+
+#[test]
+fn cp_async_addresses_waits_and_reads_are_checked() -> Result<()> {
+    let values: Vec<f32> = (0..132).map(|i| i as f32 + 0.5).collect();
+    let src = EMU.upload_f32(values.clone())?;
+    assert_eq!(cp_async_misuse(CHECKED, &src, 0, 1)?, values[..128]);
+    let error = |how| format!("{:#}", cp_async_misuse(EMU, &src, how, 1).unwrap_err());
+    for how in [1, 2] {
+        let misaligned = error(how);
+        assert!(
+            misaligned.contains("calls cp_async<16> from 0x")
+                && misaligned.contains(": both addresses must be 16-byte aligned (selftest.cu:"),
+            "{misaligned}"
+        );
+    }
+    let global = error(3);
+    assert!(
+        global.contains(", which is not in shared memory (selftest.cu:"),
+        "{global}"
+    );
+    for how in [4, 5] {
+        let unwaited = error(how);
+        assert!(
+            unwaited.contains(
+                "thread (0,0,0) exits with 1 cp.async copies that no cp_async_wait covered \
+                 (the last from selftest.cu:"
+            ),
+            "{unwaited}"
+        );
+    }
+    // The init check sees what a copy reads; a zero fill reads nothing.
+    let unwritten = CHECKED.uninit_f32(132)?;
+    let error = format!(
+        "{:#}",
+        cp_async_misuse(CHECKED, &unwritten, 6, 1).unwrap_err()
+    );
+    assert!(
+        error.contains(
+            "init check: kernel `emu_cp_async_misuse` reads memory that no upload, memset or \
+             kernel wrote: element 0 of argument 0 (const float*)"
+        ),
+        "{error}"
+    );
+    assert_eq!(cp_async_misuse(CHECKED, &unwritten, 6, 0)?, vec![0.0; 128]);
+    Ok(())
 }

@@ -506,7 +506,7 @@ public:
                         "it (and other threads need a __syncthreads after that wait)",
                         describe_index(thread_index_[me]).c_str(), write ? "writes" : "reads",
                         site.declaration, base_name(site.file), site.line,
-                        element_name(site, element).c_str()));
+                        ElementName(site, element).text));
         }
         const SharedAccess now = {epoch_, me, clocks_[(size_t)me * 32 + me % 32]};
         const SharedAccess& last_write = cell.write;
@@ -741,17 +741,30 @@ private:
         return clocks_[(size_t)me * 32 + access.thread % 32] > access.clock;
     }
 
-    // "[1][2] (flat index 10)", or "(the scalar)".
-    static std::string element_name(const SharedSite& site, size_t element) {
-        if (site.rank == 0) return "(the scalar)";
-        std::string index;
-        size_t rest = element;
-        for (int d = site.rank - 1; d >= 0; --d) {
-            index = format("[%zu]", rest % site.extents[d]) + index;
-            rest /= site.extents[d];
+    // "[1][2] (flat index 10)", or "(the scalar)", in a fixed buffer: it is made for
+    // fail(), which never returns, so a heap string would never be freed (a leak that
+    // AddressSanitizer reports).
+    struct ElementName {
+        char text[160];
+        ElementName(const SharedSite& site, size_t element) {
+            if (site.rank == 0) {
+                snprintf(text, sizeof text, "(the scalar)");
+                return;
+            }
+            int used = 0;  // what snprintf would have written (it stops at the end)
+            auto append = [&](const char* pattern, size_t value) {
+                if (used < (int)sizeof text) {
+                    used += snprintf(text + used, sizeof text - (size_t)used, pattern, value);
+                }
+            };
+            for (int d = 0; d < site.rank; ++d) {
+                size_t stride = 1;  // elements per index of dimension d
+                for (int inner = d + 1; inner < site.rank; ++inner) stride *= site.extents[inner];
+                append("[%zu]", element / stride % site.extents[d]);
+            }
+            append(" (flat index %zu)", element);
         }
-        return index + format(" (flat index %zu)", element);
-    }
+    };
 
     // ---- Tensor-core instructions: the parts that run on the lane's own fiber. ----
 
@@ -877,7 +890,7 @@ private:
         fail(format("race on shared `%s` (%s:%d), element %s: thread %s %s "
                     "it after thread %s %s it, with no barrier between them%s: %s",
                     site.declaration, base_name(site.file), site.line,
-                    element_name(site, element).c_str(), describe_index(thread_index_[current_]).c_str(), write ? "writes" : "reads",
+                    ElementName(site, element).text, describe_index(thread_index_[current_]).c_str(), write ? "writes" : "reads",
                     describe_index(thread_index_[other]).c_str(), other_wrote ? "wrote" : "read",
                     warp, kind));
     }

@@ -1,6 +1,7 @@
 // Kernels that exercise the emulator's execution model; tests/emulator.rs launches them
 // and checks the results. Each is also plain CUDA (nvcc compiles this file as well).
 #include "common.cuh"
+#include "mma.cuh"
 
 #ifndef GOOGLENET_EMU
 #include <cuda_bf16.h>  // the emulator has __half and __nv_bfloat16 built in
@@ -325,3 +326,102 @@ extern "C" __global__ void emu_block_chain(float* out, int chained) {
     out[b] = chained && b > 0 ? out[b - 1] + 1.0f : (float)(b + 1);
 }
 EMU_REGISTER(emu_block_chain)
+
+// ---- Misuses of the tensor-core instructions (mma.cuh), each with its correct twin
+// (`how` 0). mma_selftest.cu has the instructions' results. ----
+
+// An mma of zeros (its D to out[4 lane ..]), by: how 0 a full warp; 1 a lane (5) that
+// exited first; 2 a block of 16 threads (a partial warp).
+extern "C" __global__ void emu_mma_misuse(float* out, int how) {
+    if (how == 1 && threadIdx.x == 5) return;
+    const uint32_t a[4] = {0, 0, 0, 0}, b[2] = {0, 0};
+    const float c[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float d[4];
+    mma_tf32_m16n8k8(d, a, b, c);
+    for (int i = 0; i < 4; ++i) out[4 * threadIdx.x + i] = d[i];
+}
+EMU_REGISTER(emu_mma_misuse)
+
+// ldmatrix_x4 of a shared tile (its registers to out[4 lane ..]) that each lane fills a
+// row of, where lane l supplies: how 0 its row of the tile; 1 an address 2 bytes past
+// it (misaligned); 2 a row of a local array (not shared memory); 3 the device buffer
+// `out`; 4 lanes 16-31 call ldmatrix_x2 instead (another instruction); 5 the next
+// lane's row, with no __syncwarp after the rows are written (a race).
+extern "C" __global__ void emu_ldmatrix_misuse(unsigned* out, int how) {
+    __shared__ __align__(16) unsigned short tile[32][8];
+    __align__(16) unsigned short local[32][8];
+    unsigned lane = threadIdx.x;
+    for (int c = 0; c < 8; ++c) {
+        tile[lane][c] = (unsigned short)(8 * lane + c);
+        local[lane][c] = (unsigned short)(8 * lane + c);
+    }
+    if (how != 5) __syncwarp();
+    const void* rows[6] = {&tile[lane][0],  &tile[lane][1], &local[lane][0],
+                           out,             &tile[lane][0], &tile[(lane + 1) % 32][0]};
+    uint32_t r[4] = {0, 0, 0, 0};
+    if (how == 4 && lane >= 16) {
+        uint32_t r2[2];
+        ldmatrix_x2(r2, rows[0]);
+        r[0] = r2[0];
+        r[1] = r2[1];
+    } else {
+        ldmatrix_x4(r, rows[how]);
+    }
+    for (int i = 0; i < 4; ++i) out[4 * lane + i] = r[i];
+}
+EMU_REGISTER(emu_ldmatrix_misuse)
+
+// cp.async ordering, one block of 32 threads, `s0` and `s1` holding -1 first:
+// thread t copies src[t] to s0[t] (group 0), then src[32 + t] to s1[t] (group 1).
+// out[t] = s0[t] read after wait<1> (landed); out[32 + t] = s1[t] read after wait<1>
+// too, while group 1 is still on its way (the old -1 here, a race on a GPU), unless
+// `early` is 0; out[64 + t] = s1[t] after wait<0>.
+extern "C" __global__ void emu_cp_async_order(const float* src, float* out, int early) {
+    __shared__ __align__(16) float s0[32];
+    __shared__ __align__(16) float s1[32];
+    unsigned t = threadIdx.x;
+    s0[t] = -1.0f;
+    s1[t] = -1.0f;
+    cp_async<4>(&s0[t], &src[t], true);
+    cp_async_commit();
+    cp_async<4>(&s1[t], &src[32 + t], true);
+    cp_async_commit();
+    cp_async_wait<1>();
+    out[t] = s0[t];
+    if (early) out[32 + t] = s1[t];
+    cp_async_wait<0>();
+    out[64 + t] = s1[t];
+}
+EMU_REGISTER(emu_cp_async_order)
+
+// Thread t copies src[t] to s[t], waits, and reads s[31 - t], the copy of another
+// thread: right only after a __syncthreads (`synced` 1).
+extern "C" __global__ void emu_cp_async_mirror(const float* src, float* out, int synced) {
+    __shared__ __align__(16) float s[32];
+    unsigned t = threadIdx.x;
+    cp_async<4>(&s[t], &src[t], true);
+    cp_async_commit();
+    cp_async_wait<0>();
+    if (synced) __syncthreads();
+    out[t] = s[31 - t];
+}
+EMU_REGISTER(emu_cp_async_mirror)
+
+// A 16-byte cp.async per thread of src[4t ..] to s[4t ..], then out[4t ..] = s[4t ..],
+// by: how 0 as it should; 1 a destination 4 bytes off (misaligned); 2 a source 4 bytes
+// off; 3 the device buffer `out` as destination (not shared memory); 4 no wait (the
+// thread exits with its copy on its way); 5 no commit (a wait covers committed groups
+// only); 6 `src` as is, valid only for `valid` (zero fill otherwise).
+extern "C" __global__ void emu_cp_async_misuse(const float* src, float* out, int how, int valid) {
+    __shared__ __align__(16) float s[132];
+    unsigned t = threadIdx.x;
+    float* destinations[4] = {&s[4 * t], &s[4 * t + 1], &s[4 * t], out};
+    const float* sources[4] = {&src[4 * t], &src[4 * t], &src[4 * t + 1], &src[4 * t]};
+    int at = how < 4 ? how : 0;
+    cp_async<16>(destinations[at], sources[at], how != 6 || valid);
+    if (how != 5) cp_async_commit();
+    if (how != 4) cp_async_wait<0>();
+    if (how == 4 || how == 5) return;
+    for (int i = 0; i < 4; ++i) out[4 * t + i] = s[4 * t + i];
+}
+EMU_REGISTER(emu_cp_async_misuse)
