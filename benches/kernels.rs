@@ -3,9 +3,13 @@
 //! On a GPU (`cuda:0`), at batch 16 and 128 with 224x224 inputs:
 //!
 //! - every distinct convolution of the model (`GoogLeNet::layer_geometries`), forward,
-//!   backward data and backward filter, each beside cuDNN on the same shape in FP32
-//!   (`CUDNN_FMA_MATH`: no TF32 tensor cores, the precision of our CUDA-core kernels;
-//!   cuDNN's fastest algorithm by timing, as `torch.backends.cudnn.benchmark` picks);
+//!   backward data and backward filter, in each precision (`--precisions`, default
+//!   f32,tf32,bf16: a row each), beside cuDNN on the same shape at the same math:
+//!   f32 with `CUDNN_FMA_MATH` (no tensor cores), tf32 with `CUDNN_TENSOR_OP_MATH` on
+//!   f32 tensors (TF32 tensor cores, PyTorch's default); cuDNN's fastest algorithm by
+//!   timing, as `torch.backends.cudnn.benchmark` picks. bf16 rows have no cuDNN
+//!   ratio yet (cuDNN's bf16 convolutions take bf16 tensors, which this bench does not
+//!   make);
 //! - every distinct max pool (3x3/2 between stages, 3x3/1 in the Inception blocks) and
 //!   the global average pool, forward and backward;
 //! - ReLU forward and backward on the largest and the smallest convolution output;
@@ -21,8 +25,9 @@
 //! each sample a run of back-to-back calls lasting about 5 ms between two CUDA events
 //! on the device's stream, after 3 warm-up calls. A row gives the time, the achieved
 //! TFLOP/s (convolutions: 2 x multiply-adds) or GB/s (the rest: each input read once,
-//! each output written once), that as a share of the H200's ceiling (FP32 CUDA cores
-//! for convolutions, HBM bandwidth for the rest), and for convolutions cuDNN's time
+//! each output written once), that as a share of the H200's ceiling (for convolutions
+//! the row's precision's: FP32 CUDA cores, dense TF32 or bf16 tensor cores; HBM
+//! bandwidth for the rest), and for convolutions cuDNN's time
 //! and ours over it. The rows also go to `target/bench-kernels.json` (`--json PATH`).
 //!
 //! Without a GPU it runs a smoke version: each benchmark once on the emulator and the
@@ -30,8 +35,9 @@
 //! building and running; its times say nothing about a GPU. `cargo test --benches`
 //! (which passes no `--bench`) runs the emulator half only.
 //!
-//! Flags: `--batches 16,128`, `--size 224`, `--filter TEXT` (rows whose kernel, layer
-//! or shape contains TEXT), `--json PATH`, `--no-cudnn`.
+//! Flags: `--batches 16,128`, `--size 224`, `--precisions f32,tf32,bf16` (the
+//! convolutions'; the CPU takes f32 only), `--filter TEXT` (rows whose kernel, layer or
+//! shape contains TEXT), `--json PATH`, `--no-cudnn`.
 
 use std::fmt::Write as _;
 use std::os::unix::process::CommandExt;
@@ -50,7 +56,7 @@ use googlenet::nn::{LayerGeometry, Parameters};
 use googlenet::ops;
 use googlenet::{
     Adam, ByteImages, Device, GoogLeNet, GoogLeNetConfig, Gradients, Init, Labels, Normalize,
-    Tensor,
+    Precision, Tensor,
 };
 use serde_json::{json, Value};
 
@@ -60,8 +66,19 @@ use serde_json::{json, Value};
 /// FP32 CUDA-core kernels.
 const H200_FP32_TFLOPS: f64 = 67.0;
 /// TF32 on the tensor cores, dense (the datasheet's 989 TFLOP/s is with 2:4 sparsity):
-/// what an FP32 convolution could reach by giving up FP32 products. For reference only.
+/// the ceiling of the tf32 rows.
 const H200_TF32_TENSOR_TFLOPS: f64 = 494.7;
+/// bf16 on the tensor cores, dense (the datasheet's 1,979 is with sparsity): the bf16 rows'.
+const H200_BF16_TENSOR_TFLOPS: f64 = 989.4;
+
+/// The ceiling of a convolution row in `precision`.
+fn flops_ceiling(precision: Precision) -> f64 {
+    match precision {
+        Precision::F32 => H200_FP32_TFLOPS,
+        Precision::Tf32 => H200_TF32_TENSOR_TFLOPS,
+        Precision::Bf16 => H200_BF16_TENSOR_TFLOPS,
+    }
+}
 /// HBM3e bandwidth, 4.8 TB/s, the reference for the memory-bound kernels. (A large
 /// device-to-device copy measured about 4.3 TB/s on this workplace's H200s.)
 const H200_HBM_GBPS: f64 = 4800.0;
@@ -99,6 +116,8 @@ struct Args {
     filter: Option<String>,
     json: PathBuf,
     cudnn: bool,
+    /// The convolutions' precisions, a row each.
+    precisions: Vec<Precision>,
     /// `cargo bench` passes `--bench`; `cargo test --benches` does not (a quicker smoke).
     bench: bool,
 }
@@ -111,6 +130,7 @@ impl Args {
             filter: None,
             json: PathBuf::from("target/bench-kernels.json"),
             cudnn: true,
+            precisions: Precision::ALL.to_vec(),
             bench: false,
         };
         let mut it = std::env::args().skip(1);
@@ -125,6 +145,12 @@ impl Args {
                         .map(|b| b.trim().parse().context("--batches: e.g. 16,128"))
                         .collect::<Result<_>>()?;
                     args.batches = Some(list);
+                }
+                "--precisions" => {
+                    args.precisions = value("--precisions")?
+                        .split(',')
+                        .map(|p| Precision::parse(p.trim()))
+                        .collect::<Result<_>>()?;
                 }
                 "--size" => args.size = Some(value("--size")?.parse().context("--size")?),
                 "--filter" => args.filter = Some(value("--filter")?),
@@ -303,6 +329,8 @@ struct Row {
     batch: usize,
     size: usize,
     kernel: &'static str,
+    /// The GEMMs' precision (f32 for the rows without one).
+    precision: Precision,
     /// The model's layers with this shape (how often the op runs per step).
     layers: Vec<String>,
     shape: String,
@@ -324,7 +352,7 @@ impl Row {
     fn percent_of_ceiling(&self) -> f64 {
         let (rate, _) = self.rate();
         match self.work {
-            Work::Flops(_) => rate / H200_FP32_TFLOPS * 100.0,
+            Work::Flops(_) => rate / flops_ceiling(self.precision) * 100.0,
             Work::Bytes(_) => rate / H200_HBM_GBPS * 100.0,
         }
     }
@@ -344,6 +372,7 @@ impl Row {
             "batch": self.batch,
             "image_size": self.size,
             "kernel": self.kernel,
+            "precision": self.precision.name(),
             "layers": self.layers,
             "shape": self.shape,
             "time_us": self.timing.seconds * 1e6,
@@ -376,7 +405,7 @@ impl Row {
 
     fn ceiling(&self) -> f64 {
         match self.work {
-            Work::Flops(_) => H200_FP32_TFLOPS,
+            Work::Flops(_) => flops_ceiling(self.precision),
             Work::Bytes(_) => H200_HBM_GBPS,
         }
     }
@@ -412,8 +441,8 @@ fn pool_shape(g: &PoolGeometry) -> String {
 fn print_table(title: &str, rows: &[Row], gpu: bool) {
     println!("\n{title}");
     println!(
-        "{:<17} {:<28} {:<32} {:>10} {:>17} {:>7} {:>10} {:>7}",
-        "kernel", "layer", "shape", "time µs", "rate", "% peak", "cuDNN µs", "/cuDNN"
+        "{:<17} {:<5} {:<28} {:<32} {:>10} {:>17} {:>7} {:>10} {:>7}",
+        "kernel", "prec", "layer", "shape", "time µs", "rate", "% peak", "cuDNN µs", "/cuDNN"
     );
     for row in rows {
         let (rate, unit) = row.rate();
@@ -430,8 +459,9 @@ fn print_table(title: &str, rows: &[Row], gpu: bool) {
             None => ("-".into(), "-".into()),
         };
         println!(
-            "{:<17} {:<28} {:<32} {:>10.1} {:>9.2} {:<7} {:>7} {:>10} {:>7}",
+            "{:<17} {:<5} {:<28} {:<32} {:>10.1} {:>9.2} {:<7} {:>7} {:>10} {:>7}",
             row.kernel,
+            row.precision.name(),
             row.layer_label(),
             row.shape,
             row.timing.seconds * 1e6,
@@ -491,6 +521,9 @@ struct Suite<'a> {
     /// The batch and image size being run.
     batch: usize,
     size: usize,
+    /// The precision of the convolution rows being run.
+    precision: Precision,
+    precisions: &'a [Precision],
 }
 
 impl Suite<'_> {
@@ -528,6 +561,11 @@ impl Suite<'_> {
             batch: self.batch,
             size: self.size,
             kernel,
+            precision: if kernel.starts_with("conv") {
+                self.precision
+            } else {
+                Precision::F32
+            },
             layers: layers.to_vec(),
             shape,
             timing,
@@ -543,7 +581,10 @@ impl Suite<'_> {
         let (Some(row), Some(cudnn)) = (row, &self.cudnn) else {
             return;
         };
-        let result = catch_unwind(AssertUnwindSafe(|| cudnn.time(&self.timer, g, pass)));
+        let Some(math) = reference::math(self.precision) else {
+            return; // no cuDNN counterpart in this precision (bf16)
+        };
+        let result = catch_unwind(AssertUnwindSafe(|| cudnn.time(&self.timer, g, pass, math)));
         match result {
             Ok(Ok(found)) => self.rows[row].cudnn = Some(found),
             Ok(Err(err)) => {
@@ -589,26 +630,34 @@ impl Suite<'_> {
         }));
 
         for (i, (g, names)) in convs.iter().enumerate() {
-            let seed = 1000 * i as u64;
-            let x = tensor(&dev, &g.input_shape(), seed)?;
-            let w = tensor(&dev, &g.weight_shape(), seed + 1)?;
-            let b = tensor(&dev, &[g.c_out], seed + 2)?;
-            let dy = tensor(&dev, &g.output_shape(), seed + 3)?;
-            let flops = Work::Flops(2.0 * g.macs() as f64);
-            let shape = conv_shape(g);
-            let row = self.run("conv fwd", names, shape.clone(), flops, &mut || {
-                ops::conv2d(&x, &w, &b, g, true).map(drop)
-            })?;
-            self.compare(row, g, reference::Pass::Forward);
-            let row = self.run("conv bwd data", names, shape.clone(), flops, &mut || {
-                ops::conv2d_bwd_data(&[ops::ConvGrad::whole(&dy)], &[&w], g, None).map(drop)
-            })?;
-            self.compare(row, g, reference::Pass::BackwardData);
-            let row = self.run("conv bwd filter", names, shape, flops, &mut || {
-                ops::conv2d_bwd_filter(&x, &[ops::ConvGrad::whole(&dy)], g).map(drop)
-            })?;
-            self.compare(row, g, reference::Pass::BackwardFilter);
+            for &precision in self.precisions {
+                // The CPU refuses all but f32: its rows are f32 only.
+                if dev.set_precision(precision).is_err() {
+                    continue;
+                }
+                self.precision = precision;
+                let seed = 1000 * i as u64;
+                let x = tensor(&dev, &g.input_shape(), seed)?;
+                let w = tensor(&dev, &g.weight_shape(), seed + 1)?;
+                let b = tensor(&dev, &[g.c_out], seed + 2)?;
+                let dy = tensor(&dev, &g.output_shape(), seed + 3)?;
+                let flops = Work::Flops(2.0 * g.macs() as f64);
+                let shape = conv_shape(g);
+                let row = self.run("conv fwd", names, shape.clone(), flops, &mut || {
+                    ops::conv2d(&x, &w, &b, g, true).map(drop)
+                })?;
+                self.compare(row, g, reference::Pass::Forward);
+                let row = self.run("conv bwd data", names, shape.clone(), flops, &mut || {
+                    ops::conv2d_bwd_data(&[ops::ConvGrad::whole(&dy)], &[&w], g, None).map(drop)
+                })?;
+                self.compare(row, g, reference::Pass::BackwardData);
+                let row = self.run("conv bwd filter", names, shape, flops, &mut || {
+                    ops::conv2d_bwd_filter(&x, &[ops::ConvGrad::whole(&dy)], g).map(drop)
+                })?;
+                self.compare(row, g, reference::Pass::BackwardFilter);
+            }
         }
+        self.precision = Precision::F32;
 
         // ReLU follows every convolution: the largest and the smallest output.
         let by_len =
@@ -737,11 +786,12 @@ impl Suite<'_> {
 /// The convolutions of one training step at one batch, ours and cuDNN's (when every
 /// row has cuDNN's): each distinct shape times the layers that have it. The network's
 /// input carries no gradient, so conv1's backward data never runs in training.
-fn conv_step_summary(rows: &[Row]) -> Option<String> {
+fn conv_step_summary(rows: &[Row], precision: Precision) -> Option<String> {
     let mut ours = 0.0;
     let mut theirs = Some(0.0);
     let mut flops = 0.0;
-    for row in rows.iter().filter(|r| r.kernel.starts_with("conv")) {
+    let convs = rows.iter().filter(|r| r.kernel.starts_with("conv"));
+    for row in convs.filter(|r| r.precision == precision) {
         let mut count = row.layers.len() as f64;
         if row.kernel == "conv bwd data" && row.layers.iter().any(|l| l == "conv1.0") {
             count -= 1.0;
@@ -759,7 +809,7 @@ fn conv_step_summary(rows: &[Row]) -> Option<String> {
         return None;
     }
     let mut line = format!(
-        "convolutions of one step: {:.2} ms, {:.2} TFLOP/s",
+        "convolutions of one step in {precision}: {:.2} ms, {:.2} TFLOP/s",
         ours * 1e3,
         flops / ours * 1e-12
     );
@@ -790,8 +840,9 @@ fn write_json(path: &Path, header: Value, rows: &[Row], gpu: bool) -> Result<()>
 fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
     println!("kernel microbenchmarks on {}", gpu.name());
     println!(
-        "H200 ceilings: FP32 {H200_FP32_TFLOPS} TFLOP/s (convolutions' % peak), TF32 tensor \
-         {H200_TF32_TENSOR_TFLOPS} dense (reference), HBM {H200_HBM_GBPS} GB/s (the rest's % peak)"
+        "H200 ceilings (convolutions' % peak by precision): FP32 {H200_FP32_TFLOPS} TFLOP/s, \
+         TF32 tensor {H200_TF32_TENSOR_TFLOPS} dense, bf16 tensor {H200_BF16_TENSOR_TFLOPS} \
+         dense; HBM {H200_HBM_GBPS} GB/s (the rest's % peak)"
     );
     let stream = gpu
         .cuda_stream()
@@ -799,7 +850,11 @@ fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
     let (cudnn, cudnn_note) = if args.cudnn {
         match catch_unwind(|| reference::Cudnn::open(&stream)) {
             Ok(Ok(c)) => {
-                let note = format!("cuDNN {} (FP32, CUDNN_FMA_MATH: no TF32)", c.version);
+                let note = format!(
+                    "cuDNN {} (f32 rows: CUDNN_FMA_MATH; tf32 rows: CUDNN_TENSOR_OP_MATH; \
+                     bf16 rows: none)",
+                    c.version
+                );
                 (Some(c), note)
             }
             Ok(Err(why)) => (None, format!("cuDNN not found: no ratio ({why})")),
@@ -824,6 +879,7 @@ fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
         "ceilings": {
             "fp32_tflops": H200_FP32_TFLOPS,
             "tf32_tensor_dense_tflops": H200_TF32_TENSOR_TFLOPS,
+            "bf16_tensor_dense_tflops": H200_BF16_TENSOR_TFLOPS,
             "hbm_gbps": H200_HBM_GBPS,
             "source": "NVIDIA H200 datasheet, H200 SXM",
         },
@@ -862,6 +918,8 @@ fn run_batches(
         errors: Vec::new(),
         batch: 0,
         size: 0,
+        precision: Precision::F32,
+        precisions: &args.precisions,
     };
     let mut summaries = Vec::new();
     for &batch in batches {
@@ -892,14 +950,16 @@ fn run_batches(
             device.is_gpu(),
         );
         // A filtered run would sum only some passes.
-        let summary = args
-            .filter
-            .is_none()
-            .then(|| conv_step_summary(&suite.rows[first..]))
-            .flatten();
-        if let Some(line) = summary {
-            println!("{line}");
-            summaries.push(json!({"device": device.name(), "batch": batch, "summary": line}));
+        for &precision in args.precisions.iter().filter(|_| args.filter.is_none()) {
+            if let Some(line) = conv_step_summary(&suite.rows[first..], precision) {
+                println!("{line}");
+                summaries.push(json!({
+                    "device": device.name(),
+                    "batch": batch,
+                    "precision": precision.name(),
+                    "summary": line,
+                }));
+            }
         }
         let mut partial = header.clone();
         partial["conv_step_summaries"] = json!(summaries);
@@ -995,7 +1055,7 @@ mod reference {
     use cudarc::driver::{CudaSlice, CudaStream};
     use googlenet::device::geometry::ConvGeometry;
 
-    use super::{random, Timer, GPU_PLAN, SEARCH_PLAN};
+    use super::{random, Precision, Timer, GPU_PLAN, SEARCH_PLAN};
 
     /// Algorithms whose workspace would exceed this are skipped.
     const MAX_WORKSPACE: usize = 16 << 30;
@@ -1040,6 +1100,17 @@ mod reference {
         pub version: String,
     }
 
+    /// cuDNN's math mode for our kernels' precision, on f32 tensors: FMA only for f32
+    /// (CUDNN_DEFAULT_MATH would let FP32 convolutions use TF32 tensor cores), tensor
+    /// cores for tf32. None for bf16, whose cuDNN convolutions take bf16 tensors.
+    pub fn math(precision: Precision) -> Option<cudnnMathType_t> {
+        match precision {
+            Precision::F32 => Some(cudnnMathType_t::CUDNN_FMA_MATH),
+            Precision::Tf32 => Some(cudnnMathType_t::CUDNN_TENSOR_OP_MATH),
+            Precision::Bf16 => None,
+        }
+    }
+
     impl Cudnn {
         /// A cuDNN handle on `stream` (the engine's), or why there is none.
         pub fn open(stream: &Arc<CudaStream>) -> Result<Cudnn, String> {
@@ -1062,7 +1133,13 @@ mod reference {
 
         /// cuDNN's fastest algorithm on `g` (each tried, timed, the fastest timed again
         /// as our rows are): seconds per call and the algorithm's name.
-        pub fn time(&self, timer: &Timer, g: &ConvGeometry, pass: Pass) -> Result<(f64, String)> {
+        pub fn time(
+            &self,
+            timer: &Timer,
+            g: &ConvGeometry,
+            pass: Pass,
+            math: cudnnMathType_t,
+        ) -> Result<(f64, String)> {
             let c = &self.handle;
             let dims = |s: [usize; 4]| s.map(|d| d as i32);
             let nchw = cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
@@ -1073,8 +1150,7 @@ mod reference {
                 [1, 1],
                 cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
             )?;
-            // FMA only: CUDNN_DEFAULT_MATH lets FP32 convolutions use TF32 tensor cores.
-            conv.set_math_type(cudnnMathType_t::CUDNN_FMA_MATH)?;
+            conv.set_math_type(math)?;
             let x_desc = c.create_4d_tensor::<f32>(nchw, dims(g.input_shape()))?;
             let w_desc = c.create_4d_filter::<f32>(nchw, dims(g.weight_shape()))?;
             let y_desc = c.create_4d_tensor::<f32>(nchw, dims(g.output_shape()))?;

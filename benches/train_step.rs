@@ -9,8 +9,10 @@
 //! on cuda:0 at 224x224 when there is one. Peak memory follows the image size: emu's
 //! is at 32x32.
 //!
-//! On a GPU (`cuda:0`): 224x224 at batch 16 and 128. Without one it says that GPU
-//! figures need a GPU. Then the CPU at batch 16, 32x32 and 224x224 (`--gpu-only`
+//! On a GPU (`cuda:0`): 224x224 at batch 16 and 128, in each precision of the conv and
+//! linear GEMMs (`--precisions f32,tf32,bf16`, the default: a row each; the counts
+//! are the same in every precision, so they are reported once, at tf32). Without one
+//! it says that GPU figures need a GPU. Then the CPU at batch 16, 32x32 and 224x224 (`--gpu-only`
 //! skips it). `cargo test --benches` (which passes no `--bench`) runs only the CPU at
 //! 32x32, one step. The rows also go to `target/bench-train-step.json` (`--json PATH`).
 //!
@@ -32,7 +34,7 @@ use googlenet::data::Split;
 use googlenet::device::cuda;
 use googlenet::stepper::{BatchSettings, Stepper};
 use googlenet::train::StepLog;
-use googlenet::{Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize};
+use googlenet::{Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize, Precision};
 use serde_json::{json, Value};
 
 /// The tutorial's batch, the CPU's only one.
@@ -205,13 +207,15 @@ fn report(
 ) {
     let images_per_s = batch as f64 / t.as_secs_f64();
     println!(
-        "  batch {batch:>3}  {size:>3}x{size:<3}  graph {:<3}  {:>8.1} ms/step  \
+        "  batch {batch:>3}  {size:>3}x{size:<3}  {:>4}  graph {:<3}  {:>8.1} ms/step  \
          {images_per_s:>8.1} images/s  (median of {steps})",
+        device.precision(),
         if graphs { "on" } else { "off" },
         t.as_secs_f64() * 1e3,
     );
     rows.push(json!({
         "device": device.name(),
+        "precision": device.precision().name(),
         "batch": batch,
         "image_size": size,
         "graph": graphs,
@@ -235,6 +239,15 @@ fn main() -> Result<()> {
         Some(i) => PathBuf::from(args.get(i + 1).context("--json needs a path")?),
         None => PathBuf::from("target/bench-train-step.json"),
     };
+    let precisions = match args.iter().position(|a| a == "--precisions") {
+        Some(i) => args
+            .get(i + 1)
+            .context("--precisions needs a list, e.g. f32,tf32,bf16")?
+            .split(',')
+            .map(|p| Precision::parse(p.trim()))
+            .collect::<Result<Vec<_>>>()?,
+        None => Precision::ALL.to_vec(),
+    };
     let mut rows = Vec::new();
 
     let gpu = if !cuda::driver_present() {
@@ -245,12 +258,16 @@ fn main() -> Result<()> {
     match &gpu {
         Ok(gpu) => {
             println!("train step on {}", gpu.name());
-            for (batch, steps) in [(16, 20), (128, 10)] {
-                for &graphs in graph_modes {
-                    let t = median_step(gpu, batch, 224, graphs, 3, steps)?;
-                    report(&mut rows, gpu, batch, 224, graphs, steps, t);
+            for &precision in &precisions {
+                gpu.set_precision(precision)?;
+                for (batch, steps) in [(16, 20), (128, 10)] {
+                    for &graphs in graph_modes {
+                        let t = median_step(gpu, batch, 224, graphs, 3, steps)?;
+                        report(&mut rows, gpu, batch, 224, graphs, steps, t);
+                    }
                 }
             }
+            gpu.set_precision(Precision::Tf32)?;
             println!("what a steady-state step costs the host on {}", gpu.name());
             for batch in [16, 128] {
                 for &graphs in graph_modes {

@@ -8,3 +8,12 @@
 // Registers a kernel with the emulator by name; nothing to do on a real GPU.
 #define EMU_REGISTER(kernel)
 #endif
+
+// Full unrolling of a loop over a thread's register arrays (accumulators, fragments):
+// left rolled, nvcc may index them at run time and so put them in local memory (a stack
+// frame, which the build's resource check refuses). The emulator's compiler needs none.
+#ifdef GOOGLENET_EMU
+#define UNROLL
+#else
+#define UNROLL _Pragma("unroll")
+#endif

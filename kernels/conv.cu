@@ -1,10 +1,14 @@
 #include "common.cuh"
+#include "mma_gemm.cuh"
 #include "tiled_gemm.cuh"
 
 // 2-d convolution (cross-correlation, as nn.Conv2d) of x [n, c_in, h, w] by
-// w [c_out, c_in, k, k], stride s, zero padding `pad`, as implicit GEMMs on the
-// shared-memory core in tiled_gemm.cuh. The im2col matrix is never built: the
-// operand functors compute where each of its elements lives in x (or dy).
+// w [c_out, c_in, k, k], stride s, zero padding `pad`, as implicit GEMMs. Each kernel
+// comes in three precisions, one body over the GEMM core's accumulator type `Acc`:
+// `_f32` on the SIMT core of tiled_gemm.cuh (the reference), `_tf32` and `_bf16` on the
+// tensor-core core of mma_gemm.cuh (operands rounded to TF32 / bf16 as they are staged,
+// f32 accumulation). Both cores take the same grids and tiles. The im2col matrix is never
+// built: the operand functors compute where each of its elements lives in x (or dy).
 //
 // Index names: a patch row r = (c, ky, kx) runs over c_in·k·k; an output column
 // j = (img, oy, ox) runs over n·oh·ow; an input column q = (img, iy, ix) over n·h·w.
@@ -97,10 +101,10 @@ struct ConvParts {
 //          x[img, c, oy·s + ky - pad, ox·s + kx - pad])   (zero outside the image)
 // as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r; co is
 // stored in its part's view.
-template <int P, int R>
+template <typename Acc, int P>
 __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, cols = n * positions;
-    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
+    const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
 
     auto load_w = [&](int co, int r) {
         int local;
@@ -110,23 +114,16 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
     auto load_col = [&](int r, int j) {
         return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
-    float acc[R][R];
-    tiled::gemm_tile<true, false>(c_out, cols, 0, patch, m0, n0, load_w, load_col, acc);
+    Acc acc;
+    gemm_into<true, false>(acc, c_out, cols, 0, patch, m0, n0, load_w, load_col);
 
-    for (int i = 0; i < R; ++i) {
-        const int co = tiled::tile_row(m0, i);
-        if (co >= c_out) continue;
+    for_each_output(acc, m0, n0, c_out, cols, [&](int co, int j, float sum) {
         int local;
         const ConvPart& part = parts.find(co, local);
-        const float bias = part.b[local];
-        for (int jj = 0; jj < R; ++jj) {
-            const int j = tiled::tile_col(n0, jj);
-            if (j >= cols) continue;
-            const float v = acc[i][jj] + bias;
-            part.y[part.at(j / positions, local, j % positions, positions)] =
-                (relu && v < 0.0f) ? 0.0f : v;
-        }
-    }
+        const float v = sum + part.b[local];
+        part.y[part.at(j / positions, local, j % positions, positions)] =
+            (relu && v < 0.0f) ? 0.0f : v;
+    });
 }
 
 #define CONV_FWD_PART(s) \
@@ -134,25 +131,38 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
 #define CONV_FWD_PART_INIT(s) \
     { w##s, b##s, y##s, nullptr, nullptr, nullptr, nullptr, len##s, offset##s, total##s }
 
-// One part and three, on 64x64 tiles and (`_small`) 32x32.
-#define CONV_FWD_KERNELS(suffix, R)                                                       \
-    extern "C" __global__ void conv_fwd##suffix##_f32(const float* x, CONV_FWD_PART(0),   \
+// The accumulators of each precision's core, by tile side 16·R.
+template <int R>
+using AccF32 = tiled::Acc<R>;
+template <int R>
+using AccTf32 = tensor::Acc<tensor::Math::Tf32, R>;
+template <int R>
+using AccBf16 = tensor::Acc<tensor::Math::Bf16, R>;
+
+// One part and three, on 64x64 tiles and (`_small`) 32x32, in precision `prec` (the
+// name's suffix) on the core whose accumulators are ACC.
+#define CONV_FWD_KERNELS(suffix, R, prec, ACC)                                            \
+    extern "C" __global__ void conv_fwd##suffix##prec(const float* x, CONV_FWD_PART(0),   \
                                                       int relu, CONV_GEOMETRY) {          \
         const ConvParts<1> parts = {{CONV_FWD_PART_INIT(0)}};                             \
-        conv_fwd<1, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+        conv_fwd<ACC<R>, 1>(x, parts, relu, CONV_GEOMETRY_ARGS);                          \
     }                                                                                     \
-    EMU_REGISTER(conv_fwd##suffix##_f32)                                                  \
-    extern "C" __global__ void conv3_fwd##suffix##_f32(                                   \
+    EMU_REGISTER(conv_fwd##suffix##prec)                                                  \
+    extern "C" __global__ void conv3_fwd##suffix##prec(                                   \
         const float* x, CONV_FWD_PART(0), CONV_FWD_PART(1), CONV_FWD_PART(2), int relu,   \
         CONV_GEOMETRY) {                                                                  \
         const ConvParts<3> parts = {                                                      \
             {CONV_FWD_PART_INIT(0), CONV_FWD_PART_INIT(1), CONV_FWD_PART_INIT(2)}};       \
-        conv_fwd<3, R>(x, parts, relu, CONV_GEOMETRY_ARGS);                               \
+        conv_fwd<ACC<R>, 3>(x, parts, relu, CONV_GEOMETRY_ARGS);                          \
     }                                                                                     \
-    EMU_REGISTER(conv3_fwd##suffix##_f32)
+    EMU_REGISTER(conv3_fwd##suffix##prec)
 
-CONV_FWD_KERNELS(, 4)
-CONV_FWD_KERNELS(_small, 2)
+CONV_FWD_KERNELS(, 4, _f32, AccF32)
+CONV_FWD_KERNELS(_small, 2, _f32, AccF32)
+CONV_FWD_KERNELS(, 4, _tf32, AccTf32)
+CONV_FWD_KERNELS(_small, 2, _tf32, AccTf32)
+CONV_FWD_KERNELS(, 4, _bf16, AccBf16)
+CONV_FWD_KERNELS(_small, 2, _bf16, AccBf16)
 
 // Backward data (the transposed convolution, as a gather so no two threads write one
 // element): dx[img, c, iy, ix] (+)= Σ_{co, ky, kx} w[co, c, ky, kx] · dy[img, co, oy, ox]
@@ -162,12 +172,12 @@ CONV_FWD_KERNELS(_small, 2)
 // (ix + pad - kx) / s) when those divide exactly and land inside dy, else 0. Rows c,
 // cols q, depth c_out·k·k over every part. With `accumulate`, the result is added to
 // what dx holds (the gradient gathered so far) instead of replacing it.
-template <int P, int R>
+template <typename Acc, int P>
 __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, int accumulate,
                               CONV_GEOMETRY) {
     const int kk2 = k * k, depth = c_out * kk2, plane = h * wd, cols = n * plane;
     const int positions = oh * ow;
-    const int m0 = blockIdx.y * tiled::SIDE * R, n0 = blockIdx.x * tiled::SIDE * R;
+    const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
 
     auto load_w = [&](int c, int t) {
         int local;
@@ -191,20 +201,14 @@ __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, in
         const ConvPart& part = parts.find(t / kk2, local);
         return part.grad(img, local, oy * ow + ox, positions, relu);
     };
-    float acc[R][R];
-    tiled::gemm_tile<false, false>(c_in, cols, 0, depth, m0, n0, load_w, load_dy, acc);
+    Acc acc;
+    gemm_into<false, false>(acc, c_in, cols, 0, depth, m0, n0, load_w, load_dy);
 
-    for (int i = 0; i < R; ++i) {
-        const int c = tiled::tile_row(m0, i);
-        if (c >= c_in) continue;
-        for (int jj = 0; jj < R; ++jj) {
-            const int q = tiled::tile_col(n0, jj);
-            if (q >= cols) continue;
-            const int img = q / plane, pix = q % plane;
-            float* out = &dx[(img * c_in + c) * plane + pix];
-            *out = accumulate ? *out + acc[i][jj] : acc[i][jj];
-        }
-    }
+    for_each_output(acc, m0, n0, c_in, cols, [&](int c, int q, float sum) {
+        const int img = q / plane, pix = q % plane;
+        float* out = &dx[(img * c_in + c) * plane + pix];
+        *out = accumulate ? *out + sum : sum;
+    });
 }
 
 #define CONV_GRAD_PART(s) \
@@ -213,24 +217,28 @@ __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, in
 #define CONV_DATA_PART_INIT(s) \
     { w##s, nullptr, nullptr, dy##s, y##s, nullptr, nullptr, len##s, offset##s, total##s }
 
-#define CONV_DATA_KERNELS(suffix, R)                                                      \
-    extern "C" __global__ void conv_bwd_data##suffix##_f32(                               \
+#define CONV_DATA_KERNELS(suffix, R, prec, ACC)                                           \
+    extern "C" __global__ void conv_bwd_data##suffix##prec(                               \
         CONV_DATA_PART(0), float* dx, int relu, int accumulate, CONV_GEOMETRY) {          \
         const ConvParts<1> parts = {{CONV_DATA_PART_INIT(0)}};                            \
-        conv_bwd_data<1, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+        conv_bwd_data<ACC<R>, 1>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);        \
     }                                                                                     \
-    EMU_REGISTER(conv_bwd_data##suffix##_f32)                                             \
-    extern "C" __global__ void conv3_bwd_data##suffix##_f32(                              \
+    EMU_REGISTER(conv_bwd_data##suffix##prec)                                             \
+    extern "C" __global__ void conv3_bwd_data##suffix##prec(                              \
         CONV_DATA_PART(0), CONV_DATA_PART(1), CONV_DATA_PART(2), float* dx, int relu,     \
         int accumulate, CONV_GEOMETRY) {                                                  \
         const ConvParts<3> parts = {                                                      \
             {CONV_DATA_PART_INIT(0), CONV_DATA_PART_INIT(1), CONV_DATA_PART_INIT(2)}};    \
-        conv_bwd_data<3, R>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);             \
+        conv_bwd_data<ACC<R>, 3>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);        \
     }                                                                                     \
-    EMU_REGISTER(conv3_bwd_data##suffix##_f32)
+    EMU_REGISTER(conv3_bwd_data##suffix##prec)
 
-CONV_DATA_KERNELS(, 4)
-CONV_DATA_KERNELS(_small, 2)
+CONV_DATA_KERNELS(, 4, _f32, AccF32)
+CONV_DATA_KERNELS(_small, 2, _f32, AccF32)
+CONV_DATA_KERNELS(, 4, _tf32, AccTf32)
+CONV_DATA_KERNELS(_small, 2, _tf32, AccTf32)
+CONV_DATA_KERNELS(, 4, _bf16, AccBf16)
+CONV_DATA_KERNELS(_small, 2, _bf16, AccBf16)
 
 // Backward filter and bias, as one GEMM with an extra column: for the output columns j
 // in [z·chunk, (z+1)·chunk) with z = blockIdx.z,
@@ -241,11 +249,11 @@ CONV_DATA_KERNELS(_small, 2)
 // db; with more, each split writes its own partial G, `part` [splits, c_out, patch + 1],
 // and conv_bwd_filter_reduce sums the splits in a fixed order (no float atomics).
 // Splitting the long j axis (n·oh·ow) gives small weight tensors enough blocks.
-template <int P>
+template <typename Acc, int P>
 __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float* part_sums,
                                 int chunk, int relu, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, depth = n * positions;
-    const int m0 = blockIdx.y * tiled::TILE_M, n0 = blockIdx.x * tiled::TILE_N;
+    const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
     const int j_begin = blockIdx.z * chunk;
     const int j_end = j_begin + chunk < depth ? j_begin + chunk : depth;
 
@@ -258,26 +266,19 @@ __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float
         return r == patch ? 1.0f
                           : im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
     };
-    float acc[tiled::REG][tiled::REG];
-    tiled::gemm_tile<true, true>(c_out, patch + 1, j_begin, j_end, m0, n0, load_dy, load_col,
-                                 acc);
+    Acc acc;
+    gemm_into<true, true>(acc, c_out, patch + 1, j_begin, j_end, m0, n0, load_dy, load_col);
 
-    for (int i = 0; i < tiled::REG; ++i) {
-        const int co = tiled::tile_row(m0, i);
-        if (co >= c_out) continue;
+    for_each_output(acc, m0, n0, c_out, patch + 1, [&](int co, int r, float sum) {
         int local;
         const ConvPart& part = parts.find(co, local);
-        for (int jj = 0; jj < tiled::REG; ++jj) {
-            const int r = tiled::tile_col(n0, jj);
-            if (r > patch) continue;
-            if (gridDim.z > 1)
-                part_sums[(blockIdx.z * c_out + co) * (patch + 1) + r] = acc[i][jj];
-            else if (r < patch)
-                part.dw[local * patch + r] = acc[i][jj];
-            else
-                part.db[local] = acc[i][jj];
-        }
-    }
+        if (gridDim.z > 1)
+            part_sums[(blockIdx.z * c_out + co) * (patch + 1) + r] = sum;
+        else if (r < patch)
+            part.dw[local * patch + r] = sum;
+        else
+            part.db[local] = sum;
+    });
 }
 
 // Parts of the one-split kernels: where each part's gradients go.
@@ -288,41 +289,44 @@ __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float
 #define CONV_SPLIT_PART_INIT(s) \
     { nullptr, nullptr, nullptr, dy##s, y##s, nullptr, nullptr, len##s, offset##s, total##s }
 
-extern "C" __global__ void conv_bwd_filter_f32(const float* x, CONV_FILTER_PART(0), int relu,
-                                               CONV_GEOMETRY) {
-    const ConvParts<1> parts = {{CONV_FILTER_PART_INIT(0)}};
-    conv_bwd_filter(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv_bwd_filter_f32)
+// The filter GEMMs of one precision, on 64x64 tiles: one split and several, one part
+// and three.
+#define CONV_FILTER_KERNELS(prec, ACC)                                                    \
+    extern "C" __global__ void conv_bwd_filter##prec(const float* x, CONV_FILTER_PART(0), \
+                                                     int relu, CONV_GEOMETRY) {           \
+        const ConvParts<1> parts = {{CONV_FILTER_PART_INIT(0)}};                          \
+        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS); \
+    }                                                                                     \
+    EMU_REGISTER(conv_bwd_filter##prec)                                                   \
+    extern "C" __global__ void conv3_bwd_filter##prec(                                    \
+        const float* x, CONV_FILTER_PART(0), CONV_FILTER_PART(1), CONV_FILTER_PART(2),    \
+        int relu, CONV_GEOMETRY) {                                                        \
+        const ConvParts<3> parts = {{CONV_FILTER_PART_INIT(0), CONV_FILTER_PART_INIT(1),  \
+                                     CONV_FILTER_PART_INIT(2)}};                          \
+        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS); \
+    }                                                                                     \
+    EMU_REGISTER(conv3_bwd_filter##prec)                                                  \
+    extern "C" __global__ void conv_bwd_filter_split##prec(                               \
+        const float* x, CONV_GRAD_PART(0), float* part, int chunk, int relu,              \
+        CONV_GEOMETRY) {                                                                  \
+        const ConvParts<1> parts = {{CONV_SPLIT_PART_INIT(0)}};                           \
+        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);         \
+    }                                                                                     \
+    EMU_REGISTER(conv_bwd_filter_split##prec)                                             \
+    extern "C" __global__ void conv3_bwd_filter_split##prec(                              \
+        const float* x, CONV_GRAD_PART(0), CONV_GRAD_PART(1), CONV_GRAD_PART(2),          \
+        float* part, int chunk, int relu, CONV_GEOMETRY) {                                \
+        const ConvParts<3> parts = {{CONV_SPLIT_PART_INIT(0), CONV_SPLIT_PART_INIT(1),    \
+                                     CONV_SPLIT_PART_INIT(2)}};                           \
+        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);         \
+    }                                                                                     \
+    EMU_REGISTER(conv3_bwd_filter_split##prec)
 
-extern "C" __global__ void conv3_bwd_filter_f32(const float* x, CONV_FILTER_PART(0),
-                                                CONV_FILTER_PART(1), CONV_FILTER_PART(2),
-                                                int relu, CONV_GEOMETRY) {
-    const ConvParts<3> parts = {
-        {CONV_FILTER_PART_INIT(0), CONV_FILTER_PART_INIT(1), CONV_FILTER_PART_INIT(2)}};
-    conv_bwd_filter(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv3_bwd_filter_f32)
+CONV_FILTER_KERNELS(_f32, AccF32)
+CONV_FILTER_KERNELS(_tf32, AccTf32)
+CONV_FILTER_KERNELS(_bf16, AccBf16)
 
-extern "C" __global__ void conv_bwd_filter_split_f32(const float* x, CONV_GRAD_PART(0),
-                                                     float* part, int chunk, int relu,
-                                                     CONV_GEOMETRY) {
-    const ConvParts<1> parts = {{CONV_SPLIT_PART_INIT(0)}};
-    conv_bwd_filter(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv_bwd_filter_split_f32)
-
-extern "C" __global__ void conv3_bwd_filter_split_f32(const float* x, CONV_GRAD_PART(0),
-                                                      CONV_GRAD_PART(1), CONV_GRAD_PART(2),
-                                                      float* part, int chunk, int relu,
-                                                      CONV_GEOMETRY) {
-    const ConvParts<3> parts = {
-        {CONV_SPLIT_PART_INIT(0), CONV_SPLIT_PART_INIT(1), CONV_SPLIT_PART_INIT(2)}};
-    conv_bwd_filter(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);
-}
-EMU_REGISTER(conv3_bwd_filter_split_f32)
-
-// Sums the split partials of conv_bwd_filter in split order, for e = (co, r) < c_out·(patch+1):
+// Sums the split partials of conv_bwd_filter (any precision) in split order, for e = (co, r) < c_out·(patch+1):
 // G[e] = ((part[0, e] + part[1, e]) + ...) + part[splits-1, e], stored in co's part as
 // dw (r < patch) or db (r = patch). Launch: one thread per element of G.
 template <int P>
@@ -370,6 +374,7 @@ EMU_REGISTER(conv3_bwd_filter_reduce_f32)
 #undef CONV_FWD_PART_INIT
 #undef CONV_FWD_KERNELS
 #undef CONV_DATA_KERNELS
+#undef CONV_FILTER_KERNELS
 #undef CONV_GRAD_PART
 #undef CONV_DATA_PART
 #undef CONV_DATA_PART_INIT

@@ -92,4 +92,36 @@ __device__ void gemm_tile(int rows, int cols, int k_begin, int k_end, int m0, in
 __device__ inline int tile_row(int m0, int i) { return m0 + threadIdx.x / SIDE + SIDE * i; }
 __device__ inline int tile_col(int n0, int j) { return n0 + threadIdx.x % SIDE + SIDE * j; }
 
+// One thread's accumulators, for kernels written once over this core and the tensor-core
+// one (mma_gemm.cuh), through `gemm_into` and `for_each_output` below.
+template <int R>
+struct Acc {
+    static constexpr int TILE = SIDE * R;
+    float v[R][R];
+};
+
 }  // namespace tiled
+
+// `gemm_tile` into `acc` (the same arguments, in the same order as mma_gemm.cuh's).
+template <bool A_K_FAST, bool B_K_FAST, int R, typename LoadA, typename LoadB>
+__device__ void gemm_into(tiled::Acc<R>& acc, int rows, int cols, int k_begin, int k_end, int m0,
+                          int n0, LoadA load_a, LoadB load_b) {
+    tiled::gemm_tile<A_K_FAST, B_K_FAST, R>(rows, cols, k_begin, k_end, m0, n0, load_a, load_b,
+                                            acc.v);
+}
+
+// Calls `store(row, col, value)` for each in-range output the calling thread holds.
+template <int R, typename Store>
+__device__ void for_each_output(const tiled::Acc<R>& acc, int m0, int n0, int rows, int cols,
+                                Store store) {
+    UNROLL
+    for (int i = 0; i < R; ++i) {
+        const int row = tiled::tile_row(m0, i);
+        if (row >= rows) continue;
+        UNROLL
+        for (int j = 0; j < R; ++j) {
+            const int col = tiled::tile_col(n0, j);
+            if (col < cols) store(row, col, acc.v[i][j]);
+        }
+    }
+}

@@ -35,7 +35,7 @@ pub mod tensor;
 pub mod train;
 
 pub use autograd::{Gradients, Tape, Var};
-pub use device::{Counters, Device};
+pub use device::{Counters, Device, Precision};
 pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
 pub use ops::{ByteImages, Labels, Normalize, Seed};
 pub use optim::Adam;

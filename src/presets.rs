@@ -2,6 +2,7 @@
 
 use anyhow::{bail, Result};
 
+use crate::device::Precision;
 use crate::train::TrainConfig;
 
 pub const PRESETS: [&str; 3] = ["tutorial", "recommended", "quick"];
@@ -37,6 +38,8 @@ pub fn preset(name: &str) -> Result<TrainConfig> {
         augment: false,
         label_smoothing: 0.0,
         no_graph: false,
+        // The CPU's; `train` records the device's (tf32 on a GPU) or --precision's.
+        precision: Precision::F32.to_string(),
     };
     Ok(match name {
         "tutorial" => tutorial,

@@ -21,8 +21,8 @@ use crate::augment::{batch_views, View};
 use crate::batch::DeviceSplit;
 use crate::checkpoint;
 use crate::data::{epoch_order, FashionMnist, Split};
-use crate::device::Device;
 use crate::device::Words;
+use crate::device::{Device, Precision};
 use crate::memory;
 use crate::metrics::{MetricsLog, Record};
 use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
@@ -83,10 +83,18 @@ pub struct TrainConfig {
     /// src/stepper.rs). The results are the same either way.
     #[serde(default)]
     pub no_graph: bool,
+    /// The conv and linear GEMMs' arithmetic (src/device/precision.rs): "tf32", "bf16"
+    /// or "f32". Runs saved before the flag existed computed in f32.
+    #[serde(default = "f32_precision")]
+    pub precision: String,
 }
 
 fn constant_schedule() -> String {
     "constant".to_string()
+}
+
+fn f32_precision() -> String {
+    Precision::F32.to_string()
 }
 
 impl TrainConfig {
@@ -104,6 +112,10 @@ impl TrainConfig {
         } else {
             Normalize::NONE
         }
+    }
+
+    pub fn precision(&self) -> Result<Precision> {
+        Precision::parse(&self.precision)
     }
 
     pub fn schedule(&self) -> Result<Schedule> {
@@ -129,6 +141,7 @@ impl TrainConfig {
             self.image_size
         );
         ensure!(self.log_every > 0, "--log-every must be at least 1");
+        self.precision()?;
         ensure!(
             self.train_limit != Some(0),
             "--train-limit must be at least 1"
@@ -378,6 +391,8 @@ pub fn train(
         }
     };
     let config = state.config.clone();
+    // The recorded precision is the run's: a resumed run adopts its checkpoint's.
+    device.set_precision(config.precision()?)?;
     ensure!(
         state.epoch < config.epochs,
         "this run already finished its {} epochs; nothing to resume (pass a larger \

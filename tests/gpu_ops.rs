@@ -19,7 +19,7 @@ use googlenet::device::geometry::{
 };
 use googlenet::device::gpu::{Driver, GpuBackend};
 use googlenet::device::{
-    seed_words, Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Words,
+    seed_words, Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Precision, Words,
 };
 use googlenet::Normalize;
 use rand::rngs::StdRng;
@@ -27,8 +27,10 @@ use rand::{Rng, SeedableRng};
 
 use common::assert_close;
 
+/// The emulator at f32, the precision of these bounds (tests/tensor_cores.rs tests
+/// tf32 and bf16).
 fn gpu() -> GpuBackend<EmuDriver> {
-    GpuBackend::new(EmuDriver::new())
+    GpuBackend::new(EmuDriver::new(), Precision::F32)
 }
 
 fn random(len: usize, seed: u64) -> Vec<f32> {

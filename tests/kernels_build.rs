@@ -88,6 +88,67 @@ fn every_kernel_file_is_embedded_as_sm90_cubin_and_compute80_ptx() {
     }
 }
 
+/// The PTX of each `.entry` in `ptx`: (kernel name, its body up to the next entry).
+fn ptx_entries(ptx: &str) -> Vec<(&str, &str)> {
+    ptx.split(".entry ")
+        .skip(1)
+        .map(|body| (body.split('(').next().unwrap().trim(), body))
+        .collect()
+}
+
+/// Every conv and linear GEMM kernel (each `_f32` one but the split reduction and the
+/// bias sum) has tensor-core twins `_tf32` and `_bf16` whose PTX holds that precision's
+/// mma.sync and ldmatrix, and the f32 reference holds no mma.
+#[test]
+fn every_gemm_kernel_has_tf32_and_bf16_twins_on_tensor_cores() {
+    if !has_kernels("every_gemm_kernel_has_tf32_and_bf16_twins_on_tensor_cores") {
+        return;
+    }
+    const TF32: &str = "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32";
+    const BF16: &str = "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32";
+    // conv: forward and backward data on two tile sizes, backward filter one split
+    // and several, each for one part and three; linear: its three products.
+    for (file, gemms) in [("conv", 12), ("linear", 3)] {
+        let module = MODULES.iter().find(|m| m.file == file).unwrap();
+        let entries = ptx_entries(module.ptx_compute80);
+        let reference: Vec<&str> = entries
+            .iter()
+            .map(|(name, _)| *name)
+            .filter(|name| {
+                name.ends_with("_f32") && !name.contains("reduce") && !name.contains("bias")
+            })
+            .collect();
+        assert_eq!(
+            reference.len(),
+            gemms,
+            "{file}.cu's f32 GEMMs: {reference:?}"
+        );
+        for base in reference {
+            let body = |name: &str| {
+                entries
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .unwrap_or_else(|| panic!("{file}.cu has no kernel {name}"))
+                    .1
+            };
+            assert!(
+                !body(base).contains("mma.sync"),
+                "{base} is the f32 reference"
+            );
+            let stem = base.strip_suffix("_f32").unwrap();
+            for (precision, mma) in [("tf32", TF32), ("bf16", BF16)] {
+                let name = format!("{stem}_{precision}");
+                let code = body(&name);
+                assert!(code.contains(mma), "{name}'s PTX has no {mma}");
+                assert!(
+                    code.contains("ldmatrix.sync.aligned.m8n8"),
+                    "{name}'s PTX has no ldmatrix"
+                );
+            }
+        }
+    }
+}
+
 /// An nvcc newer than the 13.0 driver supports is refused; 13.0 and older are used.
 #[test]
 fn an_nvcc_newer_than_13_0_is_refused() {

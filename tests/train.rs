@@ -586,7 +586,10 @@ fn emulated_kernels_train_like_the_cpu() -> Result<()> {
         }
         Ok(out)
     };
-    let (cpu, emu) = (losses(Device::cpu())?, losses(Device::emu())?);
+    let (cpu, emu) = (
+        losses(Device::cpu())?,
+        losses(Device::emu_at(googlenet::Precision::F32))?,
+    );
     eprintln!("cpu {cpu:?}\nemu {emu:?}");
     common::assert_close(&emu, &cpu, 0.0, 1e-5, "losses");
     Ok(())
@@ -629,4 +632,58 @@ fn train_program_runs_on_the_emulator() {
         text.contains("device: emu") && text.contains("finished: test accuracy"),
         "{text}"
     );
+}
+
+/// `--precision` is the device's: the CPU refuses tf32 and bf16 by the flag's name; on
+/// the emulator the run records it, and a resumed run adopts it, or refuses another.
+#[test]
+fn precision_is_recorded_adopted_on_resume_and_refused_on_the_cpu() {
+    let data = tiny_data_dir();
+    let out = tempfile::tempdir().unwrap();
+    for name in ["train", "eval"] {
+        let mut cmd = program(name);
+        if name == "eval" {
+            cmd.arg(out.path().join("none"));
+        }
+        let (ok, text) = output_of(cmd.args(["--device", "cpu", "--precision", "bf16"]));
+        assert!(
+            !ok && text.contains("--precision bf16") && text.contains("f32 only"),
+            "{name}: {text}"
+        );
+    }
+    let (ok, text) = output_of(program("train").args(["--precision", "fp16"]));
+    assert!(
+        !ok && text.contains("--precision \"fp16\" is unknown"),
+        "{text}"
+    );
+
+    let run_dir = out.path().join("run");
+    let emu_run = |extra: &[&str]| {
+        output_of(
+            program("train")
+                .args(&TINY_FLAGS[..7])
+                .args(["--device", "emu", "--train-limit", "8", "--test-limit", "8"])
+                .args(extra)
+                .arg("--data-dir")
+                .arg(data.path())
+                .arg("--run-dir")
+                .arg(&run_dir),
+        )
+    };
+    let (ok, text) = emu_run(&["--epochs", "1", "--precision", "bf16"]);
+    assert!(ok && text.contains("precision bf16"), "{text}");
+    let checkpoint = run_dir.join("checkpoints/epoch-1");
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(checkpoint.join("state.json")).unwrap())
+            .unwrap();
+    assert_eq!(state["config"]["precision"], "bf16", "{state}");
+
+    let resume = ["--resume", checkpoint.to_str().unwrap(), "--epochs", "2"];
+    let (ok, text) = emu_run(&[&resume[..], &["--precision", "tf32"]].concat());
+    assert!(
+        !ok && text.contains("--precision tf32 (the checkpoint has bf16)"),
+        "{text}"
+    );
+    let (ok, text) = emu_run(&resume);
+    assert!(ok && text.contains("precision bf16"), "{text}");
 }

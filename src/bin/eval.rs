@@ -11,7 +11,7 @@ use googlenet::data::{self, DataOptions, CLASS_NAMES};
 use googlenet::plot::plot_confusion;
 use googlenet::predict::checkpoint_config;
 use googlenet::train::evaluate;
-use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
 
 /// Evaluates a checkpoint on the Fashion-MNIST test set.
 #[derive(Parser, Debug)]
@@ -30,6 +30,10 @@ struct Args {
     test_limit: Option<usize>,
     #[arg(long, default_value = "auto")]
     device: String,
+    /// The conv and linear GEMMs' arithmetic: tf32 | bf16 | f32 (default: tf32 on a
+    /// GPU, f32 on the CPU, which has no other).
+    #[arg(long)]
+    precision: Option<String>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long)]
@@ -51,7 +55,12 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let device = Device::parse(&args.device)?;
+    let precision = args
+        .precision
+        .as_deref()
+        .map(Precision::parse)
+        .transpose()?;
+    let device = Device::parse_at(&args.device, precision)?;
     let mut config = checkpoint_config(&args.checkpoint)?;
     config.image_size = args.image_size.unwrap_or(config.image_size);
     config.normalize = args.normalize.unwrap_or(config.normalize);
@@ -67,9 +76,10 @@ fn run(args: Args) -> Result<()> {
     })?;
     println!("data: {} ({})", data.source.display(), data.found_by);
     println!(
-        "model: {} on {}, images {s}x{s}, inputs {}",
+        "model: {} on {} ({}), images {s}x{s}, inputs {}",
         checkpoint::model_file(&args.checkpoint).display(),
         device.name(),
+        device.precision(),
         if config.normalize {
             "normalised"
         } else {

@@ -18,7 +18,7 @@ use googlenet::reconcile;
 use googlenet::run_lock::RunLock;
 use googlenet::runs::{create_run_dir, format_duration, Summary};
 use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
-use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `tutorial`
@@ -80,6 +80,10 @@ struct Args {
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
+    /// The conv and linear GEMMs' arithmetic: tf32 | bf16 | f32 (default: tf32 on a
+    /// GPU, f32 on the CPU, which has no other).
+    #[arg(long)]
+    precision: Option<String>,
     /// Directory with the four Fashion-MNIST files (gz or raw).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -132,6 +136,7 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
     c.no_graph |= args.no_graph;
+    c.precision = args.precision.clone().unwrap_or(c.precision);
     c.validate()?;
     Ok(c)
 }
@@ -146,7 +151,7 @@ fn describe(c: &TrainConfig) -> String {
         _ => format!("lr {} (constant)", c.lr),
     };
     format!(
-        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, step graph {}",
+        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
         c.batch_size,
         c.epochs,
         limit(c.train_limit),
@@ -156,6 +161,7 @@ fn describe(c: &TrainConfig) -> String {
         if c.augment { "crop+flip" } else { "none" },
         c.label_smoothing,
         c.seed,
+        c.precision,
         if c.no_graph { "off" } else { "on (GPU devices)" },
         s = c.image_size,
     )
@@ -163,7 +169,12 @@ fn describe(c: &TrainConfig) -> String {
 
 fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let device = Device::parse(&args.device)?;
+    let precision = args
+        .precision
+        .as_deref()
+        .map(Precision::parse)
+        .transpose()?;
+    let device = Device::parse_at(&args.device, precision)?;
     let on_gpu = device.is_gpu();
     let (name, why) = match &args.preset {
         Some(name) => (name.clone(), "chosen with --preset".to_string()),
@@ -214,7 +225,9 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         None => {
             println!("preset: {name} ({why})");
-            let config = config_from(&args, &name)?;
+            let mut config = config_from(&args, &name)?;
+            // The device's: --precision's, else its default.
+            config.precision = device.precision().to_string();
             (config, args.run_dir.clone())
         }
     };

@@ -11,6 +11,7 @@ pub mod emu;
 pub mod geometry;
 pub mod gpu;
 pub mod kernels;
+pub mod precision;
 
 use std::fmt;
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use emu::EmuDriver;
 use geometry::{AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
 pub use gpu::Counters;
 use gpu::GpuBackend;
+pub use precision::Precision;
 
 /// Memory owned by a device: plain vectors on the CPU (and the emulator, whose
 /// "device memory" is host memory), device memory on a CUDA GPU. A GPU device lends
@@ -109,6 +111,23 @@ pub trait Backend: Send + Sync {
     /// A real GPU: decides the default preset.
     fn is_gpu(&self) -> bool {
         false
+    }
+
+    /// The arithmetic of the conv and linear GEMMs (`--precision`); the CPU's is f32.
+    fn precision(&self) -> Precision {
+        Precision::F32
+    }
+
+    /// Chooses it for the ops launched from now on; the CPU refuses anything but f32.
+    fn set_precision(&self, precision: Precision) -> Result<()> {
+        if precision != Precision::F32 {
+            bail!(
+                "--precision {precision}: the {} device computes in f32 only (tf32 and bf16 \
+                 are for the cuda and emu devices)",
+                self.name()
+            );
+        }
+        Ok(())
     }
 
     /// Waits until every op queued so far has finished. Ops on a GPU return once
@@ -344,13 +363,51 @@ impl Device {
     }
 
     /// The CUDA kernels run on the CPU by the emulator (kernels/emu/): slow, for tests.
+    /// At the GPU's default precision (TF32), as the GPU it imitates.
     pub fn emu() -> Device {
-        Device(Arc::new(GpuBackend::new(EmuDriver::new().with_recording())))
+        Device::emu_at(Precision::GPU_DEFAULT)
     }
 
-    /// GPU `ordinal`; an error (never a panic) without a driver, a GPU or kernels.
+    pub fn emu_at(precision: Precision) -> Device {
+        Device(Arc::new(GpuBackend::new(
+            EmuDriver::new().with_recording(),
+            precision,
+        )))
+    }
+
+    /// GPU `ordinal` at the default precision (TF32); an error (never a panic) without
+    /// a driver, a GPU or kernels.
     pub fn cuda(ordinal: usize) -> Result<Device> {
-        Ok(Device(Arc::new(GpuBackend::new(CudaDriver::new(ordinal)?))))
+        Device::cuda_at(ordinal, Precision::GPU_DEFAULT)
+    }
+
+    pub fn cuda_at(ordinal: usize, precision: Precision) -> Result<Device> {
+        Ok(Device(Arc::new(GpuBackend::new(
+            CudaDriver::new(ordinal)?,
+            precision,
+        ))))
+    }
+
+    /// A `--device` value (see `parse`) at `--precision` `precision`, or at the
+    /// device's default (tf32 on cuda and emu, f32 on the CPU) when none is given.
+    /// The CPU with tf32 or bf16 is an error naming the flag.
+    pub fn parse_at(name: &str, precision: Option<Precision>) -> Result<Device> {
+        let device = Device::parse(name)?;
+        if let Some(precision) = precision {
+            device.set_precision(precision)?;
+        }
+        Ok(device)
+    }
+
+    /// The arithmetic of the conv and linear GEMMs (`--precision`).
+    pub fn precision(&self) -> Precision {
+        self.0.precision()
+    }
+
+    /// Chooses it for every op launched from now on (on every handle of this device);
+    /// an error naming `--precision` on the CPU for anything but f32.
+    pub fn set_precision(&self, precision: Precision) -> Result<()> {
+        self.0.set_precision(precision)
     }
 
     /// Parses a `--device` value: auto (the first GPU when there is a working one,

@@ -15,8 +15,9 @@ use rand::{Rng, SeedableRng};
 /// `device_tests!(a, b)` on every device, `device_tests!(on [cpu, cuda]: a, b)` on some.
 ///
 /// - `cpu`: the reference device.
-/// - `emu`: the CUDA kernels, run on the CPU by the emulator.
-/// - `cuda`: the GPU. These tests are ignored unless asked for (`--include-ignored`),
+/// - `emu`: the CUDA kernels, run on the CPU by the emulator, at f32 (the reference
+///   kernels, whose bounds these tests state; tests/tensor_cores.rs tests tf32 and bf16).
+/// - `cuda`: the GPU, at f32 too. These tests are ignored unless asked for (`--include-ignored`),
 ///   so a machine without a GPU reports them as ignored, never as passed; asked for
 ///   without a GPU, they fail.
 #[macro_export]
@@ -45,7 +46,7 @@ macro_rules! device_tests {
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(googlenet::Device::emu())
+                    super::$name(googlenet::Device::emu_at(googlenet::Precision::F32))
                 }
             )*
         }
@@ -56,7 +57,7 @@ macro_rules! device_tests {
                 #[test]
                 #[ignore = "needs a CUDA GPU: run with --include-ignored where there is one"]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(googlenet::Device::cuda(0)?)
+                    super::$name(googlenet::Device::cuda_at(0, googlenet::Precision::F32)?)
                 }
             )*
         }

@@ -9,7 +9,7 @@ use anyhow::{anyhow, Result};
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
 use super::{Counters, Driver, GpuBackend};
 use crate::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Words};
+use crate::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision, Words};
 use crate::ops::Normalize;
 
 impl<D: Driver> Backend for GpuBackend<D> {
@@ -19,6 +19,15 @@ impl<D: Driver> Backend for GpuBackend<D> {
 
     fn is_gpu(&self) -> bool {
         self.driver.is_gpu()
+    }
+
+    fn precision(&self) -> Precision {
+        GpuBackend::precision(self)
+    }
+
+    fn set_precision(&self, precision: Precision) -> Result<()> {
+        GpuBackend::set_precision(self, precision);
+        Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -111,7 +120,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         g: &ConvGeometry,
         relu: bool,
     ) -> Result<()> {
-        conv::forward(&self.driver, x, parts, g, relu)
+        conv::forward(&self.driver, self.precision(), x, parts, g, relu)
     }
 
     fn conv2d_bwd_data(
@@ -121,7 +130,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         g: &ConvGeometry,
         into: Option<Buffer<f32>>,
     ) -> Result<Buffer<f32>> {
-        conv::backward_data(&self.driver, grads, w, g, into)
+        conv::backward_data(&self.driver, self.precision(), grads, w, g, into)
     }
 
     fn conv2d_bwd_filter(
@@ -130,7 +139,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         grads: &[ConvOutputGrad],
         g: &ConvGeometry,
     ) -> Result<Vec<(Buffer<f32>, Buffer<f32>)>> {
-        conv::backward_filter(&self.driver, x, grads, g)
+        conv::backward_filter(&self.driver, self.precision(), x, grads, g)
     }
 
     fn relu_fwd(&self, x: &Buffer<f32>) -> Result<Buffer<f32>> {
@@ -177,7 +186,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         b: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<Buffer<f32>> {
-        linear::forward(&self.driver, x, w, b, g)
+        linear::forward(&self.driver, self.precision(), x, w, b, g)
     }
 
     fn linear_bwd_data(
@@ -186,7 +195,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         w: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<Buffer<f32>> {
-        linear::backward_data(&self.driver, dy, w, g)
+        linear::backward_data(&self.driver, self.precision(), dy, w, g)
     }
 
     fn linear_bwd_weight(
@@ -195,7 +204,7 @@ impl<D: Driver> Backend for GpuBackend<D> {
         dy: &Buffer<f32>,
         g: &LinearGeometry,
     ) -> Result<(Buffer<f32>, Buffer<f32>)> {
-        linear::backward_weight(&self.driver, x, dy, g)
+        linear::backward_weight(&self.driver, self.precision(), x, dy, g)
     }
 
     fn cross_entropy_fwd(

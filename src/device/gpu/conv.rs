@@ -1,4 +1,6 @@
-//! Convolution: kernels/conv.cu, implicit GEMMs on the shared-memory tile core.
+//! Convolution: kernels/conv.cu, implicit GEMMs on the shared-memory tile core (f32)
+//! or the tensor-core one (tf32, bf16): the device's precision picks the kernels'
+//! suffix, nothing else (same grids, tiles and splits).
 //!
 //! Every op takes one output part or three (the `conv_` or `conv3_` kernels, one code
 //! for both): three are an Inception block's 1x1 convolutions run as one GEMM. Each part
@@ -16,7 +18,7 @@ use anyhow::{bail, ensure, Result};
 use super::launch::{check_len, gemm_grid, int, per_element, GEMM_THREADS, GEMM_TILE, GEMM_TILE_K};
 use super::{Arg, Driver, Launch};
 use crate::device::geometry::{ChannelView, ConvGeometry};
-use crate::device::{Buffer, ConvOutput, ConvOutputGrad};
+use crate::device::{Buffer, ConvOutput, ConvOutputGrad, Precision};
 
 /// Below this many 64x64 tiles, a forward or backward-data GEMM would leave SMs of a
 /// 132-SM GPU idle (late stages at batch 16): it runs on 32x32 tiles instead, four
@@ -50,20 +52,26 @@ fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
     ])
 }
 
-/// The kernel `conv_<op>_f32` for one part, `conv3_<op>_f32` for three.
-fn kernel(op: &str, parts: usize) -> Result<String> {
+/// The kernel `conv_<op>_<precision>` for one part, `conv3_<op>_<precision>` for three.
+fn kernel(op: &str, parts: usize, precision: Precision) -> Result<String> {
     match parts {
-        1 => Ok(format!("conv_{op}_f32")),
-        3 => Ok(format!("conv3_{op}_f32")),
+        1 => Ok(format!("conv_{op}_{precision}")),
+        3 => Ok(format!("conv3_{op}_{precision}")),
         other => bail!("conv: the GPU kernels take 1 or 3 output parts, got {other}"),
     }
 }
 
 /// The kernel `conv_<op>` (or `conv3_<op>`) and its grid for a `rows x cols` product, on
 /// 64x64 tiles, or on 32x32 tiles (the `_small` kernels) where 64x64 ones are too few.
-fn tiled(op: &str, parts: usize, rows: usize, cols: usize) -> Result<(String, Launch)> {
+fn tiled(
+    op: &str,
+    parts: usize,
+    precision: Precision,
+    rows: usize,
+    cols: usize,
+) -> Result<(String, Launch)> {
     if rows.div_ceil(GEMM_TILE) * cols.div_ceil(GEMM_TILE) >= SMALL_GRID_BLOCKS {
-        return Ok((kernel(op, parts)?, gemm_grid(rows, cols, 1)?));
+        return Ok((kernel(op, parts, precision)?, gemm_grid(rows, cols, 1)?));
     }
     let tiles_y = rows.div_ceil(SMALL_TILE).max(1);
     ensure!(
@@ -78,7 +86,7 @@ fn tiled(op: &str, parts: usize, rows: usize, cols: usize) -> Result<(String, La
         ],
         block: [GEMM_THREADS, 1, 1],
     };
-    Ok((kernel(&format!("{op}_small"), parts)?, launch))
+    Ok((kernel(&format!("{op}_small"), parts, precision)?, launch))
 }
 
 /// Checks that `buffer` is an output-shaped tensor of `view.total` channels holding the
@@ -143,6 +151,7 @@ fn grad_args<'a>(gr: &ConvOutputGrad<'a>, g: &ConvGeometry) -> Result<[Arg<'a>; 
 
 pub(super) fn forward<D: Driver>(
     d: &D,
+    precision: Precision,
     x: &Buffer<f32>,
     parts: &mut [ConvOutput],
     g: &ConvGeometry,
@@ -150,7 +159,7 @@ pub(super) fn forward<D: Driver>(
 ) -> Result<()> {
     check_len(x, g.n * g.c_in * g.h * g.w, "conv input")?;
     let columns = g.n * g.oh * g.ow;
-    let (name, grid) = tiled("fwd", parts.len(), g.c_out, columns)?;
+    let (name, grid) = tiled("fwd", parts.len(), precision, g.c_out, columns)?;
     let mut channels = 0;
     for part in parts.iter() {
         check_len(part.w, part.view.len * g.patch_len(), "conv weight")?;
@@ -183,6 +192,7 @@ pub(super) fn forward<D: Driver>(
 
 pub(super) fn backward_data<D: Driver>(
     d: &D,
+    precision: Precision,
     grads: &[ConvOutputGrad],
     w: &[&Buffer<f32>],
     g: &ConvGeometry,
@@ -198,7 +208,7 @@ pub(super) fn backward_data<D: Driver>(
     let dims = geometry_args(g)?;
     // One GEMM column per input pixel: dx is gathered, each element by one thread.
     let columns = g.n * g.h * g.w;
-    let (name, grid) = tiled("bwd_data", grads.len(), g.c_in, columns)?;
+    let (name, grid) = tiled("bwd_data", grads.len(), precision, g.c_in, columns)?;
     let accumulate = into.is_some();
     let mut dx = match into {
         Some(dx) => {
@@ -250,6 +260,7 @@ pub fn backward_filter_launches(g: &ConvGeometry) -> usize {
 
 pub(super) fn backward_filter<D: Driver>(
     d: &D,
+    precision: Precision,
     x: &Buffer<f32>,
     grads: &[ConvOutputGrad],
     g: &ConvGeometry,
@@ -286,7 +297,11 @@ pub(super) fn backward_filter<D: Driver>(
         }
         args.push(Arg::I32(relu.into()));
         args.extend(dims.map(Arg::I32));
-        d.launch(&kernel("bwd_filter", grads.len())?, grid(1)?, &mut args)?;
+        d.launch(
+            &kernel("bwd_filter", grads.len(), precision)?,
+            grid(1)?,
+            &mut args,
+        )?;
         return Ok(out);
     }
 
@@ -306,7 +321,7 @@ pub(super) fn backward_filter<D: Driver>(
     ]);
     args.extend(dims.map(Arg::I32));
     d.launch(
-        &kernel("bwd_filter_split", grads.len())?,
+        &kernel("bwd_filter_split", grads.len(), precision)?,
         grid(splits)?,
         &mut args,
     )?;
@@ -325,7 +340,8 @@ pub(super) fn backward_filter<D: Driver>(
         Arg::I32(int(splits, "filter splits")?),
     ]);
     d.launch(
-        &kernel("bwd_filter_reduce", grads.len())?,
+        // A plain f32 sum in every precision.
+        &kernel("bwd_filter_reduce", grads.len(), Precision::F32)?,
         per_element(g.c_out * (patch + 1)),
         &mut args,
     )?;

@@ -1,11 +1,12 @@
-//! The fully connected layer: kernels/linear.cu, three GEMM launches and a bias sum.
+//! The fully connected layer: kernels/linear.cu, three GEMM launches (in the device's
+//! precision) and a bias sum (f32).
 
 use anyhow::Result;
 
 use super::launch::{check_len, gemm_grid, int, per_element};
 use super::{Arg, Driver};
 use crate::device::geometry::LinearGeometry;
-use crate::device::Buffer;
+use crate::device::{Buffer, Precision};
 
 /// `n, inp, out` as kernel ints, with every buffer length checked.
 fn dims(g: &LinearGeometry) -> Result<[i32; 3]> {
@@ -21,6 +22,7 @@ fn dims(g: &LinearGeometry) -> Result<[i32; 3]> {
 
 pub(super) fn forward<D: Driver>(
     d: &D,
+    precision: Precision,
     x: &Buffer<f32>,
     w: &Buffer<f32>,
     b: &Buffer<f32>,
@@ -34,13 +36,18 @@ pub(super) fn forward<D: Driver>(
     if !y.is_empty() {
         let mut args = vec![Arg::F32(x), Arg::F32(w), Arg::F32(b), Arg::OutF32(&mut y)];
         args.extend(dims.map(Arg::I32));
-        d.launch("linear_fwd_f32", gemm_grid(g.n, g.out, 1)?, &mut args)?;
+        d.launch(
+            &format!("linear_fwd_{precision}"),
+            gemm_grid(g.n, g.out, 1)?,
+            &mut args,
+        )?;
     }
     Ok(y)
 }
 
 pub(super) fn backward_data<D: Driver>(
     d: &D,
+    precision: Precision,
     dy: &Buffer<f32>,
     w: &Buffer<f32>,
     g: &LinearGeometry,
@@ -52,13 +59,18 @@ pub(super) fn backward_data<D: Driver>(
     if !dx.is_empty() {
         let mut args = vec![Arg::F32(dy), Arg::F32(w), Arg::OutF32(&mut dx)];
         args.extend(dims.map(Arg::I32));
-        d.launch("linear_bwd_data_f32", gemm_grid(g.n, g.inp, 1)?, &mut args)?;
+        d.launch(
+            &format!("linear_bwd_data_{precision}"),
+            gemm_grid(g.n, g.inp, 1)?,
+            &mut args,
+        )?;
     }
     Ok(dx)
 }
 
 pub(super) fn backward_weight<D: Driver>(
     d: &D,
+    precision: Precision,
     x: &Buffer<f32>,
     dy: &Buffer<f32>,
     g: &LinearGeometry,
@@ -72,7 +84,7 @@ pub(super) fn backward_weight<D: Driver>(
         let mut args = vec![Arg::F32(x), Arg::F32(dy), Arg::OutF32(&mut dw)];
         args.extend(dims.map(Arg::I32));
         d.launch(
-            "linear_bwd_weight_f32",
+            &format!("linear_bwd_weight_{precision}"),
             gemm_grid(g.out, g.inp, 1)?,
             &mut args,
         )?;

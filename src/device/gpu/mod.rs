@@ -4,11 +4,11 @@
 //!
 //! Each op family has its own file next to this one, mirroring kernels/*.cu.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 
-use super::{Buffer, Words};
+use super::{Buffer, Precision, Words};
 
 // One file per op family, mirroring kernels/*.cu; backend.rs implements `Backend`.
 mod adam;
@@ -185,14 +185,27 @@ pub struct GpuBackend<D: Driver> {
     /// The recorded steps (`Backend::end_graph`), by id.
     graphs: std::sync::Mutex<std::collections::HashMap<u64, runtime::Graph>>,
     next_graph: std::sync::atomic::AtomicU64,
+    /// The arithmetic of the conv and linear GEMMs launched from now on. Settable on a
+    /// shared device (as PyTorch's `allow_tf32`), so a resumed run can adopt the
+    /// precision its checkpoint recorded on the device it already opened.
+    precision: Mutex<Precision>,
 }
 
 impl<D: Driver> GpuBackend<D> {
-    pub fn new(driver: D) -> GpuBackend<D> {
+    pub fn new(driver: D, precision: Precision) -> GpuBackend<D> {
         GpuBackend {
             driver: Runtime::new(driver),
             graphs: Default::default(),
             next_graph: Default::default(),
+            precision: Mutex::new(precision),
         }
+    }
+
+    pub fn precision(&self) -> Precision {
+        *self.precision.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_precision(&self, precision: Precision) {
+        *self.precision.lock().unwrap_or_else(|e| e.into_inner()) = precision;
     }
 }
