@@ -382,14 +382,20 @@ fn conv2d_7x7_stride2_pad3(device: Device) -> Result<()> {
     )
 }
 
-/// The pointwise path, which skips im2col and multiplies the input directly.
+/// The pointwise path, which skips im2col and multiplies the input directly; on the
+/// CPU, a plane of 14x15 (at least 196 positions) takes the per-image GEMMs.
 fn conv2d_1x1(device: Device) -> Result<()> {
     check_conv(
         &device,
         1,
         1,
         0,
-        &[([1, 3, 5, 5], 2), ([2, 4, 3, 6], 3), ([2, 2, 1, 1], 2)],
+        &[
+            ([1, 3, 5, 5], 2),
+            ([2, 4, 3, 6], 3),
+            ([2, 2, 1, 1], 2),
+            ([2, 2, 14, 15], 2),
+        ],
     )
 }
 
