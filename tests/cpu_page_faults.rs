@@ -38,6 +38,7 @@ fn a_steady_state_step_faults_in_almost_no_fresh_pages() -> anyhow::Result<()> {
         train_step(&net, &mut params, &mut adam, &images, &labels, step)?;
         faults.push(minor_faults() - before);
     }
+    eprintln!("minor page faults per step: {faults:?}");
     // Measured: 5 and 18 faults for the second and third step; about 12,000 each
     // when the allocator hands freed memory back (`cpu::keep_freed_memory` off).
     assert!(

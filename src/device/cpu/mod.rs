@@ -28,8 +28,8 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// pages again, which the kernel zeroes on first touch: 87,600 page faults in one
 /// warm-up and three 224x224 steps (800 with this), and 18.4 s of CPU time against
 /// 14.1 s. The cost: memory the allocator keeps but cannot reuse for a request of
-/// another size; the peak of a 128x128 `quick` run rose from 493 to 617 MiB, past
-/// `memory::estimate` (tests/memory.rs fails until the estimate allows for it).
+/// another size; the peak of a 128x128 `quick` run rose from 493 to 559-619 MiB, which
+/// `memory::estimate` allows for by adding the training step's and evaluation's needs.
 pub fn keep_freed_memory() {
     // SAFETY: plain calls into mimalloc's option table. The value is checked against
     // the default first, so a mimalloc whose table differs is left alone.
