@@ -21,8 +21,11 @@
 //!                  then the bias and ReLU in place
 //!   backward data  `dx_n += Σ_part W_partᵀ · dy_n[part]`, straight onto `dx`
 //! with `x_n` read as its `[c_in, h*w]` planes. Smaller planes make GEMMs too narrow,
-//! so they keep the batched columns. Backward filter always uses the columns: its sum
-//! runs over the images, and one GEMM keeps that sum in one fixed order.
+//! so they keep the batched columns. Backward filter on such planes needs no columns
+//! either:
+//!   backward filt. `dW = Σ_n dY_n · x_nᵀ`, one GEMM per image added on in image order
+//!                  (a fixed order: the threads split the output channels, not the sum)
+//! with `dY_n` image n's output gradient rows gathered (and ReLU-masked) per thread.
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -125,26 +128,13 @@ fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
 /// each read through its part's view and masked by ReLU's backward where it applies.
 fn gather_output_grad(grads: &[PartGrad], g: &ConvGeometry) -> Vec<f32> {
     let positions = g.oh * g.ow;
-    let rows: Vec<(&PartGrad, usize)> = grads
-        .iter()
-        .flat_map(|gr| (0..gr.view.len).map(move |c| (gr, c)))
-        .collect();
+    let rows = output_rows(grads);
     let mut out = vec![0.0; rows.len() * g.n * positions];
     out.par_chunks_mut(g.n * positions)
         .zip(&rows)
         .for_each(|(row, &(gr, c))| {
-            for n in 0..g.n {
-                let from = (n * gr.view.total + gr.view.offset + c) * positions;
-                let src = &gr.dy[from..from + positions];
-                let dst = &mut row[n * positions..(n + 1) * positions];
-                match gr.relu_y {
-                    None => dst.copy_from_slice(src),
-                    Some(y) => {
-                        for ((d, &s), &y) in dst.iter_mut().zip(src).zip(&y[from..]) {
-                            *d = if y > 0.0 { s } else { 0.0 };
-                        }
-                    }
-                }
+            for (n, dst) in row.chunks_mut(positions).enumerate() {
+                output_grad_row(gr, c, n, dst);
             }
         });
     out
@@ -279,12 +269,74 @@ pub fn backward_data(
     dx
 }
 
-/// `(dw, db)` of every part.
-pub fn backward_filter(
+/// The stacked output channels `co` as (part, channel in the part), in order.
+fn output_rows<'a>(grads: &'a [PartGrad<'a>]) -> Vec<(&'a PartGrad<'a>, usize)> {
+    grads
+        .iter()
+        .flat_map(|gr| (0..gr.view.len).map(move |c| (gr, c)))
+        .collect()
+}
+
+/// Row `c` of `gr`'s gradient at image `n` (`positions` long), masked by ReLU's
+/// backward where it applies, into `dst`.
+fn output_grad_row(gr: &PartGrad, c: usize, n: usize, dst: &mut [f32]) {
+    let positions = dst.len();
+    let from = (n * gr.view.total + gr.view.offset + c) * positions;
+    let src = &gr.dy[from..from + positions];
+    match gr.relu_y {
+        None => dst.copy_from_slice(src),
+        Some(y) => {
+            for ((d, &s), &y) in dst.iter_mut().zip(src).zip(&y[from..]) {
+                *d = if y > 0.0 { s } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The stacked `(dW, db)` of a per-image 1x1 convolution: `dW += dY_n · x_nᵀ` image by
+/// image, `n = 0, 1, ...` in that order whatever the thread count (the threads split
+/// the output channels), with `dY_n` the gathered, ReLU-masked rows of image `n`.
+fn backward_filter_per_image(
     x: &[f32],
     grads: &[PartGrad],
     g: &ConvGeometry,
-) -> Vec<(Vec<f32>, Vec<f32>)> {
+) -> (Vec<f32>, Vec<f32>) {
+    let positions = g.h * g.w;
+    let rows = output_rows(grads);
+    let mut dw = vec![0.0; g.c_out * g.c_in];
+    let mut db = vec![0.0; g.c_out];
+    let block = g.c_out.div_ceil(rayon::current_num_threads()).max(1);
+    dw.par_chunks_mut(block * g.c_in)
+        .zip(db.par_chunks_mut(block))
+        .zip(rows.par_chunks(block))
+        .for_each(|((dw, db), rows)| {
+            let mut dy_n = vec![0.0; rows.len() * positions];
+            for n in 0..g.n {
+                for (dst, &(gr, c)) in dy_n.chunks_mut(positions).zip(rows) {
+                    output_grad_row(gr, c, n, dst);
+                }
+                let x_n = &x[n * g.c_in * positions..(n + 1) * g.c_in * positions];
+                let beta = if n == 0 { 0.0 } else { 1.0 };
+                gemm(
+                    Mat::new(&dy_n, rows.len(), positions),
+                    Mat::new(x_n, g.c_in, positions).t(),
+                    dw,
+                    beta,
+                );
+                for (b, row) in db.iter_mut().zip(dy_n.chunks(positions)) {
+                    *b = row.iter().fold(*b, |sum, &v| sum + v);
+                }
+            }
+        });
+    (dw, db)
+}
+
+/// The stacked `(dW, db)` from the batched columns (see the module's comment).
+fn backward_filter_columns(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> (Vec<f32>, Vec<f32>) {
     let width = g.n * g.oh * g.ow;
     let patch = g.patch_len();
     let col = im2col(x, g);
@@ -295,17 +347,38 @@ pub fn backward_filter(
         Mat::new(&col, patch, width).t(),
         &mut dw,
     );
+    let db = (0..g.c_out)
+        .map(|co| {
+            d_out[co * width..(co + 1) * width]
+                .iter()
+                .fold(0.0, |sum, &v| sum + v)
+        })
+        .collect();
+    (dw, db)
+}
+
+/// `(dw, db)` of every part.
+pub fn backward_filter(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let (dw, db) = if per_image(g) {
+        backward_filter_per_image(x, grads, g)
+    } else {
+        backward_filter_columns(x, grads, g)
+    };
+    let patch = g.patch_len();
     let mut first = 0;
     grads
         .iter()
         .map(|gr| {
             let rows = first..first + gr.view.len;
             first += gr.view.len;
-            let db = rows
-                .clone()
-                .map(|co| d_out[co * width..(co + 1) * width].iter().sum())
-                .collect();
-            (dw[rows.start * patch..rows.end * patch].to_vec(), db)
+            (
+                dw[rows.start * patch..rows.end * patch].to_vec(),
+                db[rows].to_vec(),
+            )
         })
         .collect()
 }
