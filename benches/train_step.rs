@@ -12,9 +12,17 @@
 //! On a GPU (`cuda:0`): 224x224 at batch 16 and 128, in each precision of the conv and
 //! linear GEMMs (`--precisions f32,tf32,bf16`, the default: a row each; the counts
 //! are the same in every precision, so they are reported once, at tf32). Without one
-//! it says that GPU figures need a GPU. Then the CPU at batch 16, 32x32 and 224x224 (`--gpu-only`
-//! skips it). `cargo test --benches` (which passes no `--bench`) runs only the CPU at
-//! 32x32, one step. The rows also go to `target/bench-train-step.json` (`--json PATH`).
+//! it says that GPU figures need a GPU. Then the CPU against PyTorch's CPU step (`--gpu-only` skips it,
+//! `--cpu-only` runs only it): batch 16 at 32x32 and 224x224, with 1 and 2 threads
+//! (`--sizes 32,224`, `--threads 1,2`, a rayon pool of that size; PyTorch gets `torch.set_num_threads`),
+//! our step and `scripts/pytorch_peer.py --device cpu` (eager, f32, Adam) taking turns
+//! for `--rounds 3` rounds, so that a load that comes and goes hits both alike. It
+//! prints each side's median over the rounds (each round's figure is itself a median
+//! of steps) and the ratio PyTorch / ours. The peer runs under `$PEER_PYTHON`
+//! (default `python3`); where that has no torch, the bench says the peer was skipped
+//! and times ours alone. `cargo test --benches` (which passes no `--bench`) runs only
+//! our CPU step at 32x32, one step, no peer. The rows also go to
+//! `target/bench-train-step.json` (`--json PATH`).
 //!
 //! Each step is timed on the host clock from its start until the device has finished
 //! it (`Device::synchronize`), after warm-up steps that are not counted.
@@ -24,10 +32,11 @@
 //! with its ops launched one by one; `--no-graph` only the latter. Rows say which
 //! (`"graph"`).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use googlenet::augment::View;
 use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
@@ -225,19 +234,165 @@ fn report(
     }));
 }
 
+/// The value after `flag`, if the flag is given.
+fn flag_value<'a>(args: &'a [String], flag: &str) -> Result<Option<&'a str>> {
+    match args.iter().position(|a| a == flag) {
+        Some(i) => match args.get(i + 1) {
+            Some(v) => Ok(Some(v)),
+            None => bail!("{flag} needs a value"),
+        },
+        None => Ok(None),
+    }
+}
+
+/// A comma-separated list of positive counts after `flag`, or `default`.
+fn counts(args: &[String], flag: &str, default: &[usize]) -> Result<Vec<usize>> {
+    match flag_value(args, flag)? {
+        Some(list) => list
+            .split(',')
+            .map(|t| t.parse::<usize>().ok().filter(|&t| t > 0))
+            .collect::<Option<Vec<_>>>()
+            .with_context(|| format!("{flag} {list:?}: expected positive counts like 1,2")),
+        None => Ok(default.to_vec()),
+    }
+}
+
+/// Steps each side times per round, after its warm-up, at an image size: 224x224
+/// steps take seconds, so fewer of them.
+fn steps_per_round(size: usize) -> (usize, usize) {
+    if size >= 224 {
+        (1, 3)
+    } else {
+        (2, 10)
+    }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// The Python that runs the peer (`$PEER_PYTHON`, default `python3`), or why it
+/// cannot: no such interpreter, or one without torch.
+fn peer_python() -> std::result::Result<String, String> {
+    let python = std::env::var("PEER_PYTHON").unwrap_or_else(|_| "python3".to_string());
+    match Command::new(&python).args(["-c", "import torch"]).output() {
+        Ok(out) if out.status.success() => Ok(python),
+        Ok(_) => Err(format!("{python} cannot import torch (set PEER_PYTHON)")),
+        Err(err) => Err(format!("{python} does not run: {err} (set PEER_PYTHON)")),
+    }
+}
+
+/// PyTorch's median CPU step in seconds: one run of the peer script in its own process.
+fn pytorch_step(python: &str, size: usize, threads: usize) -> Result<f64> {
+    let (warmup, steps) = steps_per_round(size);
+    let out_path = std::env::temp_dir().join(format!("peer-{}.json", std::process::id()));
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pytorch_peer.py");
+    let out = Command::new(python)
+        .arg(&script)
+        .args(["--device", "cpu", "--modes", "eager", "--batch-sizes"])
+        .arg(BATCH.to_string())
+        .arg("--image-size")
+        .arg(size.to_string())
+        .arg("--threads")
+        .arg(threads.to_string())
+        .arg("--warmup")
+        .arg(warmup.to_string())
+        .arg("--steps")
+        .arg(steps.to_string())
+        .arg("--json")
+        .arg(&out_path)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    ensure!(
+        out.status.success(),
+        "{} failed: {}",
+        script.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let doc: Value = serde_json::from_slice(
+        &std::fs::read(&out_path).with_context(|| format!("reading {}", out_path.display()))?,
+    )?;
+    let _ = std::fs::remove_file(&out_path);
+    doc["rows"][0]["ms_per_step"]
+        .as_f64()
+        .map(|ms| ms / 1e3)
+        .with_context(|| format!("the peer's JSON has no ms_per_step: {doc}"))
+}
+
+/// Our CPU step and PyTorch's, taking turns `rounds` times at each size and thread
+/// count; prints the medians and their ratio, and adds a row for each.
+fn cpu_against_pytorch(
+    rows: &mut Vec<Value>,
+    sizes: &[usize],
+    threads: &[usize],
+    rounds: usize,
+) -> Result<()> {
+    let python = peer_python();
+    match &python {
+        Ok(python) => println!(
+            "CPU train step, batch {BATCH}, f32, Adam: ours and PyTorch's ({python} \
+             scripts/pytorch_peer.py --device cpu, eager) in turn, {rounds} rounds"
+        ),
+        Err(why) => println!("CPU train step, batch {BATCH}: PyTorch peer skipped ({why})"),
+    }
+    println!(
+        "  {:>7}  {:>7}  {:>12}  {:>12}  {:>16}",
+        "size", "threads", "ours ms", "PyTorch ms", "PyTorch / ours"
+    );
+    let device = Device::cpu();
+    for &size in sizes {
+        for &t in threads {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+            let (warmup, steps) = steps_per_round(size);
+            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            for _ in 0..rounds {
+                let step =
+                    pool.install(|| median_step(&device, BATCH, size, false, warmup, steps))?;
+                ours.push(step.as_secs_f64());
+                if let Ok(python) = &python {
+                    theirs.push(pytorch_step(python, size, t)?);
+                }
+            }
+            let ours = median(ours);
+            let theirs = (!theirs.is_empty()).then(|| median(theirs));
+            let shown =
+                |s: Option<f64>| s.map_or("skipped".to_string(), |s| format!("{:.1}", s * 1e3));
+            let ratio = theirs.map(|p| p / ours);
+            println!(
+                "  {:>7}  {t:>7}  {:>12.1}  {:>12}  {:>16}",
+                format!("{size}x{size}"),
+                ours * 1e3,
+                shown(theirs),
+                ratio.map_or("-".to_string(), |r| format!("{r:.2}x")),
+            );
+            rows.push(json!({
+                "device": format!("cpu ({t} threads)"),
+                "batch": BATCH,
+                "image_size": size,
+                "threads": t,
+                "ms_per_step": ours * 1e3,
+                "images_per_s": BATCH as f64 / ours,
+                "pytorch_ms_per_step": theirs.map(|p| p * 1e3),
+                "pytorch_over_ours": ratio,
+                "rounds": rounds,
+                "steps_timed_per_round": steps,
+            }));
+        }
+    }
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let quick = !args.iter().any(|a| a == "--bench");
     let gpu_only = args.iter().any(|a| a == "--gpu-only");
+    let cpu_only = args.iter().any(|a| a == "--cpu-only");
     // On the GPU devices: with the step graph and without, or only without.
     let graph_modes: &[bool] = if args.iter().any(|a| a == "--no-graph") {
         &[false]
     } else {
         &[true, false]
-    };
-    let json_path = match args.iter().position(|a| a == "--json") {
-        Some(i) => PathBuf::from(args.get(i + 1).context("--json needs a path")?),
-        None => PathBuf::from("target/bench-train-step.json"),
     };
     let precisions = match args.iter().position(|a| a == "--precisions") {
         Some(i) => args
@@ -248,9 +403,13 @@ fn main() -> Result<()> {
             .collect::<Result<Vec<_>>>()?,
         None => Precision::ALL.to_vec(),
     };
+    let json_path =
+        PathBuf::from(flag_value(&args, "--json")?.unwrap_or("target/bench-train-step.json"));
     let mut rows = Vec::new();
 
-    let gpu = if !cuda::driver_present() {
+    let gpu = if cpu_only {
+        Err("--cpu-only".to_string())
+    } else if !cuda::driver_present() {
         Err("no CUDA driver found".to_string())
     } else {
         Device::cuda(0).map_err(|err| format!("cuda:0 is unusable: {err:#}"))
@@ -278,7 +437,7 @@ fn main() -> Result<()> {
         Err(why) => println!("GPU figures need a GPU ({why})"),
     }
 
-    if !quick {
+    if !quick && !cpu_only {
         let emu = Device::emu();
         println!("what a steady-state step costs the host on emu (the GPU layer's counts)");
         for batch in [16, 128] {
@@ -288,18 +447,23 @@ fn main() -> Result<()> {
         }
     }
 
-    if !gpu_only {
+    if quick {
         let device = Device::cpu();
         println!("train step on {}", device.name());
-        for (size, steps) in [(32, 10), (224, 3)] {
-            let steps = if quick { 1 } else { steps };
-            if quick && size > 32 {
-                continue;
-            }
-            // The CPU records no graph.
-            let t = median_step(&device, BATCH, size, false, 1, steps)?;
-            report(&mut rows, &device, BATCH, size, false, steps, t);
-        }
+        let t = median_step(&device, BATCH, 32, false, 1, 1)?;
+        report(&mut rows, &device, BATCH, 32, false, 1, t);
+    } else if !gpu_only {
+        let sizes = counts(&args, "--sizes", &[32, 224])?;
+        let threads = counts(&args, "--threads", &[1, 2])?;
+        let rounds = match flag_value(&args, "--rounds")? {
+            Some(r) => r
+                .parse::<usize>()
+                .ok()
+                .filter(|&r| r > 0)
+                .with_context(|| format!("--rounds {r:?}: expected a count of at least 1"))?,
+            None => 3,
+        };
+        cpu_against_pytorch(&mut rows, &sizes, &threads, rounds)?;
     }
 
     if let Some(dir) = json_path.parent().filter(|d| !d.as_os_str().is_empty()) {

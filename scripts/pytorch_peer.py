@@ -13,6 +13,9 @@ steps; the median step time gives images/s. On CUDA it times float32 as we compu
     python scripts/pytorch_peer.py --device cuda --json peer.json
     python scripts/pytorch_peer.py --device cpu --image-size 32 --batch-sizes 4,8  # smoke test
 
+``cargo bench --bench train_step`` runs it on the CPU (``--threads N``), taking turns
+with our CPU step, and prints the ratio.
+
 **Writing a batch** for the check: ``--write-batch FILE`` writes ``images`` [N, 1, S, S]
 f32 and ``labels`` [N] int64 (random, seeded) as safetensors.
 
@@ -320,6 +323,8 @@ def main():
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
                         help="cuda, cuda:N or cpu (default: cuda when there is one)")
+    parser.add_argument("--threads", type=int,
+                        help="CPU threads (torch.set_num_threads; default: PyTorch's own)")
     parser.add_argument("--seed", type=int, default=0,
                         help="seeds the timing's weights and batch, and --write-batch's")
     timing_group = parser.add_argument_group("timing")
@@ -357,6 +362,10 @@ def main():
     check_group.add_argument("--verbose", action="store_true",
                              help="print every gradient's line, not only mismatches")
     args = parser.parse_args()
+    if args.threads is not None:
+        if args.threads < 1:
+            sys.exit(f"--threads {args.threads}: expected at least 1")
+        torch.set_num_threads(args.threads)
     if args.write_batch:
         return write_batch(args)
     if args.check:

@@ -4,7 +4,8 @@
 //! or the kernel's OOM killer taking this process or its neighbours.
 //!
 //! The estimate is the peak of the whole process (on a GPU: of the host and of the
-//! device), the largest of its phases:
+//! device), the largest of its phases (on the CPU device: the training step's and
+//! evaluation's together, as its allocator keeps what it freed):
 //!   training step = what the tape keeps for backward (every ReLU output, every pool's
 //!                   output and argmax, every Inception block's concatenated output,
 //!                   the images) + the largest one layer needs while it runs (im2col
@@ -165,6 +166,7 @@ pub fn estimate(
     // Measured by tests/memory.rs: at 128x128, batch 16, peaks of 545-564 MiB from run
     // to run, which a fifth or a quarter more covered by only 3-4%.
     let phases = |peak: u64| peak + peak / 3;
+    let cpu_phases = |peaks: u64| peaks + peaks / 4;
     // Parameters, gradients, Adam's two moments; and, while a checkpoint is written,
     // the moments and weights copied to host vectors and serialised.
     let model = 4 * param_count as u64 * F32;
@@ -197,10 +199,19 @@ pub fn estimate(
                 ("program", PROGRAM_BYTES),
                 ("data set", files + 2 * uploaded),
                 ("parameters, gradients, Adam state", model),
-                // The phases come one after the other.
+                // The phases come one after the other, but the CPU device's allocator
+                // never hands freed memory back (`cpu::keep_freed_memory`), and an
+                // evaluation batch's sizes rarely fit the holes a training step's
+                // left: the two phases' pages add up. A checkpoint's vectors fit them
+                // (they are the largest phase only at small images). The quarter more
+                // is the fused backward's block gradients (above).
+                // Measured by tests/memory.rs with that allocator setting: peaks of
+                // 257-287 MiB at 32x32 batch 16, 559-619 MiB at 128x128 batch 16 (the
+                // larger phase plus a third, 612 MiB, fell short), 593-645 MiB at
+                // 96x96 batch 64; this estimate is 1.1-1.7 times them.
                 (
                     "activations, workspaces, checkpoint writing",
-                    phases(step.max(evaluation).max(saving)),
+                    cpu_phases((step + evaluation).max(saving)),
                 ),
             ],
             device: Vec::new(),

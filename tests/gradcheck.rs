@@ -382,14 +382,20 @@ fn conv2d_7x7_stride2_pad3(device: Device) -> Result<()> {
     )
 }
 
-/// The pointwise path, which skips im2col and multiplies the input directly.
+/// The pointwise path, which skips im2col and multiplies the input directly; on the
+/// CPU, a plane of 14x15 (at least 196 positions) takes the per-image GEMMs.
 fn conv2d_1x1(device: Device) -> Result<()> {
     check_conv(
         &device,
         1,
         1,
         0,
-        &[([1, 3, 5, 5], 2), ([2, 4, 3, 6], 3), ([2, 2, 1, 1], 2)],
+        &[
+            ([1, 3, 5, 5], 2),
+            ([2, 4, 3, 6], 3),
+            ([2, 2, 1, 1], 2),
+            ([2, 2, 14, 15], 2),
+        ],
     )
 }
 
@@ -454,7 +460,15 @@ fn conv2d_relu_epilogue(device: Device) -> Result<()> {
 /// fused backward reading the first part's gradient through its view and adding the
 /// three input gradients in one sum.
 fn conv1x1_fused_into_channel_output(device: Device) -> Result<()> {
-    let shape = [2, 3, 3, 4];
+    // 14x14: on the CPU, planes of 196 positions and up take the per-image GEMMs.
+    for shape in [[2, 3, 3, 4], [1, 3, 14, 14]] {
+        conv1x1_fused_at(&device, shape)?;
+    }
+    Ok(())
+}
+
+fn conv1x1_fused_at(device: &Device, shape: [usize; 4]) -> Result<()> {
+    let device = device.clone();
     let mut inputs = vec![("x", random_tensor(&device, &shape, -0.5, 0.5, 70)?)];
     let names = [("w1", "b1", 2), ("w2", "b2", 3), ("w3", "b3", 2)];
     for (i, (w, b, c_out)) in names.into_iter().enumerate() {
@@ -480,7 +494,7 @@ fn conv1x1_fused_into_channel_output(device: Device) -> Result<()> {
         inputs,
         |tape, v| {
             let device = v[0].value.device().clone();
-            let mut out = tape.channel_output(&device, [2, 5, 3, 4])?;
+            let mut out = tape.channel_output(&device, [shape[0], 5, shape[2], shape[3]])?;
             let [r2, r3] = tape.conv1x1_fused(
                 &v[0],
                 [(&v[1], &v[2]), (&v[3], &v[4]), (&v[5], &v[6])],

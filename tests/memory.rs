@@ -33,9 +33,9 @@ fn run_measured(cmd: &mut std::process::Command) -> (u64, i32, String) {
     (usage.ru_maxrss as u64 * 1024, status, output)
 }
 
-/// The estimate is never below the measured peak, and at most twice it (observed after
-/// the fused op set: 1.1 to 1.9, the most at large evaluation batches, whose layers'
-/// columns the estimate adds to every block's input and output).
+/// The estimate is never below the measured peak, and at most twice it (observed with
+/// the CPU allocator keeping freed memory: 1.1 to 1.7, the most at large evaluation
+/// batches, whose layers' columns the estimate adds to every block's input and output).
 #[test]
 fn estimate_covers_the_measured_peak() {
     let (train_images, test_images) = (600, 64);
@@ -47,6 +47,8 @@ fn estimate_covers_the_measured_peak() {
         0,
     )
     .unwrap();
+    // Every size is run and reported before the check, so one failure shows them all.
+    let mut outside = Vec::new();
     for (size, batch) in [(32, 16), (128, 16), (96, 64)] {
         let run = tempfile::tempdir().unwrap();
         let config = TrainConfig {
@@ -83,11 +85,13 @@ fn estimate_covers_the_measured_peak() {
             memory::human(peak),
             memory::human(estimate)
         );
-        assert!(
-            (1.0..=2.0).contains(&ratio),
-            "{size}x{size} batch {batch}: estimate {estimate} vs peak {peak} ({ratio:.2}x)"
-        );
+        if !(1.0..=2.0).contains(&ratio) {
+            outside.push(format!(
+                "{size}x{size} batch {batch}: estimate {estimate} vs peak {peak} ({ratio:.2}x)"
+            ));
+        }
     }
+    assert!(outside.is_empty(), "outside 1.0-2.0: {outside:?}");
 }
 
 /// A run far beyond this machine's memory is refused with the estimate and what is

@@ -359,6 +359,7 @@ pub struct Device(Arc<dyn Backend>);
 
 impl Device {
     pub fn cpu() -> Device {
+        cpu::keep_freed_memory();
         Device(Arc::new(CpuBackend))
     }
 

@@ -14,13 +14,25 @@
 //! gradients into one `dY`, so each pass is still one GEMM over the shared `col`; the
 //! bias and ReLU go into the scatter to each part's channel view, and ReLU's backward
 //! into the gather of `dY`.
+//!
+//! A 1x1 convolution (stride 1, no padding) on planes of at least `PLANE_GEMM_MIN`
+//! positions skips the columns, which would only copy `x`: per image `n`,
+//!   forward        `y_n[part] = W_part · x_n`, written straight into the part's view,
+//!                  then the bias and ReLU in place
+//!   backward data  `dx_n += Σ_part W_partᵀ · dy_n[part]`, straight onto `dx`
+//! with `x_n` read as its `[c_in, h*w]` planes. Smaller planes make GEMMs too narrow,
+//! so they keep the batched columns. Backward filter on such planes needs no columns
+//! either:
+//!   backward filt. `dW = Σ_n dY_n · x_nᵀ`, one GEMM per image added on in image order
+//!                  (a fixed order: the threads split the output channels, not the sum)
+//! with `dY_n` image n's output gradient rows gathered (and ReLU-masked) per thread.
 
 use std::borrow::Cow;
 use std::ops::Range;
 
 use rayon::prelude::*;
 
-use super::gemm::{par_gemm, Mat};
+use super::gemm::{gemm, par_gemm, Mat};
 use crate::device::geometry::{ChannelView, ConvGeometry};
 
 /// One output part, on host slices (see `ConvOutput`).
@@ -36,6 +48,26 @@ pub struct PartGrad<'a> {
     pub dy: &'a [f32],
     pub relu_y: Option<&'a [f32]>,
     pub view: ChannelView,
+}
+
+/// The smallest plane (`h * w`) whose 1x1 convolutions run per image, without columns:
+/// 14x14, where GoogLeNet's fourth stage runs at 224x224 inputs.
+const PLANE_GEMM_MIN: usize = 196;
+
+/// Whether the columns would be `x` itself, on planes large enough for a GEMM each.
+fn per_image(g: &ConvGeometry) -> bool {
+    g.k == 1 && g.stride == 1 && g.pad == 0 && g.h * g.w >= PLANE_GEMM_MIN
+}
+
+/// `bias + v`, then ReLU as PyTorch's clamp_min when `relu`: NaN stays NaN, -0.0
+/// stays -0.0.
+fn epilogue(v: f32, bias: f32, relu: bool) -> f32 {
+    let v = v + bias;
+    if relu && v < 0.0 {
+        0.0
+    } else {
+        v
+    }
 }
 
 /// The parts' filters stacked into one `[c_out, patch]` matrix (borrowed for one part).
@@ -96,32 +128,48 @@ fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
 /// each read through its part's view and masked by ReLU's backward where it applies.
 fn gather_output_grad(grads: &[PartGrad], g: &ConvGeometry) -> Vec<f32> {
     let positions = g.oh * g.ow;
-    let rows: Vec<(&PartGrad, usize)> = grads
-        .iter()
-        .flat_map(|gr| (0..gr.view.len).map(move |c| (gr, c)))
-        .collect();
+    let rows = output_rows(grads);
     let mut out = vec![0.0; rows.len() * g.n * positions];
     out.par_chunks_mut(g.n * positions)
         .zip(&rows)
         .for_each(|(row, &(gr, c))| {
-            for n in 0..g.n {
-                let from = (n * gr.view.total + gr.view.offset + c) * positions;
-                let src = &gr.dy[from..from + positions];
-                let dst = &mut row[n * positions..(n + 1) * positions];
-                match gr.relu_y {
-                    None => dst.copy_from_slice(src),
-                    Some(y) => {
-                        for ((d, &s), &y) in dst.iter_mut().zip(src).zip(&y[from..]) {
-                            *d = if y > 0.0 { s } else { 0.0 };
-                        }
-                    }
-                }
+            for (n, dst) in row.chunks_mut(positions).enumerate() {
+                output_grad_row(gr, c, n, dst);
             }
         });
     out
 }
 
+/// The 1x1 forward per image (see the module's comment).
+fn forward_per_image(x: &[f32], parts: &mut [Part], g: &ConvGeometry, relu: bool) {
+    let positions = g.h * g.w;
+    for part in parts {
+        let (view, w, b) = (part.view, part.w, part.b);
+        part.y
+            .par_chunks_mut(view.total * positions)
+            .enumerate()
+            .for_each(|(n, y_n)| {
+                let x_n = &x[n * g.c_in * positions..(n + 1) * g.c_in * positions];
+                let y_n = &mut y_n[view.offset * positions..(view.offset + view.len) * positions];
+                gemm(
+                    Mat::new(w, view.len, g.c_in),
+                    Mat::new(x_n, g.c_in, positions),
+                    y_n,
+                    0.0,
+                );
+                for (c, y_row) in y_n.chunks_mut(positions).enumerate() {
+                    for v in y_row {
+                        *v = epilogue(*v, b[c], relu);
+                    }
+                }
+            });
+    }
+}
+
 pub fn forward(x: &[f32], parts: &mut [Part], g: &ConvGeometry, relu: bool) {
+    if per_image(g) {
+        return forward_per_image(x, parts, g, relu);
+    }
     let positions = g.oh * g.ow;
     let width = g.n * positions;
     let col = im2col(x, g);
@@ -144,14 +192,40 @@ pub fn forward(x: &[f32], parts: &mut [Part], g: &ConvGeometry, relu: bool) {
                 for (c, y_row) in y_n.chunks_mut(positions).enumerate() {
                     let from = c * width + n * positions;
                     for (dst, src) in y_row.iter_mut().zip(&out[from..from + positions]) {
-                        let v = src + b[c];
-                        // ReLU as PyTorch's clamp_min: NaN stays NaN, -0.0 stays -0.0.
-                        *dst = if relu && v < 0.0 { 0.0 } else { v };
+                        *dst = epilogue(*src, b[c], relu);
                     }
                 }
             });
         first += view.len;
     }
+}
+
+/// The 1x1 input gradient per image (see the module's comment), added onto `dx`.
+fn backward_data_per_image(grads: &[PartGrad], w: &[&[f32]], g: &ConvGeometry, dx: &mut [f32]) {
+    let positions = g.h * g.w;
+    dx.par_chunks_mut(g.c_in * positions)
+        .enumerate()
+        .for_each(|(n, dx_n)| {
+            for (gr, w) in grads.iter().zip(w) {
+                let from = (n * gr.view.total + gr.view.offset) * positions;
+                let dy = &gr.dy[from..from + gr.view.len * positions];
+                let dy: Cow<[f32]> = match gr.relu_y {
+                    None => Cow::Borrowed(dy),
+                    Some(y) => Cow::Owned(
+                        dy.iter()
+                            .zip(&y[from..])
+                            .map(|(&d, &y)| if y > 0.0 { d } else { 0.0 })
+                            .collect(),
+                    ),
+                };
+                gemm(
+                    Mat::new(w, gr.view.len, g.c_in).t(),
+                    Mat::new(&dy, gr.view.len, positions),
+                    dx_n,
+                    1.0,
+                );
+            }
+        });
 }
 
 /// The input gradient, added onto `into` (the gradient gathered so far) when given.
@@ -162,6 +236,11 @@ pub fn backward_data(
     into: Option<Vec<f32>>,
 ) -> Vec<f32> {
     let (positions, plane) = (g.oh * g.ow, g.h * g.w);
+    let mut dx = into.unwrap_or_else(|| vec![0.0; g.n * g.c_in * plane]);
+    if per_image(g) {
+        backward_data_per_image(grads, w, g, &mut dx);
+        return dx;
+    }
     let width = g.n * positions;
     let d_out = gather_output_grad(grads, g);
     let mut dcol = vec![0.0; g.patch_len() * width];
@@ -170,7 +249,6 @@ pub fn backward_data(
         Mat::new(&d_out, g.c_out, width),
         &mut dcol,
     );
-    let mut dx = into.unwrap_or_else(|| vec![0.0; g.n * g.c_in * plane]);
     dx.par_chunks_mut(plane).enumerate().for_each(|(i, dx_p)| {
         let (n, c) = (i / g.c_in, i % g.c_in);
         for ky in 0..g.k {
@@ -191,12 +269,74 @@ pub fn backward_data(
     dx
 }
 
-/// `(dw, db)` of every part.
-pub fn backward_filter(
+/// The stacked output channels `co` as (part, channel in the part), in order.
+fn output_rows<'a>(grads: &'a [PartGrad<'a>]) -> Vec<(&'a PartGrad<'a>, usize)> {
+    grads
+        .iter()
+        .flat_map(|gr| (0..gr.view.len).map(move |c| (gr, c)))
+        .collect()
+}
+
+/// Row `c` of `gr`'s gradient at image `n` (`positions` long), masked by ReLU's
+/// backward where it applies, into `dst`.
+fn output_grad_row(gr: &PartGrad, c: usize, n: usize, dst: &mut [f32]) {
+    let positions = dst.len();
+    let from = (n * gr.view.total + gr.view.offset + c) * positions;
+    let src = &gr.dy[from..from + positions];
+    match gr.relu_y {
+        None => dst.copy_from_slice(src),
+        Some(y) => {
+            for ((d, &s), &y) in dst.iter_mut().zip(src).zip(&y[from..]) {
+                *d = if y > 0.0 { s } else { 0.0 };
+            }
+        }
+    }
+}
+
+/// The stacked `(dW, db)` of a per-image 1x1 convolution: `dW += dY_n · x_nᵀ` image by
+/// image, `n = 0, 1, ...` in that order whatever the thread count (the threads split
+/// the output channels), with `dY_n` the gathered, ReLU-masked rows of image `n`.
+fn backward_filter_per_image(
     x: &[f32],
     grads: &[PartGrad],
     g: &ConvGeometry,
-) -> Vec<(Vec<f32>, Vec<f32>)> {
+) -> (Vec<f32>, Vec<f32>) {
+    let positions = g.h * g.w;
+    let rows = output_rows(grads);
+    let mut dw = vec![0.0; g.c_out * g.c_in];
+    let mut db = vec![0.0; g.c_out];
+    let block = g.c_out.div_ceil(rayon::current_num_threads()).max(1);
+    dw.par_chunks_mut(block * g.c_in)
+        .zip(db.par_chunks_mut(block))
+        .zip(rows.par_chunks(block))
+        .for_each(|((dw, db), rows)| {
+            let mut dy_n = vec![0.0; rows.len() * positions];
+            for n in 0..g.n {
+                for (dst, &(gr, c)) in dy_n.chunks_mut(positions).zip(rows) {
+                    output_grad_row(gr, c, n, dst);
+                }
+                let x_n = &x[n * g.c_in * positions..(n + 1) * g.c_in * positions];
+                let beta = if n == 0 { 0.0 } else { 1.0 };
+                gemm(
+                    Mat::new(&dy_n, rows.len(), positions),
+                    Mat::new(x_n, g.c_in, positions).t(),
+                    dw,
+                    beta,
+                );
+                for (b, row) in db.iter_mut().zip(dy_n.chunks(positions)) {
+                    *b = row.iter().fold(*b, |sum, &v| sum + v);
+                }
+            }
+        });
+    (dw, db)
+}
+
+/// The stacked `(dW, db)` from the batched columns (see the module's comment).
+fn backward_filter_columns(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> (Vec<f32>, Vec<f32>) {
     let width = g.n * g.oh * g.ow;
     let patch = g.patch_len();
     let col = im2col(x, g);
@@ -207,17 +347,38 @@ pub fn backward_filter(
         Mat::new(&col, patch, width).t(),
         &mut dw,
     );
+    let db = (0..g.c_out)
+        .map(|co| {
+            d_out[co * width..(co + 1) * width]
+                .iter()
+                .fold(0.0, |sum, &v| sum + v)
+        })
+        .collect();
+    (dw, db)
+}
+
+/// `(dw, db)` of every part.
+pub fn backward_filter(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let (dw, db) = if per_image(g) {
+        backward_filter_per_image(x, grads, g)
+    } else {
+        backward_filter_columns(x, grads, g)
+    };
+    let patch = g.patch_len();
     let mut first = 0;
     grads
         .iter()
         .map(|gr| {
             let rows = first..first + gr.view.len;
             first += gr.view.len;
-            let db = rows
-                .clone()
-                .map(|co| d_out[co * width..(co + 1) * width].iter().sum())
-                .collect();
-            (dw[rows.start * patch..rows.end * patch].to_vec(), db)
+            (
+                dw[rows.start * patch..rows.end * patch].to_vec(),
+                db[rows].to_vec(),
+            )
         })
         .collect()
 }
