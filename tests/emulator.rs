@@ -3,8 +3,8 @@
 //! 3-d indexing, half/bfloat16 conversions, and the errors (divergence, bad launches,
 //! wrong argument lists) that must come back as messages, not hangs or crashes;
 //! launches from several threads at once, big ones (shared with the emulator's helper
-//! threads) of tensor-core kernels included; the sanitizer checks (GOOGLENET_EMU_CHECK): each must report its planted bug and pass
-//! the bug's correct twin; the misuses of the tensor-core instructions, likewise; and
+//! threads) of tensor-core kernels included; the sanitizer checks (GOOGLENET_EMU_CHECK):
+//! each must report its planted bug and pass the bug's correct twin; the misuses of the tensor-core instructions, likewise; and
 //! those instructions' results, on the emulator and on a GPU (tensor_cores.rs).
 //!
 //! `cargo test --release --test emulator -- --nocapture` also prints launch costs.
