@@ -1,9 +1,10 @@
 //! The CUDA emulator's execution model, through `EmuDriver`, on the self-test kernels of
 //! kernels/emu/selftest.cu: barriers, shared memory, warp shuffles and votes, atomics,
 //! 3-d indexing, half/bfloat16 conversions, and the errors (divergence, bad launches,
-//! wrong argument lists) that must come back as messages, not hangs or crashes; the
-//! sanitizer checks (GOOGLENET_EMU_CHECK): each must report its planted bug and pass
-//! the bug's correct twin; the misuses of the tensor-core instructions, likewise; and
+//! wrong argument lists) that must come back as messages, not hangs or crashes;
+//! launches from several threads at once, big ones (shared with the emulator's helper
+//! threads) of tensor-core kernels included; the sanitizer checks (GOOGLENET_EMU_CHECK):
+//! each must report its planted bug and pass the bug's correct twin; the misuses of the tensor-core instructions, likewise; and
 //! those instructions' results, on the emulator and on a GPU (tensor_cores.rs).
 //!
 //! `cargo test --release --test emulator -- --nocapture` also prints launch costs.
@@ -16,6 +17,8 @@ use anyhow::Result;
 use googlenet::device::emu::{Checks, EmuDriver};
 use googlenet::device::gpu::{Arg, Driver, Launch};
 use googlenet::device::Buffer;
+use rand::rngs::StdRng;
+use rand::SeedableRng;
 
 /// build.rs's rewriting of kernel files for the race check, tested here (build scripts
 /// have no tests of their own).
@@ -558,6 +561,49 @@ fn launches_from_several_threads_at_once() {
     for worker in workers {
         worker.join().unwrap();
     }
+}
+
+/// Big launches (at least 16,384 threads, which the calling thread shares with the
+/// emulator's helper threads) from several threads at once, of tensor-core kernels,
+/// whose blocks are slow (every mma is a warp barrier), so one launch is often still
+/// running on a helper when its caller has run out of blocks and another launch comes
+/// in. The helpers once let that launch take them over while they still ran the first
+/// one, whose caller then returned: its results came back with blocks missing, the
+/// helper went on writing into the finished launch's frame on the caller's stack
+/// (SIGSEGV, seen with parallel parity tests), and the counts that the new launch
+/// waits on went wrong (a hang).
+#[test]
+fn big_tensor_core_launches_from_several_threads_at_once() {
+    within_a_minute(|| {
+        let workers: Vec<_> = (0..4u64)
+            .map(|k| {
+                thread::spawn(move || {
+                    let mut rng = StdRng::seed_from_u64(k);
+                    for round in 0..24 {
+                        // 512 blocks of one warp: just big enough to be shared.
+                        let cases = 512;
+                        let bf16 = (k + round) % 2 == 1;
+                        let (depth, name) = if bf16 { (16, "bf16") } else { (8, "tf32") };
+                        let a = tensor_cores::small_integers(&mut rng, 16 * depth * cases);
+                        let b = tensor_cores::small_integers(&mut rng, depth * 8 * cases);
+                        let c = tensor_cores::small_integers(&mut rng, 128 * cases);
+                        let d = if bf16 {
+                            tensor_cores::mma_bf16(&EMU, &a, &b, &c)
+                        } else {
+                            tensor_cores::mma_tf32(&EMU, &a, &b, &c, true)
+                        }
+                        .unwrap();
+                        let reference = tensor_cores::gemm_reference(&a, &b, &c, 16, depth, 8);
+                        let what = format!("thread {k}, round {round}, {name}");
+                        tensor_cores::assert_exact(&d, &reference, &what);
+                    }
+                })
+            })
+            .collect();
+        for worker in workers {
+            worker.join().unwrap();
+        }
+    });
 }
 
 #[test]

@@ -282,14 +282,7 @@ fn bits_sum<'a>(tensors: impl IntoIterator<Item = &'a Tensor>) -> Result<u64> {
     Ok(sum)
 }
 
-/// One parity run at a time: three emulated runs at once (f32, tf32, bf16) crashed the
-/// test process with a SIGSEGV on the 2-core machine, as did two tensor-core runs of
-/// tests/learning.rs side by side; not yet understood (reported with the emulator's
-/// tensor-core code).
-static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
 fn parity(device: Device, tol: &Tolerances) -> Result<()> {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let fx = fixture()?;
     eprintln!("fixture: torch {}, made by `{}`", fx.torch, fx.command);
     let config = GoogLeNetConfig {

@@ -1170,7 +1170,8 @@ public:
         bool shared = false;
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            if (!job_) {  // another launch holds the helpers: run alone
+            if (!held_) {  // else another launch holds the helpers: run alone
+                held_ = true;
                 job_ = &launch;
                 ++job_id_;
                 joined_ = finished_ = 0;
@@ -1183,6 +1184,13 @@ public:
         std::unique_lock<std::mutex> lock(mutex_);
         job_ = nullptr;  // no helper joins from now on
         done_.wait(lock, [&] { return finished_ == joined_; });
+        // Only now may another launch take the helpers. While this one waited above (the
+        // wait lets go of the mutex), a helper could still be in its last block: had a
+        // launch from another thread reset the counts then, this one would have returned
+        // with that block unfinished (its `Launch`, on this stack, gone under the
+        // helper: a crash), and the helper's late `finished_` would have counted for
+        // the other launch, which then waited forever.
+        held_ = false;
     }
 
 private:
@@ -1208,7 +1216,8 @@ private:
 
     std::mutex mutex_;
     std::condition_variable wake_, done_;
-    Launch* job_ = nullptr;
+    bool held_ = false;      // a launch holds the helpers, until its last helper is done
+    Launch* job_ = nullptr;  // the launch helpers may join (nullptr: none, or no longer)
     uint64_t job_id_ = 0;
     unsigned joined_ = 0, finished_ = 0;
 };

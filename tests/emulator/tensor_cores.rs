@@ -193,7 +193,13 @@ fn tf32_and_bf16_conversions_are_bit_exact(driver: &dyn Driver) -> Result<()> {
 // mma.
 
 /// Runs `mma_selftest_tf32` on `a.len() / 128` cases (A 16x8, B 8x8, C 16x8 each).
-fn mma_tf32(driver: &dyn Driver, a: &[f32], b: &[f32], c: &[f32], round: bool) -> Result<Vec<f32>> {
+pub(super) fn mma_tf32(
+    driver: &dyn Driver,
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    round: bool,
+) -> Result<Vec<f32>> {
     let cases = a.len() / 128;
     assert_eq!((b.len(), c.len()), (64 * cases, 128 * cases));
     let (a, b, c) = (
@@ -217,7 +223,7 @@ fn mma_tf32(driver: &dyn Driver, a: &[f32], b: &[f32], c: &[f32], round: bool) -
 }
 
 /// Runs `mma_selftest_bf16` on `a.len() / 256` cases (A 16x16, B 16x8, C 16x8 each).
-fn mma_bf16(driver: &dyn Driver, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<f32>> {
+pub(super) fn mma_bf16(driver: &dyn Driver, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<f32>> {
     let cases = a.len() / 256;
     assert_eq!((b.len(), c.len()), (128 * cases, 128 * cases));
     let (a, b, c) = (
@@ -240,7 +246,14 @@ fn mma_bf16(driver: &dyn Driver, a: &[f32], b: &[f32], c: &[f32]) -> Result<Vec<
 }
 
 /// D = A·B + C in f64, per case: A m x k, B k x n, C and D m x n, all row-major.
-fn gemm_reference(a: &[f32], b: &[f32], c: &[f32], m: usize, k: usize, n: usize) -> Vec<f64> {
+pub(super) fn gemm_reference(
+    a: &[f32],
+    b: &[f32],
+    c: &[f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> Vec<f64> {
     let cases = c.len() / (m * n);
     let mut d = Vec::with_capacity(c.len());
     for case in 0..cases {
@@ -262,12 +275,12 @@ fn gemm_reference(a: &[f32], b: &[f32], c: &[f32], m: usize, k: usize, n: usize)
 }
 
 /// Small integers in [-8, 8]: every product and partial sum is exact, in any order.
-fn small_integers(rng: &mut StdRng, len: usize) -> Vec<f32> {
+pub(super) fn small_integers(rng: &mut StdRng, len: usize) -> Vec<f32> {
     (0..len).map(|_| rng.gen_range(-8i32..=8) as f32).collect()
 }
 
 /// Asserts D equals the reference exactly, naming the case and the element.
-fn assert_exact(d: &[f32], reference: &[f64], what: &str) {
+pub(super) fn assert_exact(d: &[f32], reference: &[f64], what: &str) {
     for (e, (&got, &want)) in d.iter().zip(reference).enumerate() {
         assert!(
             f64::from(got) == want,
