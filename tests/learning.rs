@@ -1,4 +1,5 @@
-//! The whole GoogLeNet learns a small task with a learnable signal.
+//! The whole GoogLeNet learns a small task with a learnable signal, and a small model
+//! of its layers learns another in every precision (below).
 //!
 //! Class k's 32x32 images carry a bright horizontal band at rows 3k..3k+2 over dim
 //! noise. PyTorch's identical model (PyTorch init, dropout off, batch 32, Adam lr
@@ -101,6 +102,8 @@ const STRIPE_CLASSES: usize = 4;
 // The CPU (f32) brings a batch's loss below 0.1 (from ln 4 = 1.39) after 58 steps; we
 // allow 150. The convolutions must learn for that: with only the linear layer
 // training (every convolution's gradient dropped), the loss is still 1.28 at step 150.
+// Planted once in the tensor-core backward filter and run on emu in tf32, a negated
+// gradient left the loss at 1.58 and a zeroed first 64x64 tile at 1.29 after 150 steps.
 const STRIPE_TARGET_LOSS: f32 = 0.1;
 const STRIPE_MAX_STEPS: usize = 150;
 
