@@ -14,7 +14,8 @@
 # DIR, else /tmp/gpu-check: at most 8 files (the device tool brings 8 back). The
 # summary table is printed last, and is summary.txt there.
 #
-# Device tool: carry ["device-bin"], command "scripts/gpu-check.sh", timeout_s 600.
+# Device tool: carry ["device-bin.tar.xz"], command "scripts/gpu-check.sh", timeout_s 600
+# (it unpacks device-bin/ from the archive when the folder is missing or older).
 #
 # --rehearse (or GOOGLENET_GPU_CHECK_DEVICE=emu) runs the same script here, with the
 # emulator in place of the GPU at small sizes, skipping (and saying so) what needs the
@@ -39,6 +40,9 @@ case $device in
     *) echo "error: GOOGLENET_GPU_CHECK_DEVICE=$device: expected cuda or emu" >&2; exit 2 ;;
 esac
 bin=device-bin
+if [ -f "$bin.tar.xz" ] && { [ ! -f "$bin/VERSION" ] || [ "$bin.tar.xz" -nt "$bin/VERSION" ]; }; then
+    rm -rf "$bin" && tar -xJf "$bin.tar.xz"
+fi
 if [ ! -x "$bin/train" ] || [ ! -d "$bin/tests" ]; then
     echo "error: $bin/ is missing or incomplete: run scripts/gpu-prepare.sh first (here, where Rust is)" >&2
     exit 2

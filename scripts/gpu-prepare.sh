@@ -29,6 +29,14 @@ for line in sys.stdin:
 }
 copy_executables test device-bin/tests test --release
 copy_executables bench device-bin/benches bench
+# Only the test executables with a cuda variant go: the rest have nothing to run on a
+# GPU, and the carried folder must stay well under the device tool's 64 MiB.
+for test in device-bin/tests/*; do
+    listed=$("$test" --list --include-ignored cuda:: 2> /dev/null || true)
+    if ! grep -q ': test$' <<< "$listed"; then
+        rm "$test"
+    fi
+done
 strip device-bin/train device-bin/eval device-bin/tests/* device-bin/benches/*
 
 version=$(device-bin/train --version)
@@ -60,3 +68,12 @@ for name, count in [("train-images-idx3-ubyte", train), ("train-labels-idx1-ubyt
 EOF
 cat device-bin/VERSION
 du -sh device-bin
+# Carried to the GPU machine packed: the folder is larger than the device tool's 64 MiB,
+# its executables compress about tenfold. scripts/gpu-check.sh unpacks it there.
+XZ_OPT=-T0 tar -cJf device-bin.tar.xz device-bin
+size=$(stat -c %s device-bin.tar.xz)
+if [ "$size" -gt $((60 << 20)) ]; then
+    echo "error: device-bin.tar.xz is $((size >> 20)) MiB, over the 60 MiB the device tool can carry" >&2
+    exit 1
+fi
+echo "device-bin.tar.xz: $((size >> 20)) MiB (carry it: [\"device-bin.tar.xz\"])"
