@@ -5,6 +5,7 @@
 //!       Backward: `dx[argmax[o]] += dy[o]`.
 //! Avg:  `y[o] = Σ window x / (kh·kw)` (no padding); backward spreads `dy[o] / (kh·kw)`.
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use crate::device::geometry::PoolGeometry;
@@ -16,41 +17,140 @@ fn window(o: usize, stride: usize, pad: usize, k: usize, len: usize) -> (usize, 
     (start.max(0) as usize, end as usize)
 }
 
+/// No tap has won yet: the argmax is then the window's first element.
+const NO_TAP: u32 = u32::MAX;
+
+/// One tap's pass over a plane's outputs on the wide grid (see `max_forward`): output
+/// `o` reads `inputs[o]`, and the running (best, won) go from `from` to `to`. Branch-free
+/// and into other buffers, so the compiler vectorises it with plain stores (updating in
+/// place becomes masked stores, which are slow on AMD's cores); compiled for AVX2 too,
+/// picked at run time where the CPU has it.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn max_tap(from: (&[f32], &[u32]), to: (&mut [f32], &mut [u32]), inputs: &[f32], tap: u32) {
+    let running = from.0.iter().zip(from.1).zip(inputs);
+    for ((b, w), ((&b0, &w0), &v)) in to.0.iter_mut().zip(to.1.iter_mut()).zip(running) {
+        let take = ((v > b0) | v.is_nan()) & !b0.is_nan();
+        *b = if take { v } else { b0 };
+        *w = if take { tap } else { w0 };
+    }
+}
+
+/// How `max_forward` lays a plane out for its passes: `s·s` phase planes of
+/// `rows x cols`, with `rows = oh + (kh-1)/s` (plus one for the wide grid's overrun) and
+/// `cols = ow + (kw-1)/s`.
+struct Phases {
+    rows: usize,
+    cols: usize,
+}
+
+impl Phases {
+    fn new(g: &PoolGeometry) -> Self {
+        Phases {
+            rows: g.oh + (g.kh - 1) / g.stride + 1,
+            cols: g.ow + (g.kw - 1) / g.stride,
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.rows * self.cols
+    }
+
+    /// Phase (py, px) of plane `x_p`: `phase[i, j] = x[s·i + py - pad, s·j + px - pad]`,
+    /// -inf outside the plane.
+    fn fill(&self, phase: &mut [f32], x_p: &[f32], g: &PoolGeometry, py: usize, px: usize) {
+        let s = g.stride;
+        // The columns j that land inside the plane: 0 <= s·j + px - pad < w.
+        let j1 = (g.w + g.pad).saturating_sub(px).div_ceil(s).min(self.cols);
+        let j0 = g.pad.saturating_sub(px).div_ceil(s).min(j1);
+        for (i, row) in phase.chunks_mut(self.cols).enumerate() {
+            let iy = (s * i + py).checked_sub(g.pad).filter(|&iy| iy < g.h);
+            let Some(iy) = iy.filter(|_| j0 < j1) else {
+                row.fill(f32::NEG_INFINITY);
+                continue;
+            };
+            row[..j0].fill(f32::NEG_INFINITY);
+            row[j1..].fill(f32::NEG_INFINITY);
+            let from = iy * g.w + s * j0 + px - g.pad;
+            if s == 1 {
+                row[j0..j1].copy_from_slice(&x_p[from..from + j1 - j0]);
+            } else {
+                for (v, &x) in row[j0..j1].iter_mut().zip(x_p[from..].iter().step_by(s)) {
+                    *v = x;
+                }
+            }
+        }
+    }
+}
+
+/// Per plane, the input is first split into `s·s` phase planes (see `Phases`; for
+/// stride 1 that is one copy padded with -inf), so that tap (ky, kx) of output
+/// (oy, ox) — input (s·oy + ky - pad, s·ox + kx - pad) — is element
+/// `(oy + ky/s, ox + kx/s)` of phase (ky % s, kx % s). On the "wide grid" of `oh` rows
+/// of `cols` outputs (the first `ow` of each are real; the rest are dropped at the end),
+/// output `o = oy·cols + ox` then reads tap (ky, kx) at the fixed offset
+/// `(ky/s)·cols + kx/s + o` of its phase, so each tap is one long contiguous
+/// branch-free pass over the plane. Taps go in the window's row-major order and an
+/// output takes a value when `v > best`, or `v` is NaN, while `best` is not NaN: ties
+/// thus go to the first maximum and the first NaN wins, as in PyTorch; padding (-inf)
+/// never wins.
 pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
+    let s = g.stride;
+    let layout = Phases::new(g);
+    let wide = g.oh * layout.cols;
     let mut y = vec![0.0; g.n * g.c * out_plane];
     let mut argmax = vec![0u32; y.len()];
     y.par_chunks_mut(out_plane)
         .zip(argmax.par_chunks_mut(out_plane))
         .enumerate()
-        .for_each(|(plane, (y_p, arg_p))| {
-            let x_p = &x[plane * in_plane..(plane + 1) * in_plane];
-            for oy in 0..g.oh {
-                let (y0, y1) = window(oy, g.stride, g.pad, g.kh, g.h);
-                for ox in 0..g.ow {
-                    let (x0, x1) = window(ox, g.stride, g.pad, g.kw, g.w);
-                    let mut best = f32::NEG_INFINITY;
-                    let mut best_at = y0 * g.w + x0;
-                    for iy in y0..y1 {
-                        for ix in x0..x1 {
-                            let v = x_p[iy * g.w + ix];
-                            if v > best || v.is_nan() {
-                                best = v;
-                                best_at = iy * g.w + ix;
-                                if v.is_nan() {
-                                    break;
-                                }
-                            }
-                        }
-                        if best.is_nan() {
-                            break;
-                        }
-                    }
-                    y_p[oy * g.ow + ox] = best;
-                    arg_p[oy * g.ow + ox] = best_at as u32;
+        .for_each_init(
+            || {
+                let running = || (vec![0.0; wide], vec![0u32; wide]);
+                (vec![0.0; s * s * layout.len()], running(), running())
+            },
+            |(phases, current, next), (plane, (y_p, arg_p))| {
+                let x_p = &x[plane * in_plane..(plane + 1) * in_plane];
+                for (p, phase) in phases.chunks_mut(layout.len()).enumerate() {
+                    layout.fill(phase, x_p, g, p / s, p % s);
                 }
-            }
-        });
+                current.0.fill(f32::NEG_INFINITY);
+                current.1.fill(NO_TAP);
+                for ky in 0..g.kh {
+                    for kx in 0..g.kw {
+                        let phase = ((ky % s) * s + kx % s) * layout.len();
+                        let from = phase + (ky / s) * layout.cols + kx / s;
+                        // What a win records: the tap's offset in the plane from the
+                        // window's top-left corner (which may lie in the padding).
+                        let tap = (ky * g.w + kx) as u32;
+                        max_tap(
+                            (&current.0, &current.1),
+                            (&mut next.0, &mut next.1),
+                            &phases[from..from + wide],
+                            tap,
+                        );
+                        std::mem::swap(current, next);
+                    }
+                }
+                let (best, won) = (&current.0, &current.1);
+                let corner = g.pad * g.w + g.pad;
+                for (oy, (y_row, arg_row)) in
+                    y_p.chunks_mut(g.ow).zip(arg_p.chunks_mut(g.ow)).enumerate()
+                {
+                    let (y0, _) = window(oy, s, g.pad, g.kh, g.h);
+                    let row = oy * layout.cols;
+                    let (best, won) = (&best[row..row + g.ow], &won[row..row + g.ow]);
+                    y_row.copy_from_slice(best);
+                    for (ox, (a, &tap)) in arg_row.iter_mut().zip(won).enumerate() {
+                        *a = if tap == NO_TAP {
+                            let (x0, _) = window(ox, s, g.pad, g.kw, g.w);
+                            (y0 * g.w + x0) as u32
+                        } else {
+                            ((oy * s * g.w + ox * s + tap as usize) - corner) as u32
+                        };
+                    }
+                }
+            },
+        );
     (y, argmax)
 }
 
