@@ -39,12 +39,13 @@
 // stepping (c, ky, kx) incrementally from slice to slice, or making k a template
 // parameter, because it keeps the cores' contract (a functor maps any in-range (m, k), in
 // any order), so the f32 reference and both tensor-core precisions keep one loader each
-// and neither core changes; it needs no per-thread cursors (2 to 8 elements per operand
-// per thread, in registers: the 64x64 tensor-core kernels already sit near 64, the most
-// that keeps four blocks on an SM); and one code path serves every k, stride and image
-// size, with no fallback to test apart. Per element it costs what stepping a cursor
-// would (a few integer operations), and as a multiply cannot fault, nvcc is free to
-// hoist what depends only on a thread's fixed tile row or column out of the k loop.
+// and neither core changes; it needs no per-thread cursors (one per element a thread
+// stages, 2 or 4 per operand, in registers: the 64x64 tensor-core kernels already sit
+// near 64, the most that keeps four blocks on an SM); and one code path serves every k,
+// stride and image size, with no fallback to test apart. Per element it costs about what
+// stepping a cursor would (a few integer operations), and as a multiply cannot fault,
+// nvcc is free to hoist what depends only on a thread's fixed tile row or column out of
+// the k loop.
 
 // Input row (or column) that kernel tap `kt` reads for output position `o`, or -1 in
 // the padding.
