@@ -6,10 +6,11 @@
 //!   backward data and backward filter, in each precision (`--precisions`, default
 //!   f32,tf32,bf16: a row each), beside cuDNN on the same shape at the same math:
 //!   f32 with `CUDNN_FMA_MATH` (no tensor cores), tf32 with `CUDNN_TENSOR_OP_MATH` on
-//!   f32 tensors (TF32 tensor cores, PyTorch's default); cuDNN's fastest algorithm by
-//!   timing, as `torch.backends.cudnn.benchmark` picks. bf16 rows have no cuDNN
-//!   ratio yet (cuDNN's bf16 convolutions take bf16 tensors, which this bench does not
-//!   make);
+//!   f32 tensors (TF32 tensor cores, PyTorch's default), bf16 with
+//!   `CUDNN_TENSOR_OP_MATH` on bf16 copies of its f32 tensors and f32 compute (cuDNN's
+//!   bf16 convolutions take bf16 tensors; ours take f32 ones and round them to bf16 as
+//!   they stage them: both multiply bf16 values and sum in f32); cuDNN's fastest
+//!   algorithm by timing, as `torch.backends.cudnn.benchmark` picks;
 //! - every distinct max pool (3x3/2 between stages, 3x3/1 in the Inception blocks) and
 //!   the global average pool, forward and backward;
 //! - ReLU forward and backward on the largest and the smallest convolution output;
@@ -581,10 +582,10 @@ impl Suite<'_> {
         let (Some(row), Some(cudnn)) = (row, &self.cudnn) else {
             return;
         };
-        let Some(math) = reference::math(self.precision) else {
-            return; // no cuDNN counterpart in this precision (bf16)
-        };
-        let result = catch_unwind(AssertUnwindSafe(|| cudnn.time(&self.timer, g, pass, math)));
+        let precision = self.precision;
+        let result = catch_unwind(AssertUnwindSafe(|| {
+            cudnn.time(&self.timer, g, pass, precision)
+        }));
         match result {
             Ok(Ok(found)) => self.rows[row].cudnn = Some(found),
             Ok(Err(err)) => {
@@ -850,11 +851,7 @@ fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
     let (cudnn, cudnn_note) = if args.cudnn {
         match catch_unwind(|| reference::Cudnn::open(&stream)) {
             Ok(Ok(c)) => {
-                let note = format!(
-                    "cuDNN {} (f32 rows: CUDNN_FMA_MATH; tf32 rows: CUDNN_TENSOR_OP_MATH; \
-                     bf16 rows: none)",
-                    c.version
-                );
+                let note = format!("cuDNN {} ({})", c.version, reference::configs());
                 (Some(c), note)
             }
             Ok(Err(why)) => (None, format!("cuDNN not found: no ratio ({why})")),
@@ -1026,6 +1023,11 @@ fn run_smoke(args: &Args, why: &str) -> Result<()> {
     header["conv_step_summaries"] = json!(summaries);
     header["errors"] = json!(errors);
     write_json(&args.json, header, &rows, false)?;
+    reference::check_host_tensors()?;
+    println!(
+        "cuDNN not run (no GPU); its rows would be {}: their host tensors checked",
+        reference::configs()
+    );
     if !errors.is_empty() {
         bail!(
             "{} row(s) failed: see the lines starting with \"error:\" above",
@@ -1045,15 +1047,18 @@ fn run_smoke(args: &Args, why: &str) -> Result<()> {
 mod reference {
     use std::sync::Arc;
 
-    use anyhow::{bail, Result};
+    use anyhow::{bail, ensure, Result};
     use cudarc::cudnn::sys::{
         cudnnConvolutionBwdDataAlgo_t as BwdDataAlgo,
         cudnnConvolutionBwdFilterAlgo_t as BwdFilterAlgo, cudnnConvolutionFwdAlgo_t as FwdAlgo,
         cudnnConvolutionMode_t, cudnnMathType_t, cudnnTensorFormat_t,
     };
-    use cudarc::cudnn::{self, ConvBackwardData, ConvBackwardFilter, ConvForward, CudnnError};
-    use cudarc::driver::{CudaSlice, CudaStream};
+    use cudarc::cudnn::{
+        self, ConvBackwardData, ConvBackwardFilter, ConvForward, CudnnDataType, CudnnError,
+    };
+    use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
     use googlenet::device::geometry::ConvGeometry;
+    use half::bf16;
 
     use super::{random, Precision, Timer, GPU_PLAN, SEARCH_PLAN};
 
@@ -1100,15 +1105,72 @@ mod reference {
         pub version: String,
     }
 
-    /// cuDNN's math mode for our kernels' precision, on f32 tensors: FMA only for f32
-    /// (CUDNN_DEFAULT_MATH would let FP32 convolutions use TF32 tensor cores), tensor
-    /// cores for tf32. None for bf16, whose cuDNN convolutions take bf16 tensors.
-    pub fn math(precision: Precision) -> Option<cudnnMathType_t> {
+    /// cuDNN's math mode for our kernels' precision, and whether its tensors are bf16
+    /// copies of ours (else ours, f32): FMA only for f32 (CUDNN_DEFAULT_MATH would let
+    /// FP32 convolutions use TF32 tensor cores), tensor cores for tf32 on f32 tensors
+    /// and for bf16 on bf16 ones, whose convolutions cuDNN only runs on bf16 tensors.
+    /// The compute type is f32 in all three (cuDNN's PSEUDO_BFLOAT16 configuration for
+    /// bf16), as our kernels accumulate in f32.
+    pub fn config(precision: Precision) -> (cudnnMathType_t, bool) {
         match precision {
-            Precision::F32 => Some(cudnnMathType_t::CUDNN_FMA_MATH),
-            Precision::Tf32 => Some(cudnnMathType_t::CUDNN_TENSOR_OP_MATH),
-            Precision::Bf16 => None,
+            Precision::F32 => (cudnnMathType_t::CUDNN_FMA_MATH, false),
+            Precision::Tf32 => (cudnnMathType_t::CUDNN_TENSOR_OP_MATH, false),
+            Precision::Bf16 => (cudnnMathType_t::CUDNN_TENSOR_OP_MATH, true),
         }
+    }
+
+    /// The configurations in words, for the run's header.
+    pub fn configs() -> String {
+        [Precision::F32, Precision::Tf32, Precision::Bf16]
+            .map(|p| {
+                let (math, bf16_tensors) = config(p);
+                let tensors = if bf16_tensors { "bf16" } else { "f32" };
+                format!("{p} rows: {math:?} on {tensors} tensors, f32 compute")
+            })
+            .join("; ")
+    }
+
+    /// An element type of cuDNN's tensors here: f32, or bf16 (cuDNN scales both by f32).
+    pub trait Element: CudnnDataType<Scalar = f32> + DeviceRepr + Copy {
+        fn from_f32(v: f32) -> Self;
+    }
+    impl Element for f32 {
+        fn from_f32(v: f32) -> f32 {
+            v
+        }
+    }
+    impl Element for bf16 {
+        /// Round to nearest even, as our bf16 kernels round their operands.
+        fn from_f32(v: f32) -> bf16 {
+            bf16::from_f32(v)
+        }
+    }
+
+    /// The values cuDNN's tensor of `len` elements holds: `random(len, seed)`, as ours
+    /// hold, in cuDNN's element type.
+    pub fn host_tensor<T: Element>(len: usize, seed: u64) -> Vec<T> {
+        random(len, seed).into_iter().map(T::from_f32).collect()
+    }
+
+    /// What the smoke run (no GPU, no cuDNN) can check of the cuDNN rows: the f32 rows'
+    /// tensors are `random`'s values, and the bf16 rows' are those rounded to bf16 (to
+    /// nearest: within 2^-8 relative), not zeros or the f32 bits reinterpreted.
+    pub fn check_host_tensors() -> Result<()> {
+        const LEN: usize = 4096;
+        let ours = random(LEN, 51);
+        ensure!(
+            host_tensor::<f32>(LEN, 51) == ours,
+            "f32 tensors differ from ours"
+        );
+        for (i, (v, b)) in ours.iter().zip(host_tensor::<bf16>(LEN, 51)).enumerate() {
+            let error = (b.to_f32() - v).abs();
+            ensure!(
+                error <= v.abs() / 256.0,
+                "bf16 tensor element {i}: {} for {v}",
+                b.to_f32()
+            );
+        }
+        Ok(())
     }
 
     impl Cudnn {
@@ -1131,9 +1193,24 @@ mod reference {
             })
         }
 
-        /// cuDNN's fastest algorithm on `g` (each tried, timed, the fastest timed again
-        /// as our rows are): seconds per call and the algorithm's name.
+        /// cuDNN's fastest algorithm on `g` in its counterpart of `precision` (`config`;
+        /// each algorithm tried, timed, the fastest timed again as our rows are):
+        /// seconds per call and the algorithm's name.
         pub fn time(
+            &self,
+            timer: &Timer,
+            g: &ConvGeometry,
+            pass: Pass,
+            precision: Precision,
+        ) -> Result<(f64, String)> {
+            match config(precision) {
+                (math, false) => self.time_as::<f32>(timer, g, pass, math),
+                (math, true) => self.time_as::<bf16>(timer, g, pass, math),
+            }
+        }
+
+        /// `time` on tensors of element type T.
+        fn time_as<T: Element>(
             &self,
             timer: &Timer,
             g: &ConvGeometry,
@@ -1151,11 +1228,12 @@ mod reference {
                 cudnnConvolutionMode_t::CUDNN_CROSS_CORRELATION,
             )?;
             conv.set_math_type(math)?;
-            let x_desc = c.create_4d_tensor::<f32>(nchw, dims(g.input_shape()))?;
-            let w_desc = c.create_4d_filter::<f32>(nchw, dims(g.weight_shape()))?;
-            let y_desc = c.create_4d_tensor::<f32>(nchw, dims(g.output_shape()))?;
+            let x_desc = c.create_4d_tensor::<T>(nchw, dims(g.input_shape()))?;
+            let w_desc = c.create_4d_filter::<T>(nchw, dims(g.weight_shape()))?;
+            let y_desc = c.create_4d_tensor::<T>(nchw, dims(g.output_shape()))?;
             let len = |s: [usize; 4]| s.iter().product::<usize>();
-            let upload = |n: usize, seed: u64| self.stream.clone_htod(&random(n, seed));
+            let upload = |n: usize, seed: u64| self.stream.clone_htod(&host_tensor::<T>(n, seed));
+            let scale = (T::from_f32(1.0), T::from_f32(0.0));
             let mut x = upload(len(g.input_shape()), 51)?;
             let mut w = upload(len(g.weight_shape()), 52)?;
             let mut y = upload(len(g.output_shape()), 53)?;
@@ -1173,7 +1251,7 @@ mod reference {
                         &FWD,
                         |a| op.get_workspace_size(a),
                         // SAFETY: the buffers have the descriptors' shapes and type.
-                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &x, &w, &mut y) },
+                        |a, ws| unsafe { op.launch(a, ws, scale, &x, &w, &mut y) },
                     )
                 }
                 Pass::BackwardData => {
@@ -1188,7 +1266,7 @@ mod reference {
                         &BWD_DATA,
                         |a| op.get_workspace_size(a),
                         // SAFETY: as above.
-                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &mut x, &w, &y) },
+                        |a, ws| unsafe { op.launch(a, ws, scale, &mut x, &w, &y) },
                     )
                 }
                 Pass::BackwardFilter => {
@@ -1203,7 +1281,7 @@ mod reference {
                         &BWD_FILTER,
                         |a| op.get_workspace_size(a),
                         // SAFETY: as above.
-                        |a, ws| unsafe { op.launch(a, ws, (1.0, 0.0), &x, &mut w, &y) },
+                        |a, ws| unsafe { op.launch(a, ws, scale, &x, &mut w, &y) },
                     )
                 }
             }
@@ -1234,7 +1312,7 @@ mod reference {
                 }
             }
             let Some((_, algo, bytes)) = best else {
-                bail!("no cuDNN algorithm runs this convolution in FP32 (FMA math)")
+                bail!("no cuDNN algorithm runs this convolution in this configuration")
             };
             let mut ws = self.workspace(bytes)?;
             let t = timer.time(GPU_PLAN, &mut || Ok(launch(algo, ws.as_mut())?))?;

@@ -1,4 +1,5 @@
 #include "common.cuh"
+#include "divisor.cuh"
 #include "mma_gemm.cuh"
 #include "tiled_gemm.cuh"
 
@@ -29,6 +30,22 @@
 // NaN), else the identity. Backward kernels, when `relu`, read the output gradient
 // masked by ReLU's backward, dy · [y > 0] with y the forward output through the same view,
 // so no ReLU kernel runs in either direction.
+//
+// Index maps. Splitting a flat index into its parts (r into (c, ky, kx), j into
+// (img, oy, ox), q into (img, iy, ix), and the stride test of backward data) divides by
+// run-time sizes. Each divisor comes with a multiplier and shift the launch code computed
+// (divisor.cuh), so no loader, epilogue or core runs an integer division: a quotient is a
+// multiply-high, an add and a shift, a remainder one multiply-subtract more. Chosen over
+// stepping (c, ky, kx) incrementally from slice to slice, or making k a template
+// parameter, because it keeps the cores' contract (a functor maps any in-range (m, k), in
+// any order), so the f32 reference and both tensor-core precisions keep one loader each
+// and neither core changes; it needs no per-thread cursors (one per element a thread
+// stages, 2 or 4 per operand, in registers: the 64x64 tensor-core kernels already sit
+// near 64, the most that keeps four blocks on an SM); and one code path serves every k,
+// stride and image size, with no fallback to test apart. Per element it costs about what
+// stepping a cursor would (a few integer operations), and as a multiply cannot fault,
+// nvcc is free to hoist what depends only on a thread's fixed tile row or column out of
+// the k loop.
 
 // Input row (or column) that kernel tap `kt` reads for output position `o`, or -1 in
 // the padding.
@@ -37,15 +54,20 @@ __device__ inline int conv_source(int o, int kt, int stride, int pad, int len) {
     return (i >= 0 && i < len) ? i : -1;
 }
 
+// The run-time sizes the index maps divide by.
+struct ConvDivisors {
+    Divisor k, kk2, positions, ow, plane, wd, stride;  // k·k, oh·ow, h·w
+};
+
 // The im2col matrix at patch row r = (c, ky, kx), output column j = (img, oy, ox):
 // the input pixel that tap reads, or 0 in the padding. Never stored, only computed.
 __device__ inline float im2col_at(const float* x, int r, int j, int c_in, int h, int wd,
-                                  int k, int stride, int pad, int ow, int positions) {
-    const int kk2 = k * k;
-    const int c = r / kk2, ky = (r / k) % k, kx = r % k;
-    const int img = j / positions, p = j % positions;
-    const int iy = conv_source(p / ow, ky, stride, pad, h);
-    const int ix = conv_source(p % ow, kx, stride, pad, wd);
+                                  int stride, int pad, const ConvDivisors& by) {
+    const int c = by.kk2.div(r), tap = by.kk2.rem(r);
+    const int ky = by.k.div(tap), kx = by.k.rem(tap);
+    const int img = by.positions.div(j), p = by.positions.rem(j);
+    const int iy = conv_source(by.ow.div(p), ky, stride, pad, h);
+    const int ix = conv_source(by.ow.rem(p), kx, stride, pad, wd);
     return (iy < 0 || ix < 0) ? 0.0f : x[((img * c_in + c) * h + iy) * wd + ix];
 }
 
@@ -92,17 +114,33 @@ struct ConvParts {
     }
 };
 
-// The geometry every kernel takes after its buffers.
+// The geometry every kernel takes after its buffers, then the divisors, each as its
+// multiplier and shift, in ConvDivisors' order (src/device/gpu/conv.rs passes them).
 #define CONV_GEOMETRY                                                                     \
     int n, int c_in, int h, int wd, int c_out, int k, int stride, int pad, int oh, int ow
 #define CONV_GEOMETRY_ARGS n, c_in, h, wd, c_out, k, stride, pad, oh, ow
+#define CONV_DIVISOR(name) int name##_magic, int name##_shift
+#define CONV_DIVISOR_PARAMS                                                               \
+    CONV_DIVISOR(k), CONV_DIVISOR(kk2), CONV_DIVISOR(positions), CONV_DIVISOR(ow),        \
+        CONV_DIVISOR(plane), CONV_DIVISOR(wd), CONV_DIVISOR(stride)
+#define CONV_KERNEL_GEOMETRY CONV_GEOMETRY, CONV_DIVISOR_PARAMS
+#define CONV_DIVISOR_INIT(name, d) \
+    { d, (unsigned)name##_magic, name##_shift }
+#define CONV_DIVISORS                                                                     \
+    ConvDivisors {                                                                        \
+        CONV_DIVISOR_INIT(k, k), CONV_DIVISOR_INIT(kk2, k * k),                           \
+            CONV_DIVISOR_INIT(positions, oh * ow), CONV_DIVISOR_INIT(ow, ow),             \
+            CONV_DIVISOR_INIT(plane, h * wd), CONV_DIVISOR_INIT(wd, wd),                  \
+            CONV_DIVISOR_INIT(stride, stride)                                             \
+    }
 
 // Forward: y[img, co, oy, ox] = act(b[co] + Σ_{c, ky, kx} w[co, c, ky, kx] ·
 //          x[img, c, oy·s + ky - pad, ox·s + kx - pad])   (zero outside the image)
 // as the GEMM Y[co, j] = Σ_r W[co, r] · col[r, j], rows co, cols j, depth r; co is
 // stored in its part's view.
 template <typename Acc, int P>
-__device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CONV_GEOMETRY) {
+__device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu,
+                         const ConvDivisors& by, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, cols = n * positions;
     const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
 
@@ -112,7 +150,7 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
         return part.w[local * patch + r];
     };
     auto load_col = [&](int r, int j) {
-        return im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
+        return im2col_at(x, r, j, c_in, h, wd, stride, pad, by);
     };
     Acc acc;
     gemm_into<true, false>(acc, c_out, cols, 0, patch, m0, n0, load_w, load_col);
@@ -121,8 +159,8 @@ __device__ void conv_fwd(const float* x, const ConvParts<P>& parts, int relu, CO
         int local;
         const ConvPart& part = parts.find(co, local);
         const float v = sum + part.b[local];
-        part.y[part.at(j / positions, local, j % positions, positions)] =
-            (relu && v < 0.0f) ? 0.0f : v;
+        const int img = by.positions.div(j), p = by.positions.rem(j);
+        part.y[part.at(img, local, p, positions)] = (relu && v < 0.0f) ? 0.0f : v;
     });
 }
 
@@ -143,17 +181,17 @@ using AccBf16 = tensor::Acc<tensor::Math::Bf16, R>;
 // name's suffix) on the core whose accumulators are ACC.
 #define CONV_FWD_KERNELS(suffix, R, prec, ACC)                                            \
     extern "C" __global__ void conv_fwd##suffix##prec(const float* x, CONV_FWD_PART(0),   \
-                                                      int relu, CONV_GEOMETRY) {          \
+                                                      int relu, CONV_KERNEL_GEOMETRY) {   \
         const ConvParts<1> parts = {{CONV_FWD_PART_INIT(0)}};                             \
-        conv_fwd<ACC<R>, 1>(x, parts, relu, CONV_GEOMETRY_ARGS);                          \
+        conv_fwd<ACC<R>, 1>(x, parts, relu, CONV_DIVISORS, CONV_GEOMETRY_ARGS);           \
     }                                                                                     \
     EMU_REGISTER(conv_fwd##suffix##prec)                                                  \
     extern "C" __global__ void conv3_fwd##suffix##prec(                                   \
         const float* x, CONV_FWD_PART(0), CONV_FWD_PART(1), CONV_FWD_PART(2), int relu,   \
-        CONV_GEOMETRY) {                                                                  \
+        CONV_KERNEL_GEOMETRY) {                                                           \
         const ConvParts<3> parts = {                                                      \
             {CONV_FWD_PART_INIT(0), CONV_FWD_PART_INIT(1), CONV_FWD_PART_INIT(2)}};       \
-        conv_fwd<ACC<R>, 3>(x, parts, relu, CONV_GEOMETRY_ARGS);                          \
+        conv_fwd<ACC<R>, 3>(x, parts, relu, CONV_DIVISORS, CONV_GEOMETRY_ARGS);           \
     }                                                                                     \
     EMU_REGISTER(conv3_fwd##suffix##prec)
 
@@ -174,38 +212,38 @@ CONV_FWD_KERNELS(_small, 2, _bf16, AccBf16)
 // what dx holds (the gradient gathered so far) instead of replacing it.
 template <typename Acc, int P>
 __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, int accumulate,
-                              CONV_GEOMETRY) {
+                              const ConvDivisors& by, CONV_GEOMETRY) {
     const int kk2 = k * k, depth = c_out * kk2, plane = h * wd, cols = n * plane;
     const int positions = oh * ow;
     const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
 
     auto load_w = [&](int c, int t) {
         int local;
-        const ConvPart& part = parts.find(t / kk2, local);
-        return part.w[(local * c_in + c) * kk2 + t % kk2];
+        const ConvPart& part = parts.find(by.kk2.div(t), local);
+        return part.w[(local * c_in + c) * kk2 + by.kk2.rem(t)];
     };
     // Output coordinate that input coordinate i reaches through tap kt, or -1.
     auto target = [&](int i, int kt, int len) {
         const int num = i + pad - kt;
-        if (num < 0 || num % stride != 0) return -1;
-        const int o = num / stride;
-        return o < len ? o : -1;
+        if (num < 0) return -1;
+        const int o = by.stride.div(num);
+        return (o * stride == num && o < len) ? o : -1;
     };
     auto load_dy = [&](int t, int q) {
-        const int ky = (t / k) % k, kx = t % k;
-        const int img = q / plane, pix = q % plane;
-        const int oy = target(pix / wd, ky, oh);
-        const int ox = target(pix % wd, kx, ow);
+        const int tap = by.kk2.rem(t), ky = by.k.div(tap), kx = by.k.rem(tap);
+        const int img = by.plane.div(q), pix = by.plane.rem(q);
+        const int oy = target(by.wd.div(pix), ky, oh);
+        const int ox = target(by.wd.rem(pix), kx, ow);
         if (oy < 0 || ox < 0) return 0.0f;
         int local;
-        const ConvPart& part = parts.find(t / kk2, local);
+        const ConvPart& part = parts.find(by.kk2.div(t), local);
         return part.grad(img, local, oy * ow + ox, positions, relu);
     };
     Acc acc;
     gemm_into<false, false>(acc, c_in, cols, 0, depth, m0, n0, load_w, load_dy);
 
     for_each_output(acc, m0, n0, c_in, cols, [&](int c, int q, float sum) {
-        const int img = q / plane, pix = q % plane;
+        const int img = by.plane.div(q), pix = by.plane.rem(q);
         float* out = &dx[(img * c_in + c) * plane + pix];
         *out = accumulate ? *out + sum : sum;
     });
@@ -219,17 +257,19 @@ __device__ void conv_bwd_data(const ConvParts<P>& parts, float* dx, int relu, in
 
 #define CONV_DATA_KERNELS(suffix, R, prec, ACC)                                           \
     extern "C" __global__ void conv_bwd_data##suffix##prec(                               \
-        CONV_DATA_PART(0), float* dx, int relu, int accumulate, CONV_GEOMETRY) {          \
+        CONV_DATA_PART(0), float* dx, int relu, int accumulate, CONV_KERNEL_GEOMETRY) {   \
         const ConvParts<1> parts = {{CONV_DATA_PART_INIT(0)}};                            \
-        conv_bwd_data<ACC<R>, 1>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);        \
+        conv_bwd_data<ACC<R>, 1>(parts, dx, relu, accumulate, CONV_DIVISORS,              \
+                                 CONV_GEOMETRY_ARGS);                                     \
     }                                                                                     \
     EMU_REGISTER(conv_bwd_data##suffix##prec)                                             \
     extern "C" __global__ void conv3_bwd_data##suffix##prec(                              \
         CONV_DATA_PART(0), CONV_DATA_PART(1), CONV_DATA_PART(2), float* dx, int relu,     \
-        int accumulate, CONV_GEOMETRY) {                                                  \
+        int accumulate, CONV_KERNEL_GEOMETRY) {                                           \
         const ConvParts<3> parts = {                                                      \
             {CONV_DATA_PART_INIT(0), CONV_DATA_PART_INIT(1), CONV_DATA_PART_INIT(2)}};    \
-        conv_bwd_data<ACC<R>, 3>(parts, dx, relu, accumulate, CONV_GEOMETRY_ARGS);        \
+        conv_bwd_data<ACC<R>, 3>(parts, dx, relu, accumulate, CONV_DIVISORS,              \
+                                 CONV_GEOMETRY_ARGS);                                     \
     }                                                                                     \
     EMU_REGISTER(conv3_bwd_data##suffix##prec)
 
@@ -251,7 +291,7 @@ CONV_DATA_KERNELS(_small, 2, _bf16, AccBf16)
 // Splitting the long j axis (n·oh·ow) gives small weight tensors enough blocks.
 template <typename Acc, int P>
 __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float* part_sums,
-                                int chunk, int relu, CONV_GEOMETRY) {
+                                int chunk, int relu, const ConvDivisors& by, CONV_GEOMETRY) {
     const int kk2 = k * k, patch = c_in * kk2, positions = oh * ow, depth = n * positions;
     const int m0 = blockIdx.y * Acc::TILE, n0 = blockIdx.x * Acc::TILE;
     const int j_begin = blockIdx.z * chunk;
@@ -260,11 +300,10 @@ __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float
     auto load_dy = [&](int co, int j) {
         int local;
         const ConvPart& part = parts.find(co, local);
-        return part.grad(j / positions, local, j % positions, positions, relu);
+        return part.grad(by.positions.div(j), local, by.positions.rem(j), positions, relu);
     };
     auto load_col = [&](int j, int r) {
-        return r == patch ? 1.0f
-                          : im2col_at(x, r, j, c_in, h, wd, k, stride, pad, ow, positions);
+        return r == patch ? 1.0f : im2col_at(x, r, j, c_in, h, wd, stride, pad, by);
     };
     Acc acc;
     gemm_into<true, true>(acc, c_out, patch + 1, j_begin, j_end, m0, n0, load_dy, load_col);
@@ -293,32 +332,36 @@ __device__ void conv_bwd_filter(const float* x, const ConvParts<P>& parts, float
 // and three.
 #define CONV_FILTER_KERNELS(prec, ACC)                                                    \
     extern "C" __global__ void conv_bwd_filter##prec(const float* x, CONV_FILTER_PART(0), \
-                                                     int relu, CONV_GEOMETRY) {           \
+                                                     int relu, CONV_KERNEL_GEOMETRY) {    \
         const ConvParts<1> parts = {{CONV_FILTER_PART_INIT(0)}};                          \
-        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS); \
+        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_DIVISORS,      \
+                                CONV_GEOMETRY_ARGS);                                      \
     }                                                                                     \
     EMU_REGISTER(conv_bwd_filter##prec)                                                   \
     extern "C" __global__ void conv3_bwd_filter##prec(                                    \
         const float* x, CONV_FILTER_PART(0), CONV_FILTER_PART(1), CONV_FILTER_PART(2),    \
-        int relu, CONV_GEOMETRY) {                                                        \
+        int relu, CONV_KERNEL_GEOMETRY) {                                                 \
         const ConvParts<3> parts = {{CONV_FILTER_PART_INIT(0), CONV_FILTER_PART_INIT(1),  \
                                      CONV_FILTER_PART_INIT(2)}};                          \
-        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_GEOMETRY_ARGS); \
+        conv_bwd_filter<ACC<4>>(x, parts, nullptr, n * oh * ow, relu, CONV_DIVISORS,      \
+                                CONV_GEOMETRY_ARGS);                                      \
     }                                                                                     \
     EMU_REGISTER(conv3_bwd_filter##prec)                                                  \
     extern "C" __global__ void conv_bwd_filter_split##prec(                               \
         const float* x, CONV_GRAD_PART(0), float* part, int chunk, int relu,              \
-        CONV_GEOMETRY) {                                                                  \
+        CONV_KERNEL_GEOMETRY) {                                                           \
         const ConvParts<1> parts = {{CONV_SPLIT_PART_INIT(0)}};                           \
-        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);         \
+        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_DIVISORS,               \
+                                CONV_GEOMETRY_ARGS);                                      \
     }                                                                                     \
     EMU_REGISTER(conv_bwd_filter_split##prec)                                             \
     extern "C" __global__ void conv3_bwd_filter_split##prec(                              \
         const float* x, CONV_GRAD_PART(0), CONV_GRAD_PART(1), CONV_GRAD_PART(2),          \
-        float* part, int chunk, int relu, CONV_GEOMETRY) {                                \
+        float* part, int chunk, int relu, CONV_KERNEL_GEOMETRY) {                         \
         const ConvParts<3> parts = {{CONV_SPLIT_PART_INIT(0), CONV_SPLIT_PART_INIT(1),    \
                                      CONV_SPLIT_PART_INIT(2)}};                           \
-        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_GEOMETRY_ARGS);         \
+        conv_bwd_filter<ACC<4>>(x, parts, part, chunk, relu, CONV_DIVISORS,               \
+                                CONV_GEOMETRY_ARGS);                                      \
     }                                                                                     \
     EMU_REGISTER(conv3_bwd_filter_split##prec)
 
@@ -370,6 +413,11 @@ EMU_REGISTER(conv3_bwd_filter_reduce_f32)
 // The emulator compiles every kernel file into one translation unit: keep the macros here.
 #undef CONV_GEOMETRY
 #undef CONV_GEOMETRY_ARGS
+#undef CONV_DIVISOR
+#undef CONV_DIVISOR_PARAMS
+#undef CONV_KERNEL_GEOMETRY
+#undef CONV_DIVISOR_INIT
+#undef CONV_DIVISORS
 #undef CONV_FWD_PART
 #undef CONV_FWD_PART_INIT
 #undef CONV_FWD_KERNELS

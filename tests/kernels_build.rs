@@ -149,6 +149,51 @@ fn every_gemm_kernel_has_tf32_and_bf16_twins_on_tensor_cores() {
     }
 }
 
+/// Integer divide and remainder instructions in a piece of PTX, any width and signedness
+/// (`div.s32`, `rem.u64`, ...; not `div.rn.f32` and its kin).
+fn integer_divisions(ptx: &str) -> usize {
+    ptx.lines()
+        .filter_map(|line| line.split_whitespace().next())
+        .filter(|op| {
+            let mut parts = op.split('.');
+            matches!(parts.next(), Some("div" | "rem"))
+                && parts.any(|t| matches!(t, "s32" | "u32" | "s64" | "u64"))
+        })
+        .count()
+}
+
+/// The conv GEMMs divide by nothing at run time: every index map divides with the
+/// launch code's multipliers (kernels/divisor.cuh), so their PTX holds no integer
+/// division at all, in the loaders, the epilogues or the cores. (Before, each loaded
+/// element divided by k, k·k, oh·ow, ow or the stride: 20 to 140 per kernel, e.g. 80 in
+/// conv_fwd_tf32, as nvcc unrolls the staging loops.) The split reduction, one thread per
+/// weight, keeps its one split of that weight's index into (channel, patch row).
+#[test]
+fn conv_kernels_divide_by_nothing_at_run_time() {
+    if !has_kernels("conv_kernels_divide_by_nothing_at_run_time") {
+        return;
+    }
+    let module = MODULES.iter().find(|m| m.file == "conv").unwrap();
+    let entries = ptx_entries(module.ptx_compute80);
+    assert!(entries.len() >= 38, "conv.cu has {} kernels", entries.len());
+    for (name, body) in entries {
+        let budget = if name.contains("reduce") { 1 } else { 0 };
+        let found = integer_divisions(body);
+        assert!(
+            found <= budget,
+            "{name} has {found} integer divisions in its PTX (at most {budget})"
+        );
+    }
+}
+
+#[test]
+fn integer_divisions_are_counted_by_opcode() {
+    let ptx = "\tdiv.s32 \t%r1, %r2, %r3;\n\trem.u64 %rd1, %rd2, %rd3;\n\
+               \tdiv.rn.f32 %f1, %f2, %f3;\n\tmul.hi.u32 %r4, %r5, %r6;\n\
+               // div.u32 in a comment\n\tdiv.full.f32 %f4, %f5, %f6;\n";
+    assert_eq!(integer_divisions(ptx), 2);
+}
+
 /// An nvcc newer than the 13.0 driver supports is refused; 13.0 and older are used.
 #[test]
 fn an_nvcc_newer_than_13_0_is_refused() {

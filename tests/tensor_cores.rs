@@ -1,6 +1,7 @@
-//! The tensor-core kernels (`_tf32`, `_bf16`: kernels/mma_gemm.cuh) on the emulator
-//! against the f32 reference kernels (`_f32`, which tests/gpu_ops.rs checks against the
-//! CPU): every conv op (forward and backward data on both tile sizes, backward filter
+//! The tensor-core kernels (`_tf32`, `_bf16`: kernels/mma_gemm.cuh) against the f32
+//! reference kernels (`_f32`, which tests/gpu_ops.rs checks against the CPU) on the same
+//! device: the emulator (`emu::`) and a GPU (`cuda::`, ignored without one:
+//! scripts/gpu-check.sh runs them). Every conv op (forward and backward data on both tile sizes, backward filter
 //! with and without the split reduction, the three-part `conv3_` kernels with views,
 //! ReLU and accumulation) and the linear layer, at GoogLeNet's shapes at batch 1-2 and
 //! awkward ones (odd sizes, channels not a tile multiple). Two checks per case:
@@ -24,24 +25,65 @@
 //!   format would put it past u. (The "TF32 near 3e-4, bf16 near 1e-2" are these
 //!   bounds at these depths.)
 //!
+//! Both checks hold on a GPU as on the emulator: exact sums are exact in any order, and
+//! the bounds hold for any summation order.
+//!
 //! A NaN never passes: every comparison is on finite values. Outputs start poisoned: a
 //! conv's output tensor is NaN inside its view (outside, random values that must come
-//! back untouched), and every other output comes from the emulator's allocator, which
-//! fills fresh memory with NaN; so an element a kernel does not write fails.
+//! back untouched), and on the emulator every other output comes from its allocator,
+//! which fills fresh memory with NaN; so an element a kernel does not write fails.
 
 use anyhow::Result;
-use googlenet::device::emu::EmuDriver;
 use googlenet::device::geometry::{ChannelView, ConvGeometry, LinearGeometry};
-use googlenet::device::gpu::GpuBackend;
 use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+/// Stamps each test body, `fn name(gpu: &dyn Backend) -> Result<()>`, for the emulator
+/// and for GPU 0: a GPU backend (the bodies switch its precision between the reference
+/// and the fast kernels), where tests/common/mod.rs's `device_tests!` hands out devices.
+macro_rules! gpu_tests {
+    ($($name:ident),* $(,)?) => {
+        mod emu {
+            use googlenet::device::emu::EmuDriver;
+            use googlenet::device::gpu::GpuBackend;
+            use googlenet::device::Precision;
+            $(
+                #[test]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name(&GpuBackend::new(EmuDriver::new(), Precision::F32))
+                }
+            )*
+        }
+        mod cuda {
+            use googlenet::device::cuda::CudaDriver;
+            use googlenet::device::gpu::GpuBackend;
+            use googlenet::device::Precision;
+            $(
+                #[test]
+                #[ignore = "needs a CUDA GPU: run with --include-ignored where there is one"]
+                fn $name() -> anyhow::Result<()> {
+                    super::$name(&GpuBackend::new(CudaDriver::new(0)?, Precision::F32))
+                }
+            )*
+        }
+    };
+}
+
+gpu_tests!(
+    googlenet_convolutions_match_the_f32_kernels,
+    awkward_convolutions_match_the_f32_kernels,
+    fused_inception_1x1s_match_the_f32_kernels,
+    linear_matches_the_f32_kernels,
+);
+
 /// Outputs below which the RMS check is skipped (the per-element bound still holds).
 const RMS_MIN_OUTPUTS: usize = 256;
 
-fn emu(precision: Precision) -> GpuBackend<EmuDriver> {
-    GpuBackend::new(EmuDriver::new(), precision)
+/// `gpu`, its GEMMs switched to precision `p`.
+fn at(gpu: &dyn Backend, p: Precision) -> Result<&dyn Backend> {
+    gpu.set_precision(p)?;
+    Ok(gpu)
 }
 
 /// The unit roundoff of a precision's GEMM operands.
@@ -244,7 +286,7 @@ fn run_conv(
     })
 }
 
-fn check_conv(case: &ConvCase, seed: u64) -> Result<()> {
+fn check_conv(gpu: &dyn Backend, case: &ConvCase, seed: u64) -> Result<()> {
     let c_out = case.lens.iter().sum();
     let g = ConvGeometry::new(case.input, c_out, case.k, case.stride, case.pad)?;
     let views = views_of(case);
@@ -260,7 +302,6 @@ fn check_conv(case: &ConvCase, seed: u64) -> Result<()> {
         case.accumulate,
         k = case.k
     );
-    let reference = emu(Precision::F32);
     for kind in [Values::Grid, Values::Uniform] {
         let data = ConvData {
             x: values(kind, case.input.iter().product(), seed),
@@ -289,11 +330,12 @@ fn check_conv(case: &ConvCase, seed: u64) -> Result<()> {
                 .collect(),
             prior: values(kind, case.input.iter().product(), seed + 50),
         };
-        let want = run_conv(&reference, case, &g, &data, None)?;
+        let reference = at(gpu, Precision::F32)?;
+        let want = run_conv(reference, case, &g, &data, None)?;
         // S for each output: the reference on magnitudes, through the same mask.
-        let scale = run_conv(&reference, case, &g, &data.abs(), Some(&want.y))?;
+        let scale = run_conv(reference, case, &g, &data.abs(), Some(&want.y))?;
         for p in [Precision::Tf32, Precision::Bf16] {
-            let got = run_conv(&emu(p), case, &g, &data, Some(&want.y))?;
+            let got = run_conv(at(gpu, p)?, case, &g, &data, Some(&want.y))?;
             for i in 0..views.len() {
                 let part = format!("{what}: forward, part {i}");
                 compare(
@@ -322,7 +364,10 @@ fn check_conv(case: &ConvCase, seed: u64) -> Result<()> {
 /// Each `(input [n, c_in, h, w], c_out, k, stride, pad)` case once plain and once fused
 /// (bias, ReLU and accumulation), the fused one into a view that starts past the tensor's
 /// first channel and ends before its last.
-fn check_plain_and_fused(cases: &[([usize; 4], usize, usize, usize, usize)]) -> Result<()> {
+fn check_plain_and_fused(
+    gpu: &dyn Backend,
+    cases: &[([usize; 4], usize, usize, usize, usize)],
+) -> Result<()> {
     for (i, &(input, c_out, k, stride, pad)) in cases.iter().enumerate() {
         for fused in [false, true] {
             let case = ConvCase {
@@ -335,7 +380,7 @@ fn check_plain_and_fused(cases: &[([usize; 4], usize, usize, usize, usize)]) -> 
                 relu: fused,
                 accumulate: fused,
             };
-            check_conv(&case, 100 + 100 * i as u64 + u64::from(fused))?;
+            check_conv(gpu, &case, 100 + 100 * i as u64 + u64::from(fused))?;
         }
     }
     Ok(())
@@ -343,8 +388,7 @@ fn check_plain_and_fused(cases: &[([usize; 4], usize, usize, usize, usize)]) -> 
 
 /// GoogLeNet's convolutions at their real channel counts on small images, batch 1-2,
 /// each plain and with every fusion (ReLU, a channel view, accumulation).
-#[test]
-fn googlenet_convolutions_match_the_f32_kernels() -> Result<()> {
+fn googlenet_convolutions_match_the_f32_kernels(gpu: &dyn Backend) -> Result<()> {
     let cases = [
         // (input [n, c_in, h, w], c_out, k, stride, pad)
         ([1, 1, 28, 28], 64, 7, 2, 3), // conv1: one grey channel, 7x7 stride 2
@@ -353,14 +397,13 @@ fn googlenet_convolutions_match_the_f32_kernels() -> Result<()> {
         ([2, 16, 7, 7], 32, 5, 1, 2),  // 3a's 5x5 on its 16-channel reduce
         ([1, 48, 4, 4], 128, 5, 1, 2), // 5b's 5x5 on 48 channels
     ];
-    check_plain_and_fused(&cases)
+    check_plain_and_fused(gpu, &cases)
 }
 
 /// Shapes that are no tile multiple on any axis, batch 1, a 1x1 image, a reduction that
 /// splits (2048 output pixels) and one on the 64x64 tiles (the others use 32x32 for
 /// forward and backward data).
-#[test]
-fn awkward_convolutions_match_the_f32_kernels() -> Result<()> {
+fn awkward_convolutions_match_the_f32_kernels(gpu: &dyn Backend) -> Result<()> {
     let cases = [
         ([1, 3, 5, 7], 5, 3, 2, 1),   // odd everything
         ([3, 20, 5, 7], 70, 1, 1, 0), // c_out one tile and a bit
@@ -370,14 +413,13 @@ fn awkward_convolutions_match_the_f32_kernels() -> Result<()> {
         // 138 tiles of 64x64: forward and backward data on the large tiles.
         ([1, 130, 54, 54], 130, 1, 1, 0),
     ];
-    check_plain_and_fused(&cases)
+    check_plain_and_fused(gpu, &cases)
 }
 
 /// An Inception block's three 1x1 convolutions as one GEMM (`conv3_`): 3a's
 /// (64, 96, 16 of 192 channels), 5b's (384, 192, 48 of 832) and parts that straddle
 /// tiles, with a split filter reduction.
-#[test]
-fn fused_inception_1x1s_match_the_f32_kernels() -> Result<()> {
+fn fused_inception_1x1s_match_the_f32_kernels(gpu: &dyn Backend) -> Result<()> {
     let cases = [
         ([2, 192, 7, 7], [64, 96, 16]),
         ([1, 832, 2, 2], [384, 192, 48]),
@@ -394,16 +436,14 @@ fn fused_inception_1x1s_match_the_f32_kernels() -> Result<()> {
             relu: true,
             accumulate: i != 1,
         };
-        check_conv(&case, 5000 + 100 * i as u64)?;
+        check_conv(gpu, &case, 5000 + 100 * i as u64)?;
     }
     Ok(())
 }
 
 /// The linear layer's three products: GoogLeNet's classifier (1024 -> 10 at batch 16),
 /// batch 1 and sizes off the tiles.
-#[test]
-fn linear_matches_the_f32_kernels() -> Result<()> {
-    let reference = emu(Precision::F32);
+fn linear_matches_the_f32_kernels(gpu: &dyn Backend) -> Result<()> {
     for (i, (n, inp, out)) in [(16, 1024, 10), (1, 3, 10), (67, 130, 65)]
         .into_iter()
         .enumerate()
@@ -425,10 +465,11 @@ fn linear_matches_the_f32_kernels() -> Result<()> {
                 let (dw, db) = d.linear_bwd_weight(&x, &dy, &g)?;
                 anyhow::Ok([y, dx, dw, db].map(|buf| down(d, &buf)))
             };
-            let want = run(&reference, &x, &w, &b, &dy)?;
-            let scale = run(&reference, &abs(&x), &abs(&w), &abs(&b), &abs(&dy))?;
+            let reference = at(gpu, Precision::F32)?;
+            let want = run(reference, &x, &w, &b, &dy)?;
+            let scale = run(reference, &abs(&x), &abs(&w), &abs(&b), &abs(&dy))?;
             for p in [Precision::Tf32, Precision::Bf16] {
-                let got = run(&emu(p), &x, &w, &b, &dy)?;
+                let got = run(at(gpu, p)?, &x, &w, &b, &dy)?;
                 for (j, (name, depth)) in [
                     ("forward", inp + 1),
                     ("backward data", out),

@@ -34,10 +34,21 @@ const FILTER_TARGET_BLOCKS: usize = 256;
 const FILTER_MIN_CHUNK: usize = 1024;
 
 /// The geometry as the kernels' trailing int parameters:
-/// `n, c_in, h, w, c_out, k, stride, pad, oh, ow`, with the input and weight lengths checked.
-fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
+/// `n, c_in, h, w, c_out, k, stride, pad, oh, ow`, then the multiplier and shift of each
+/// divisor the kernels' index maps take (kernels/divisor.cuh), in ConvDivisors' order:
+/// `k, k·k, oh·ow, ow, h·w, w, stride`; with the input and weight lengths checked.
+fn geometry_args(g: &ConvGeometry) -> Result<[i32; 24]> {
     int(g.n * g.c_in * g.h * g.w, "conv input length")?;
     int(g.c_out * (g.patch_len() + 1), "conv weight length")?;
+    let [k, kk2, positions, ow, plane, w, stride] = [
+        divisor_args(g.k, "kernel size")?,
+        divisor_args(g.k * g.k, "kernel taps")?,
+        divisor_args(g.oh * g.ow, "output pixels")?,
+        divisor_args(g.ow, "output width")?,
+        divisor_args(g.h * g.w, "input pixels")?,
+        divisor_args(g.w, "input width")?,
+        divisor_args(g.stride, "stride")?,
+    ];
     Ok([
         int(g.n, "batch")?,
         int(g.c_in, "input channels")?,
@@ -49,7 +60,35 @@ fn geometry_args(g: &ConvGeometry) -> Result<[i32; 10]> {
         int(g.pad, "padding")?,
         int(g.oh, "output height")?,
         int(g.ow, "output width")?,
+        k[0],
+        k[1],
+        kk2[0],
+        kk2[1],
+        positions[0],
+        positions[1],
+        ow[0],
+        ow[1],
+        plane[0],
+        plane[1],
+        w[0],
+        w[1],
+        stride[0],
+        stride[1],
     ])
+}
+
+/// Divisor `d` as the kernels take it (kernels/divisor.cuh has the math): the low word
+/// of ⌊2^(32+s) / d⌋ + 1, as an int's bits, and s = ⌈log2 d⌉. An empty axis (d = 0)
+/// passes zeros: no index is ever divided by it, as nothing lies along it.
+fn divisor_args(d: usize, what: &str) -> Result<[i32; 2]> {
+    let d = int(d, what)? as u64;
+    if d == 0 {
+        return Ok([0, 0]);
+    }
+    let shift = 64 - (d - 1).leading_zeros();
+    // < 2^32 as 2^s < 2d; u64 holds 2^32 · (2^s - d) < 2^63.
+    let magic = ((1u64 << 32) * ((1u64 << shift) - d) / d + 1) as u32;
+    Ok([magic as i32, shift as i32])
 }
 
 /// The kernel `conv_<op>_<precision>` for one part, `conv3_<op>_<precision>` for three.
@@ -362,6 +401,40 @@ mod tests {
         p: usize,
     ) -> ConvGeometry {
         ConvGeometry::new([n, c_in, hw, hw], c_out, k, s, p).unwrap()
+    }
+
+    /// What divisor.cuh computes from `divisor_args`: (umulhi(a, m) + a) >> s.
+    fn divide(a: u32, d: u32) -> u32 {
+        let [magic, shift] = divisor_args(d as usize, "d").unwrap();
+        let high = ((u64::from(a) * u64::from(magic as u32)) >> 32) as u32;
+        (high + a) >> shift
+    }
+
+    #[test]
+    fn divisor_args_divide_exactly() {
+        let max = i32::MAX as u32;
+        let big = [
+            1 << 16,
+            (1 << 16) + 1,
+            (1 << 30) - 1,
+            1 << 30,
+            (1 << 30) + 1,
+            max - 1,
+            max,
+        ];
+        for d in (1..=4096).chain(big) {
+            // Each multiple of d below 2^13 and the number before it, and the range's top.
+            let near = (0..(1 << 13) / d + 2).flat_map(|q| [q * d, (q * d).saturating_sub(1)]);
+            let top = (0..64).map(|i| max - i).chain([max / d * d]);
+            for a in near.chain(top).filter(|&a| a <= max) {
+                assert_eq!(divide(a, d), a / d, "{a} / {d}");
+            }
+        }
+        assert_eq!(divisor_args(0, "d").unwrap(), [0, 0]);
+        assert!(divisor_args(1 << 31, "stride")
+            .unwrap_err()
+            .to_string()
+            .contains("stride"));
     }
 
     #[test]
