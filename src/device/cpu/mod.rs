@@ -9,6 +9,7 @@ mod linear;
 mod loss;
 mod pool;
 mod resize;
+mod winograd;
 
 use anyhow::{bail, ensure, Result};
 
