@@ -400,14 +400,20 @@ fn conv2d_1x1(device: Device) -> Result<()> {
 }
 
 /// Inception's 3x3 branch and `conv2.2`; late Inception blocks on small images see
-/// planes as small as 1x1, where all but the centre tap fall in the padding.
+/// planes as small as 1x1, where all but the centre tap fall in the padding. On the CPU
+/// a plane of 14x15 (at least 196 positions) takes Winograd's transforms.
 fn conv2d_3x3_pad1(device: Device) -> Result<()> {
     check_conv(
         &device,
         3,
         1,
         1,
-        &[([1, 2, 5, 5], 3), ([2, 3, 6, 7], 2), ([2, 2, 1, 1], 2)],
+        &[
+            ([1, 2, 5, 5], 3),
+            ([2, 3, 6, 7], 2),
+            ([2, 2, 1, 1], 2),
+            ([2, 2, 14, 15], 2),
+        ],
     )
 }
 
