@@ -12,7 +12,8 @@ fn parameters_after_steps(threads: usize) -> anyhow::Result<Vec<Vec<u32>>> {
         .build()?;
     pool.install(|| {
         let device = Device::cpu();
-        // 64x64: GoogLeNet's planes reach 16x16, so the per-image 1x1 paths run too.
+        // 64x64: GoogLeNet's planes reach 16x16, so the per-image 1x1 paths and the
+        // Winograd 3x3 (conv2.2) run too.
         let (batch, size) = (4, 64);
         let (net, mut params) =
             GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 3)?;
