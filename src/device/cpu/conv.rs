@@ -179,13 +179,14 @@ pub fn forward(x: &[f32], parts: &mut [Part], g: &ConvGeometry, relu: bool) {
     let positions = g.oh * g.ow;
     let width = g.n * positions;
     let w: Vec<&[f32]> = parts.iter().map(|p| p.w).collect();
+    let w = stacked(&w);
     let out = if winograd::applies(g) {
-        winograd::forward(x, &stacked(&w), g)
+        winograd::forward(x, &w, g)
     } else {
         let col = im2col(x, g);
         let mut out = vec![0.0; g.c_out * width];
         par_gemm(
-            Mat::new(&stacked(&w), g.c_out, g.patch_len()),
+            Mat::new(&w, g.c_out, g.patch_len()),
             Mat::new(&col, g.patch_len(), width),
             &mut out,
         );

@@ -208,6 +208,12 @@ fn filter_transform(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     u
 }
 
+/// `U[ξ]` of `filter_transform`'s output, as the K x C matrix it is.
+fn filter_block<'a>(u: &'a [f32], xi: usize, g: &ConvGeometry) -> Mat<'a> {
+    let len = g.c_out * g.c_in;
+    Mat::new(&u[xi * len..][..len], g.c_out, g.c_in)
+}
+
 /// The first `N` pieces `stride` apart of `data`, each `len` long.
 fn pieces<const N: usize>(data: &mut [f32], stride: usize, len: usize) -> [&mut [f32]; N] {
     let mut chunks = data.chunks_mut(stride);
@@ -313,7 +319,7 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let v = input_transform(x, g);
     let m = products(
         k_n * p_n,
-        |xi| Mat::new(&u[xi * k_n * c_n..][..k_n * c_n], k_n, c_n),
+        |xi| filter_block(&u, xi, g),
         |xi| block(&v, xi, c_n, p_n),
     );
     let positions = g.oh * g.ow;
@@ -354,7 +360,7 @@ pub fn backward_data(d_out: &[f32], w: &[f32], g: &ConvGeometry, dx: &mut [f32])
     let dm = output_grad_transform(d_out, g);
     let dv = products(
         c_n * p_n,
-        |xi| Mat::new(&u[xi * k_n * c_n..][..k_n * c_n], k_n, c_n).t(),
+        |xi| filter_block(&u, xi, g).t(),
         |xi| block(&dm, xi, k_n, p_n),
     );
     let plane = g.h * g.w;
