@@ -96,40 +96,63 @@ pub fn gemm(a: Mat, b: Mat, c: &mut [f32], beta: f32) {
     unsafe { gemm_into(a, b, c.as_mut_ptr(), n, beta) }
 }
 
-/// `c = a · b`, split across the rayon threads along the longer side of `c`, one
+/// `a · b` as a fresh dense row-major matrix, with no pass to clear it first.
+pub fn product(a: Mat, b: Mat) -> Vec<f32> {
+    let (m, n) = (a.dims().0, b.dims().1);
+    // SAFETY: one product into the m x n output, beta 0.
+    unsafe { written_by(m * n, |c| gemm_into(a, b, c, n, 0.0)) }
+}
+
+/// `product`, split across the rayon threads along the longer side of the output, one
 /// block per thread so each packs its operand once. Each element is still one dot
 /// product in a fixed order: the result does not depend on the split.
-pub fn par_gemm(a: Mat, b: Mat, c: &mut [f32]) {
+pub fn par_product(a: Mat, b: Mat) -> Vec<f32> {
     let (m, k) = a.dims();
     let (_, n) = b.dims();
-    assert_eq!(c.len(), m * n, "gemm: output has the wrong size");
     let threads = rayon::current_num_threads();
     if threads == 1 || m * n * k < 1 << 18 {
-        return gemm(a, b, c, 0.0);
+        return product(a, b);
     }
-    if m >= n {
-        let rows = m.div_ceil(threads).next_multiple_of(8);
-        c.par_chunks_mut(rows * n)
-            .enumerate()
-            .for_each(|(i, block)| {
-                let a_rows = a.rows_of_product(i * rows, block.len() / n);
-                gemm(a_rows, b, block, 0.0);
+    let blocks = |c: *mut f32| {
+        let out = SendPtr(c);
+        if m >= n {
+            let rows = m.div_ceil(threads).next_multiple_of(8);
+            (0..m.div_ceil(rows)).into_par_iter().for_each(|i| {
+                let (start, len) = (i * rows, rows.min(m - i * rows));
+                let a_rows = a.rows_of_product(start, len);
+                // SAFETY: block i writes only rows start..start+len of the m x n output.
+                unsafe { gemm_into(a_rows, b, out.get().add(start * n), n, 0.0) }
             });
-    } else {
-        let cols = n.div_ceil(threads).next_multiple_of(16);
-        let out = SendPtr(c.as_mut_ptr());
-        (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
-            let (start, len) = (i * cols, cols.min(n - i * cols));
-            let b_cols = b.cols_of_product(start, len);
-            // SAFETY: block i writes only columns start..start+len of the m x n
-            // output, rows n apart; no two blocks share a column.
-            unsafe { gemm_into(a, b_cols, out.get().add(start), n, 0.0) }
-        });
-    }
+        } else {
+            let cols = n.div_ceil(threads).next_multiple_of(16);
+            (0..n.div_ceil(cols)).into_par_iter().for_each(|i| {
+                let (start, len) = (i * cols, cols.min(n - i * cols));
+                let b_cols = b.cols_of_product(start, len);
+                // SAFETY: block i writes only columns start..start+len of the m x n
+                // output, rows n apart; no two blocks share a column.
+                unsafe { gemm_into(a, b_cols, out.get().add(start), n, 0.0) }
+            });
+        }
+    };
+    // SAFETY: the blocks' products, beta 0, cover the m x n output between them.
+    unsafe { written_by(m * n, blocks) }
+}
+
+/// A `len`-long vector that `write` fills through the pointer it is given.
+///
+/// # Safety
+/// `write` must store every one of the `len` elements (as `gemm_into` does with beta
+/// 0: matrixmultiply then writes all of C without reading it, zeros where k is 0).
+unsafe fn written_by(len: usize, write: impl FnOnce(*mut f32)) -> Vec<f32> {
+    let mut c = Vec::with_capacity(len);
+    write(c.as_mut_ptr());
+    // SAFETY: `write` initialised the first `len` elements (the caller's promise).
+    unsafe { c.set_len(len) };
+    c
 }
 
 struct SendPtr(*mut f32);
-// SAFETY: used only to hand disjoint column blocks of one output to rayon tasks.
+// SAFETY: used only to hand disjoint row or column blocks of one output to rayon tasks.
 unsafe impl Sync for SendPtr {}
 impl SendPtr {
     fn get(&self) -> *mut f32 {

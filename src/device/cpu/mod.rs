@@ -4,6 +4,7 @@
 mod adam;
 mod conv;
 mod elementwise;
+mod fresh;
 mod gemm;
 mod linear;
 mod loss;
@@ -126,7 +127,7 @@ impl Backend for CpuBackend {
     }
 
     fn alloc_f32(&self, len: usize) -> Result<Buffer<f32>> {
-        Ok(Buffer::Host(vec![0.0; len]))
+        Ok(Buffer::Host(fresh::zeros(len)))
     }
 
     fn conv2d_fwd(

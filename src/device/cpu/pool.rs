@@ -8,6 +8,7 @@
 use multiversion::multiversion;
 use rayon::prelude::*;
 
+use super::fresh::{filled, zeros};
 use crate::device::geometry::PoolGeometry;
 
 /// Rows (or columns) `start..end` of the window at output position `o`, clipped to the input.
@@ -98,8 +99,8 @@ fn max_forward_wide(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let s = g.stride;
     let layout = Phases::new(g);
     let wide = g.oh * layout.cols;
-    let mut y = vec![0.0; g.n * g.c * out_plane];
-    let mut argmax = vec![0u32; y.len()];
+    let mut y = zeros(g.n * g.c * out_plane);
+    let mut argmax = zeros(y.len());
     y.par_chunks_mut(out_plane)
         .zip(argmax.par_chunks_mut(out_plane))
         .enumerate()
@@ -159,8 +160,8 @@ fn max_forward_wide(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
 /// wide version's set-up per plane outweighs its passes.
 fn max_forward_scan(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-    let mut y = vec![0.0; g.n * g.c * out_plane];
-    let mut argmax = vec![0u32; y.len()];
+    let mut y = zeros(g.n * g.c * out_plane);
+    let mut argmax = zeros(y.len());
     y.par_chunks_mut(out_plane)
         .zip(argmax.par_chunks_mut(out_plane))
         .enumerate()
@@ -209,61 +210,49 @@ pub fn max_forward(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
 
 pub fn max_backward(dy: &[f32], argmax: &[u32], g: &PoolGeometry) -> Vec<f32> {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-    let mut dx = vec![0.0; g.n * g.c * in_plane];
-    dx.par_chunks_mut(in_plane)
-        .enumerate()
-        .for_each(|(plane, dx_p)| {
-            let range = plane * out_plane..(plane + 1) * out_plane;
-            for (d, &at) in dy[range.clone()].iter().zip(&argmax[range]) {
-                dx_p[at as usize] += d;
-            }
-        });
-    dx
+    filled(g.n * g.c * in_plane, in_plane, |plane, dx_p| {
+        let range = plane * out_plane..(plane + 1) * out_plane;
+        for (d, &at) in dy[range.clone()].iter().zip(&argmax[range]) {
+            dx_p[at as usize] += d;
+        }
+    })
 }
 
 pub fn avg_forward(x: &[f32], g: &PoolGeometry) -> Vec<f32> {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
     let divisor = (g.kh * g.kw) as f32;
-    let mut y = vec![0.0; g.n * g.c * out_plane];
-    y.par_chunks_mut(out_plane)
-        .enumerate()
-        .for_each(|(plane, y_p)| {
-            let x_p = &x[plane * in_plane..(plane + 1) * in_plane];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let mut sum = 0.0;
-                    for iy in oy * g.stride..oy * g.stride + g.kh {
-                        for ix in ox * g.stride..ox * g.stride + g.kw {
-                            sum += x_p[iy * g.w + ix];
-                        }
+    filled(g.n * g.c * out_plane, out_plane, |plane, y_p| {
+        let x_p = &x[plane * in_plane..(plane + 1) * in_plane];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let mut sum = 0.0;
+                for iy in oy * g.stride..oy * g.stride + g.kh {
+                    for ix in ox * g.stride..ox * g.stride + g.kw {
+                        sum += x_p[iy * g.w + ix];
                     }
-                    y_p[oy * g.ow + ox] = sum / divisor;
                 }
+                y_p[oy * g.ow + ox] = sum / divisor;
             }
-        });
-    y
+        }
+    })
 }
 
 pub fn avg_backward(dy: &[f32], g: &PoolGeometry) -> Vec<f32> {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
     let divisor = (g.kh * g.kw) as f32;
-    let mut dx = vec![0.0; g.n * g.c * in_plane];
-    dx.par_chunks_mut(in_plane)
-        .enumerate()
-        .for_each(|(plane, dx_p)| {
-            let dy_p = &dy[plane * out_plane..(plane + 1) * out_plane];
-            for oy in 0..g.oh {
-                for ox in 0..g.ow {
-                    let share = dy_p[oy * g.ow + ox] / divisor;
-                    for iy in oy * g.stride..oy * g.stride + g.kh {
-                        for ix in ox * g.stride..ox * g.stride + g.kw {
-                            dx_p[iy * g.w + ix] += share;
-                        }
+    filled(g.n * g.c * in_plane, in_plane, |plane, dx_p| {
+        let dy_p = &dy[plane * out_plane..(plane + 1) * out_plane];
+        for oy in 0..g.oh {
+            for ox in 0..g.ow {
+                let share = dy_p[oy * g.ow + ox] / divisor;
+                for iy in oy * g.stride..oy * g.stride + g.kh {
+                    for ix in ox * g.stride..ox * g.stride + g.kw {
+                        dx_p[iy * g.w + ix] += share;
                     }
                 }
             }
-        });
-    dx
+        }
+    })
 }
 
 #[cfg(test)]

@@ -27,7 +27,8 @@ use std::ops::{Add, Mul, Neg, Sub};
 
 use rayon::prelude::*;
 
-use super::gemm::{gemm, Mat};
+use super::fresh::filled_with;
+use super::gemm::{product, Mat};
 use crate::device::geometry::ConvGeometry;
 
 /// Positions of a 4x4 transform: one GEMM each.
@@ -225,8 +226,9 @@ fn pieces<const N: usize>(data: &mut [f32], stride: usize, len: usize) -> [&mut 
 fn input_transform(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let tiles = Tiles::new(g);
     let (p_n, wide, plane) = (tiles.count, tiles.per_image, g.h * g.w);
-    let mut v = vec![0.0; g.c_in * XI * p_n];
-    v.par_chunks_mut(XI * p_n).enumerate().for_each_init(
+    filled_with(
+        g.c_in * XI * p_n,
+        XI * p_n,
         || vec![0.0; 4 * tiles.phase_len],
         |ph, (c, v_c)| {
             for n in 0..g.n {
@@ -246,32 +248,29 @@ fn input_transform(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
                 transform(ins, outs, mul_bt);
             }
         },
-    );
-    v
+    )
 }
 
 /// `dM` from the output gradient `d_out [k, (n, oy, ox)]`, laid out `[k][ξ][p]`.
 fn output_grad_transform(d_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let tiles = Tiles::new(g);
     let (p_n, wide, positions) = (tiles.count, tiles.per_image, g.oh * g.ow);
-    let mut dm = vec![0.0; g.c_out * XI * p_n];
-    dm.par_chunks_mut(XI * p_n)
-        .zip(d_out.par_chunks(g.n * positions))
-        .for_each_init(
-            || vec![0.0; 4 * tiles.phase_len],
-            |ph, (dm_k, row)| {
-                for n in 0..g.n {
-                    let plane = &row[n * positions..][..positions];
-                    phases(plane, g.oh, g.ow, 0, tiles.row, ph);
-                    // Output (i, j) of tile o is at o of phase i·2 + j.
-                    let ins: [&[f32]; 4] =
-                        std::array::from_fn(|k| &ph[k * tiles.phase_len..][..wide]);
-                    let outs = pieces::<XI>(&mut dm_k[n * wide..], p_n, wide);
-                    transform(ins, outs, mul_a);
-                }
-            },
-        );
-    dm
+    filled_with(
+        g.c_out * XI * p_n,
+        XI * p_n,
+        || vec![0.0; 4 * tiles.phase_len],
+        |ph, (k, dm_k)| {
+            let row = &d_out[k * g.n * positions..][..g.n * positions];
+            for n in 0..g.n {
+                let plane = &row[n * positions..][..positions];
+                phases(plane, g.oh, g.ow, 0, tiles.row, ph);
+                // Output (i, j) of tile o is at o of phase i·2 + j.
+                let ins: [&[f32]; 4] = std::array::from_fn(|k| &ph[k * tiles.phase_len..][..wide]);
+                let outs = pieces::<XI>(&mut dm_k[n * wide..], p_n, wide);
+                transform(ins, outs, mul_a);
+            }
+        },
+    )
 }
 
 /// Block ξ of a `[rows][ξ][p]` buffer (`input_transform`, `output_grad_transform`): a
@@ -283,30 +282,21 @@ fn block(data: &[f32], xi: usize, rows: usize, p_n: usize) -> Mat<'_> {
     }
 }
 
-/// The 16 products `out[ξ] = lhs(ξ) · rhs(ξ)`, one GEMM per thread at a time, each
-/// `out_len` long.
+/// The 16 products `lhs(ξ) · rhs(ξ)`, one GEMM per thread at a time.
 fn products<'a>(
-    out_len: usize,
     lhs: impl Fn(usize) -> Mat<'a> + Sync,
     rhs: impl Fn(usize) -> Mat<'a> + Sync,
-) -> Vec<f32> {
-    let mut out = vec![0.0; XI * out_len];
-    out.par_chunks_mut(out_len)
-        .enumerate()
-        .for_each(|(xi, out)| gemm(lhs(xi), rhs(xi), out, 0.0));
-    out
+) -> Vec<Vec<f32>> {
+    (0..XI)
+        .into_par_iter()
+        .map(|xi| product(lhs(xi), rhs(xi)))
+        .collect()
 }
 
-/// The 16 pieces of a `[ξ][rows][p]` product for row `r`, image `n`.
-fn product_row<'a>(
-    data: &'a [f32],
-    r: usize,
-    n: usize,
-    rows: usize,
-    tiles: &Tiles,
-) -> [&'a [f32]; XI] {
+/// The 16 pieces of the `[rows][p]` products for row `r`, image `n`.
+fn product_row<'a>(data: &'a [Vec<f32>], r: usize, n: usize, tiles: &Tiles) -> [&'a [f32]; XI] {
     let from = r * tiles.count + n * tiles.per_image;
-    std::array::from_fn(|xi| &data[xi * rows * tiles.count + from..][..tiles.per_image])
+    std::array::from_fn(|xi| &data[xi][from..][..tiles.per_image])
 }
 
 /// The forward: `[c_out, (n, oy, ox)]`, bias and activation left to the caller. `w` is
@@ -317,37 +307,31 @@ pub fn forward(x: &[f32], w: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let (p_n, wide) = (tiles.count, tiles.per_image);
     let u = filter_transform(w, g);
     let v = input_transform(x, g);
-    let m = products(
-        k_n * p_n,
-        |xi| filter_block(&u, xi, g),
-        |xi| block(&v, xi, c_n, p_n),
-    );
+    let m = products(|xi| filter_block(&u, xi, g), |xi| block(&v, xi, c_n, p_n));
     let positions = g.oh * g.ow;
-    let mut out = vec![0.0; k_n * g.n * positions];
-    out.par_chunks_mut(g.n * positions)
-        .enumerate()
-        .for_each_init(
-            || vec![0.0; 4 * wide],
-            |y, (k, row)| {
-                for n in 0..g.n {
-                    // Output (i, j) of every tile of the image, at o of y's piece i·2 + j, ...
-                    transform(
-                        product_row(&m, k, n, k_n, &tiles),
-                        pieces::<4>(y, wide, wide),
-                        mul_at,
-                    );
-                    // ... then in place.
-                    let plane = &mut row[n * positions..][..positions];
-                    for (oy, out_row) in plane.chunks_mut(g.ow).enumerate() {
-                        let (piece, o) = ((oy % 2) * 2 * wide, (oy / 2) * tiles.row);
-                        for (ox, v) in out_row.iter_mut().enumerate() {
-                            *v = y[piece + (ox % 2) * wide + o + ox / 2];
-                        }
+    filled_with(
+        k_n * g.n * positions,
+        g.n * positions,
+        || vec![0.0; 4 * wide],
+        |y, (k, row)| {
+            for n in 0..g.n {
+                // Output (i, j) of every tile of the image, at o of y's piece i·2 + j, ...
+                transform(
+                    product_row(&m, k, n, &tiles),
+                    pieces::<4>(y, wide, wide),
+                    mul_at,
+                );
+                // ... then in place.
+                let plane = &mut row[n * positions..][..positions];
+                for (oy, out_row) in plane.chunks_mut(g.ow).enumerate() {
+                    let (piece, o) = ((oy % 2) * 2 * wide, (oy / 2) * tiles.row);
+                    for (ox, v) in out_row.iter_mut().enumerate() {
+                        *v = y[piece + (ox % 2) * wide + o + ox / 2];
                     }
                 }
-            },
-        );
-    out
+            }
+        },
+    )
 }
 
 /// The input gradient of the output gradient `d_out [c_out, (n, oy, ox)]`, added onto
@@ -359,7 +343,6 @@ pub fn backward_data(d_out: &[f32], w: &[f32], g: &ConvGeometry, dx: &mut [f32])
     let u = filter_transform(w, g);
     let dm = output_grad_transform(d_out, g);
     let dv = products(
-        c_n * p_n,
         |xi| filter_block(&u, xi, g).t(),
         |xi| block(&dm, xi, k_n, p_n),
     );
@@ -372,7 +355,7 @@ pub fn backward_data(d_out: &[f32], w: &[f32], g: &ConvGeometry, dx: &mut [f32])
         |(dd, ph), (nc, dx_p)| {
             let (n, c) = (nc / c_n, nc % c_n);
             transform(
-                product_row(&dv, c, n, c_n, &tiles),
+                product_row(&dv, c, n, &tiles),
                 pieces::<XI>(dd, wide, wide),
                 mul_b,
             );
