@@ -371,14 +371,21 @@ fn check_conv(
 }
 
 /// GoogLeNet's stem (`conv1`); odd, even and non-square images, which a swap of the
-/// row and column axes in im2col/col2im would not survive.
+/// row and column axes in im2col/col2im would not survive. On the CPU an output plane
+/// of 14x15 (at least 196 positions) takes the per-image columns for its filter
+/// gradient.
 fn conv2d_7x7_stride2_pad3(device: Device) -> Result<()> {
     check_conv(
         &device,
         7,
         2,
         3,
-        &[([1, 1, 9, 9], 3), ([2, 2, 8, 11], 2), ([1, 1, 4, 3], 2)],
+        &[
+            ([1, 1, 9, 9], 3),
+            ([2, 2, 8, 11], 2),
+            ([1, 1, 4, 3], 2),
+            ([2, 1, 28, 29], 2),
+        ],
     )
 }
 
@@ -401,7 +408,8 @@ fn conv2d_1x1(device: Device) -> Result<()> {
 
 /// Inception's 3x3 branch and `conv2.2`; late Inception blocks on small images see
 /// planes as small as 1x1, where all but the centre tap fall in the padding. On the CPU
-/// a plane of 14x15 (at least 196 positions) takes Winograd's transforms.
+/// a plane of 14x15 (at least 196 positions) takes Winograd's transforms, and the
+/// per-image columns for its filter gradient.
 fn conv2d_3x3_pad1(device: Device) -> Result<()> {
     check_conv(
         &device,
@@ -417,7 +425,8 @@ fn conv2d_3x3_pad1(device: Device) -> Result<()> {
     )
 }
 
-/// Inception's 5x5 branch, including planes smaller than the kernel.
+/// Inception's 5x5 branch, including planes smaller than the kernel; on the CPU a plane
+/// of 14x15 takes the per-image columns for its filter gradient.
 fn conv2d_5x5_pad2(device: Device) -> Result<()> {
     check_conv(
         &device,
@@ -429,6 +438,7 @@ fn conv2d_5x5_pad2(device: Device) -> Result<()> {
             ([2, 2, 7, 6], 3),
             ([2, 2, 2, 2], 2),
             ([1, 3, 1, 1], 2),
+            ([2, 2, 14, 15], 2),
         ],
     )
 }

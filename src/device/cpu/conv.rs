@@ -101,30 +101,37 @@ fn source(o: usize, k: usize, g: &ConvGeometry) -> usize {
     o * g.stride + k - g.pad
 }
 
+/// Row `r = (c, ky, kx)` of image `n`'s columns: `out[oy·ow + ox]` becomes input pixel
+/// `x[n, c, oy*s + ky - pad, ox*s + kx - pad]` where that lies inside the image. The
+/// other elements (padding) are left as they are; they are the same for every image.
+fn column_row(x: &[f32], g: &ConvGeometry, r: usize, n: usize, out: &mut [f32]) {
+    let plane = g.h * g.w;
+    let (c, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
+    let (rows, cols) = (inside(ky, g, g.h, g.oh), inside(kx, g, g.w, g.ow));
+    if cols.is_empty() {
+        return;
+    }
+    let image = &x[(n * g.c_in + c) * plane..][..plane];
+    for oy in rows {
+        let in_row = &image[source(oy, ky, g) * g.w..][..g.w];
+        let out_row = &mut out[oy * g.ow..][..g.ow];
+        if g.stride == 1 {
+            let from = source(cols.start, kx, g);
+            out_row[cols.clone()].copy_from_slice(&in_row[from..from + cols.len()]);
+        } else {
+            for ox in cols.clone() {
+                out_row[ox] = in_row[source(ox, kx, g)];
+            }
+        }
+    }
+}
+
 fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (positions, plane) = (g.oh * g.ow, g.h * g.w);
+    let positions = g.oh * g.ow;
     let width = g.n * positions;
     filled(g.patch_len() * width, width, |r, row| {
-        let (c, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
-        let (rows, cols) = (inside(ky, g, g.h, g.oh), inside(kx, g, g.w, g.ow));
-        if cols.is_empty() {
-            return;
-        }
-        for n in 0..g.n {
-            let image = &x[(n * g.c_in + c) * plane..(n * g.c_in + c + 1) * plane];
-            let out = &mut row[n * positions..(n + 1) * positions];
-            for oy in rows.clone() {
-                let in_row = &image[source(oy, ky, g) * g.w..][..g.w];
-                let out_row = &mut out[oy * g.ow..][..g.ow];
-                if g.stride == 1 {
-                    let from = source(cols.start, kx, g);
-                    out_row[cols.clone()].copy_from_slice(&in_row[from..from + cols.len()]);
-                } else {
-                    for ox in cols.clone() {
-                        out_row[ox] = in_row[source(ox, kx, g)];
-                    }
-                }
-            }
+        for (n, out) in row.chunks_mut(positions).enumerate() {
+            column_row(x, g, r, n, out);
         }
     })
 }
@@ -300,6 +307,24 @@ fn output_grad_row(gr: &PartGrad, c: usize, n: usize, dst: &mut [f32]) {
     }
 }
 
+/// `Σ v` in a fixed order: eight running sums, of the elements `i ≡ l (mod 8)`, added
+/// pairwise at the end. The compiler keeps them in one vector register; a single
+/// running sum waits for each add to finish.
+fn sum(v: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for chunk in &mut chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane += x;
+        }
+    }
+    for (lane, &x) in lanes.iter_mut().zip(chunks.remainder()) {
+        *lane += x;
+    }
+    let [a, b, c, d, e, f, g, h] = lanes;
+    ((a + b) + (c + d)) + ((e + f) + (g + h))
+}
+
 /// The stacked `(dW, db)` of a per-image 1x1 convolution: `dW += dY_n · x_nᵀ` image by
 /// image, `n = 0, 1, ...` in that order whatever the thread count (the threads split
 /// the output channels), with `dY_n` the gathered, ReLU-masked rows of image `n`.
@@ -331,10 +356,60 @@ fn backward_filter_per_image(
                     beta,
                 );
                 for (b, row) in db.iter_mut().zip(dy_n.chunks(positions)) {
-                    *b = row.iter().fold(*b, |sum, &v| sum + v);
+                    *b += sum(row);
                 }
             }
         });
+    (dw, db)
+}
+
+/// The stacked `(dW, db)` of a k x k convolution (k > 1) on planes of at least
+/// `PLANE_GEMM_MIN` outputs, image by image: `dW[:, rows] = Σ_n dY_n · col_n[rows]ᵀ`,
+/// `n = 0, 1, ...` in that order, with the threads splitting the patch rows `rows`.
+/// Each thread builds its rows of one image's columns at a time, in one buffer (the
+/// padding's zeros are the same for every image), so the batch's columns, hundreds of
+/// megabytes at 224x224, are never written out. `dY_n` is read in place from `dY`.
+fn backward_filter_image_columns(
+    x: &[f32],
+    grads: &[PartGrad],
+    g: &ConvGeometry,
+) -> (Vec<f32>, Vec<f32>) {
+    let positions = g.oh * g.ow;
+    let (width, patch) = (g.n * positions, g.patch_len());
+    let d_out = gather_output_grad(grads, g);
+    let block = patch.div_ceil(rayon::current_num_threads());
+    let blocks: Vec<Vec<f32>> = (0..patch.div_ceil(block))
+        .into_par_iter()
+        .map(|b| {
+            let rows = b * block..patch.min((b + 1) * block);
+            let mut col = vec![0.0; rows.len() * positions];
+            let mut dw = vec![0.0; g.c_out * rows.len()];
+            for n in 0..g.n {
+                for (r, out) in rows.clone().zip(col.chunks_mut(positions)) {
+                    column_row(x, g, r, n, out);
+                }
+                let dy_n = Mat {
+                    row_stride: width,
+                    ..Mat::new(&d_out[n * positions..], g.c_out, positions)
+                };
+                let beta = if n == 0 { 0.0 } else { 1.0 };
+                gemm(
+                    dy_n,
+                    Mat::new(&col, rows.len(), positions).t(),
+                    &mut dw,
+                    beta,
+                );
+            }
+            dw
+        })
+        .collect();
+    let dw = filled(g.c_out * patch, patch, |co, row| {
+        for (b, part) in blocks.iter().enumerate() {
+            let len = part.len() / g.c_out;
+            row[b * block..][..len].copy_from_slice(&part[co * len..][..len]);
+        }
+    });
+    let db = d_out.par_chunks(width).map(sum).collect();
     (dw, db)
 }
 
@@ -355,14 +430,7 @@ fn backward_filter_columns(
         Mat::new(&d_out, g.c_out, width),
         Mat::new(&col, patch, width).t(),
     );
-    let db = (0..g.c_out)
-        .into_par_iter()
-        .map(|co| {
-            d_out[co * width..(co + 1) * width]
-                .iter()
-                .fold(0.0, |sum, &v| sum + v)
-        })
-        .collect();
+    let db = d_out.par_chunks(width).map(sum).collect();
     (dw, db)
 }
 
@@ -374,6 +442,8 @@ pub fn backward_filter(
 ) -> Vec<(Vec<f32>, Vec<f32>)> {
     let (dw, db) = if per_image(g) {
         backward_filter_per_image(x, grads, g)
+    } else if g.oh * g.ow >= PLANE_GEMM_MIN {
+        backward_filter_image_columns(x, grads, g)
     } else {
         backward_filter_columns(x, grads, g)
     };

@@ -27,7 +27,7 @@ use std::ops::{Add, Mul, Neg, Sub};
 
 use rayon::prelude::*;
 
-use super::fresh::filled_with;
+use super::fresh::{filled, filled_with};
 use super::gemm::{product, Mat};
 use crate::device::geometry::ConvGeometry;
 
@@ -195,18 +195,22 @@ fn patch_at(i: usize, j: usize, tiles: &Tiles) -> usize {
 
 /// `U[ξ][k, c]` from the filters `w [k, c, 3, 3]`: K x C per ξ.
 fn filter_transform(w: &[f32], g: &ConvGeometry) -> Vec<f32> {
-    let (k_n, c_n) = (g.c_out, g.c_in);
-    let mut u = vec![0.0; XI * k_n * c_n];
-    for (kc, f) in w.chunks_exact(9).enumerate() {
-        let t = both(
-            std::array::from_fn(|i| [f[3 * i], f[3 * i + 1], f[3 * i + 2]]),
-            mul_g,
-        );
-        for (xi, &v) in t.iter().flatten().enumerate() {
-            u[xi * k_n * c_n + kc] = v;
+    let len = g.c_out * g.c_in;
+    let per_filter: Vec<[f32; XI]> = w
+        .par_chunks_exact(9)
+        .map(|f| {
+            let t = both(
+                std::array::from_fn(|i| [f[3 * i], f[3 * i + 1], f[3 * i + 2]]),
+                mul_g,
+            );
+            std::array::from_fn(|xi| t[xi / 4][xi % 4])
+        })
+        .collect();
+    filled(XI * len, len, |xi, u| {
+        for (u, t) in u.iter_mut().zip(&per_filter) {
+            *u = t[xi];
         }
-    }
-    u
+    })
 }
 
 /// `U[ξ]` of `filter_transform`'s output, as the K x C matrix it is.
