@@ -29,8 +29,12 @@
 //!
 //! A 3x3 convolution (stride 1, padding 1) on planes of 14x14 and larger computes `Y`
 //! (forward) and `dx` (backward data) by Winograd's F(2x2, 3x3) instead (winograd.rs),
-//! in the same layouts, so the bias, ReLU, views and gathers are the same code; its
-//! filter gradient keeps the columns.
+//! in the same layouts, so the bias, ReLU, views and gathers are the same code.
+//!
+//! The filter gradient of a k x k convolution (k > 1) with at least `PLANE_GEMM_MIN`
+//! output positions needs only one image's columns at a time:
+//!   backward filt. `dW[:, rows] = Σ_n dY_n · col_n[rows]ᵀ`, image by image in order,
+//! with the threads splitting the patch rows (see `backward_filter_image_columns`).
 
 use std::borrow::Cow;
 use std::ops::Range;
@@ -101,26 +105,48 @@ fn source(o: usize, k: usize, g: &ConvGeometry) -> usize {
     o * g.stride + k - g.pad
 }
 
-/// Row `r = (c, ky, kx)` of image `n`'s columns: `out[oy·ow + ox]` becomes input pixel
-/// `x[n, c, oy*s + ky - pad, ox*s + kx - pad]` where that lies inside the image. The
-/// other elements (padding) are left as they are; they are the same for every image.
-fn column_row(x: &[f32], g: &ConvGeometry, r: usize, n: usize, out: &mut [f32]) {
-    let plane = g.h * g.w;
-    let (c, ky, kx) = (r / (g.k * g.k), (r / g.k) % g.k, r % g.k);
-    let (rows, cols) = (inside(ky, g, g.h, g.oh), inside(kx, g, g.w, g.ow));
-    if cols.is_empty() {
-        return;
+/// Row `r = (c, ky, kx)` of the columns: it reads channel `c` at tap `(ky, kx)`, and
+/// only the output rows and columns where that tap lands inside the image.
+#[derive(Clone)]
+struct ColumnRow {
+    c: usize,
+    ky: usize,
+    kx: usize,
+    rows: Range<usize>,
+    cols: Range<usize>,
+}
+
+impl ColumnRow {
+    fn new(r: usize, g: &ConvGeometry) -> Self {
+        let (ky, kx) = ((r / g.k) % g.k, r % g.k);
+        ColumnRow {
+            c: r / (g.k * g.k),
+            ky,
+            kx,
+            rows: inside(ky, g, g.h, g.oh),
+            cols: inside(kx, g, g.w, g.ow),
+        }
     }
-    let image = &x[(n * g.c_in + c) * plane..][..plane];
-    for oy in rows {
-        let in_row = &image[source(oy, ky, g) * g.w..][..g.w];
-        let out_row = &mut out[oy * g.ow..][..g.ow];
-        if g.stride == 1 {
-            let from = source(cols.start, kx, g);
-            out_row[cols.clone()].copy_from_slice(&in_row[from..from + cols.len()]);
-        } else {
-            for ox in cols.clone() {
-                out_row[ox] = in_row[source(ox, kx, g)];
+
+    /// Image `n`'s part of the row: `out[oy·ow + ox]` becomes input pixel
+    /// `x[n, c, oy*s + ky - pad, ox*s + kx - pad]` where that lies inside the image. The
+    /// other elements (padding) are left as they are; they are the same for every image.
+    fn write(&self, x: &[f32], g: &ConvGeometry, n: usize, out: &mut [f32]) {
+        if self.cols.is_empty() {
+            return;
+        }
+        let plane = g.h * g.w;
+        let image = &x[(n * g.c_in + self.c) * plane..][..plane];
+        for oy in self.rows.clone() {
+            let in_row = &image[source(oy, self.ky, g) * g.w..][..g.w];
+            let out_row = &mut out[oy * g.ow..][..g.ow];
+            if g.stride == 1 {
+                let from = source(self.cols.start, self.kx, g);
+                out_row[self.cols.clone()].copy_from_slice(&in_row[from..from + self.cols.len()]);
+            } else {
+                for ox in self.cols.clone() {
+                    out_row[ox] = in_row[source(ox, self.kx, g)];
+                }
             }
         }
     }
@@ -130,8 +156,9 @@ fn im2col(x: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let positions = g.oh * g.ow;
     let width = g.n * positions;
     filled(g.patch_len() * width, width, |r, row| {
+        let layout = ColumnRow::new(r, g);
         for (n, out) in row.chunks_mut(positions).enumerate() {
-            column_row(x, g, r, n, out);
+            layout.write(x, g, n, out);
         }
     })
 }
@@ -382,11 +409,12 @@ fn backward_filter_image_columns(
         .into_par_iter()
         .map(|b| {
             let rows = b * block..patch.min((b + 1) * block);
+            let layout: Vec<ColumnRow> = rows.clone().map(|r| ColumnRow::new(r, g)).collect();
             let mut col = vec![0.0; rows.len() * positions];
             let mut dw = vec![0.0; g.c_out * rows.len()];
             for n in 0..g.n {
-                for (r, out) in rows.clone().zip(col.chunks_mut(positions)) {
-                    column_row(x, g, r, n, out);
+                for (row, out) in layout.iter().zip(col.chunks_mut(positions)) {
+                    row.write(x, g, n, out);
                 }
                 let dy_n = Mat {
                     row_stride: width,
