@@ -107,7 +107,6 @@ fn source(o: usize, k: usize, g: &ConvGeometry) -> usize {
 
 /// Row `r = (c, ky, kx)` of the columns: it reads channel `c` at tap `(ky, kx)`, and
 /// only the output rows and columns where that tap lands inside the image.
-#[derive(Clone)]
 struct ColumnRow {
     c: usize,
     ky: usize,
@@ -390,20 +389,15 @@ fn backward_filter_per_image(
     (dw, db)
 }
 
-/// The stacked `(dW, db)` of a k x k convolution (k > 1) on planes of at least
-/// `PLANE_GEMM_MIN` outputs, image by image: `dW[:, rows] = Σ_n dY_n · col_n[rows]ᵀ`,
+/// The stacked `dW` of a k x k convolution (k > 1) on planes of at least
+/// `PLANE_GEMM_MIN` outputs, from the gathered `dY`, image by image: `dW[:, rows] = Σ_n dY_n · col_n[rows]ᵀ`,
 /// `n = 0, 1, ...` in that order, with the threads splitting the patch rows `rows`.
 /// Each thread builds its rows of one image's columns at a time, in one buffer (the
 /// padding's zeros are the same for every image), so the batch's columns, hundreds of
 /// megabytes at 224x224, are never written out. `dY_n` is read in place from `dY`.
-fn backward_filter_image_columns(
-    x: &[f32],
-    grads: &[PartGrad],
-    g: &ConvGeometry,
-) -> (Vec<f32>, Vec<f32>) {
+fn backward_filter_image_columns(x: &[f32], d_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let positions = g.oh * g.ow;
     let (width, patch) = (g.n * positions, g.patch_len());
-    let d_out = gather_output_grad(grads, g);
     let block = patch.div_ceil(rayon::current_num_threads());
     let blocks: Vec<Vec<f32>> = (0..patch.div_ceil(block))
         .into_par_iter()
@@ -431,35 +425,27 @@ fn backward_filter_image_columns(
             dw
         })
         .collect();
-    let dw = filled(g.c_out * patch, patch, |co, row| {
+    filled(g.c_out * patch, patch, |co, row| {
         for (b, part) in blocks.iter().enumerate() {
             let len = part.len() / g.c_out;
             row[b * block..][..len].copy_from_slice(&part[co * len..][..len]);
         }
-    });
-    let db = d_out.par_chunks(width).map(sum).collect();
-    (dw, db)
+    })
 }
 
-/// The stacked `(dW, db)` from the batched columns (see the module's comment).
-fn backward_filter_columns(
-    x: &[f32],
-    grads: &[PartGrad],
-    g: &ConvGeometry,
-) -> (Vec<f32>, Vec<f32>) {
+/// The stacked `dW` from the gathered `dY` and the batched columns (see the module's
+/// comment).
+fn backward_filter_columns(x: &[f32], d_out: &[f32], g: &ConvGeometry) -> Vec<f32> {
     let width = g.n * g.oh * g.ow;
     let patch = g.patch_len();
     // Not by Winograd: its transforms lose a few more bits on the filter gradient, and
     // Adam turns entries near zero into full-size steps (tests/pytorch_parity.rs's update
     // norms went from 6e-6 to 7e-5 against PyTorch, over their bound).
     let col = im2col(x, g);
-    let d_out = gather_output_grad(grads, g);
-    let dw = par_product(
-        Mat::new(&d_out, g.c_out, width),
+    par_product(
+        Mat::new(d_out, g.c_out, width),
         Mat::new(&col, patch, width).t(),
-    );
-    let db = d_out.par_chunks(width).map(sum).collect();
-    (dw, db)
+    )
 }
 
 /// `(dw, db)` of every part.
@@ -470,10 +456,14 @@ pub fn backward_filter(
 ) -> Vec<(Vec<f32>, Vec<f32>)> {
     let (dw, db) = if per_image(g) {
         backward_filter_per_image(x, grads, g)
-    } else if g.oh * g.ow >= PLANE_GEMM_MIN {
-        backward_filter_image_columns(x, grads, g)
     } else {
-        backward_filter_columns(x, grads, g)
+        let d_out = gather_output_grad(grads, g);
+        let dw = if g.oh * g.ow >= PLANE_GEMM_MIN {
+            backward_filter_image_columns(x, &d_out, g)
+        } else {
+            backward_filter_columns(x, &d_out, g)
+        };
+        (dw, d_out.par_chunks(g.n * g.oh * g.ow).map(sum).collect())
     };
     let patch = g.patch_len();
     let mut first = 0;
