@@ -24,9 +24,9 @@ const NO_TAP: u32 = u32::MAX;
 /// One tap's pass over a plane's outputs on the wide grid (see `max_forward`): output
 /// `o` reads `inputs[o]`, and the running (best, won) go from `from` to `to`. Branch-free
 /// and into other buffers, so the compiler vectorises it with plain stores (updating in
-/// place becomes masked stores, which are slow on AMD's cores); compiled for AVX2 too,
-/// picked at run time where the CPU has it.
-#[multiversion(targets("x86_64+avx2+fma"))]
+/// place becomes masked stores, which are slow on AMD's cores). Inlined into
+/// `max_plane`, whose AVX2 version it then shares.
+#[inline(always)]
 fn max_tap(from: (&[f32], &[u32]), to: (&mut [f32], &mut [u32]), inputs: &[f32], tap: u32) {
     let running = from.0.iter().zip(from.1).zip(inputs);
     for ((b, w), ((&b0, &w0), &v)) in to.0.iter_mut().zip(to.1.iter_mut()).zip(running) {
@@ -58,6 +58,7 @@ impl Phases {
 
     /// Phase (py, px) of plane `x_p`: `phase[i, j] = x[s·i + py - pad, s·j + px - pad]`,
     /// -inf outside the plane.
+    #[inline(always)]
     fn fill(&self, phase: &mut [f32], x_p: &[f32], g: &PoolGeometry, py: usize, px: usize) {
         let s = g.stride;
         // The columns j that land inside the plane: 0 <= s·j + px - pad < w.
@@ -72,14 +73,35 @@ impl Phases {
             row[..j0].fill(f32::NEG_INFINITY);
             row[j1..].fill(f32::NEG_INFINITY);
             let from = iy * g.w + s * j0 + px - g.pad;
-            if s == 1 {
-                row[j0..j1].copy_from_slice(&x_p[from..from + j1 - j0]);
-            } else {
-                for (v, &x) in row[j0..j1].iter_mut().zip(x_p[from..].iter().step_by(s)) {
-                    *v = x;
-                }
+            let inside = &mut row[j0..j1];
+            match s {
+                1 => inside.copy_from_slice(&x_p[from..from + inside.len()]),
+                // GoogLeNet's strided pools: a constant stride vectorises.
+                2 => every::<2>(inside, &x_p[from..]),
+                _ => every_nth(inside, &x_p[from..], s),
             }
         }
+    }
+}
+
+/// `to[j] = from[S·j]`: all but the last from whole chunks of S, which the compiler
+/// vectorises without bounds checks.
+#[inline(always)]
+fn every<const S: usize>(to: &mut [f32], from: &[f32]) {
+    let Some((last, to)) = to.split_last_mut() else {
+        return;
+    };
+    for (v, chunk) in to.iter_mut().zip(from.chunks_exact(S)) {
+        *v = chunk[0];
+    }
+    *last = from[S * to.len()];
+}
+
+/// `to[j] = from[s·j]`, for strides not known until run time.
+#[inline(always)]
+fn every_nth(to: &mut [f32], from: &[f32], s: usize) {
+    for (v, &x) in to.iter_mut().zip(from.iter().step_by(s)) {
+        *v = x;
     }
 }
 
@@ -96,7 +118,6 @@ impl Phases {
 /// never wins.
 fn max_forward_wide(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
     let (in_plane, out_plane) = (g.h * g.w, g.oh * g.ow);
-    let s = g.stride;
     let layout = Phases::new(g);
     let wide = g.oh * layout.cols;
     let mut y = zeros(g.n * g.c * out_plane);
@@ -107,52 +128,71 @@ fn max_forward_wide(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
         .for_each_init(
             || {
                 let running = || (vec![0.0; wide], vec![0u32; wide]);
-                (vec![0.0; s * s * layout.len()], running(), running())
+                let phases = vec![0.0; g.stride * g.stride * layout.len()];
+                (phases, running(), running())
             },
             |(phases, current, next), (plane, (y_p, arg_p))| {
                 let x_p = &x[plane * in_plane..(plane + 1) * in_plane];
-                for (p, phase) in phases.chunks_mut(layout.len()).enumerate() {
-                    layout.fill(phase, x_p, g, p / s, p % s);
-                }
-                current.0.fill(f32::NEG_INFINITY);
-                current.1.fill(NO_TAP);
-                for ky in 0..g.kh {
-                    for kx in 0..g.kw {
-                        let phase = ((ky % s) * s + kx % s) * layout.len();
-                        let from = phase + (ky / s) * layout.cols + kx / s;
-                        // What a win records: the tap's offset in the plane from the
-                        // window's top-left corner (which may lie in the padding).
-                        let tap = (ky * g.w + kx) as u32;
-                        max_tap(
-                            (&current.0, &current.1),
-                            (&mut next.0, &mut next.1),
-                            &phases[from..from + wide],
-                            tap,
-                        );
-                        std::mem::swap(current, next);
-                    }
-                }
-                let (best, won) = (&current.0, &current.1);
-                let corner = g.pad * g.w + g.pad;
-                for (oy, (y_row, arg_row)) in
-                    y_p.chunks_mut(g.ow).zip(arg_p.chunks_mut(g.ow)).enumerate()
-                {
-                    let (y0, _) = window(oy, s, g.pad, g.kh, g.h);
-                    let row = oy * layout.cols;
-                    let (best, won) = (&best[row..row + g.ow], &won[row..row + g.ow]);
-                    y_row.copy_from_slice(best);
-                    for (ox, (a, &tap)) in arg_row.iter_mut().zip(won).enumerate() {
-                        *a = if tap == NO_TAP {
-                            let (x0, _) = window(ox, s, g.pad, g.kw, g.w);
-                            (y0 * g.w + x0) as u32
-                        } else {
-                            ((oy * s * g.w + ox * s + tap as usize) - corner) as u32
-                        };
-                    }
-                }
+                max_plane(x_p, (y_p, arg_p), phases, (current, next), g, &layout);
             },
         );
     (y, argmax)
+}
+
+/// The running maxima of a plane's wide grid, and the taps that won them.
+type Running = (Vec<f32>, Vec<u32>);
+
+/// One plane of `max_forward_wide`, with its scratch: the phase planes and two running
+/// (best, won) buffers. Compiled for AVX2 too (with the passes it inlines), picked at
+/// run time where the CPU has it; the results do not depend on which.
+#[multiversion(targets("x86_64+avx2+fma"))]
+fn max_plane(
+    x_p: &[f32],
+    (y_p, arg_p): (&mut [f32], &mut [u32]),
+    phases: &mut [f32],
+    (current, next): (&mut Running, &mut Running),
+    g: &PoolGeometry,
+    layout: &Phases,
+) {
+    let s = g.stride;
+    for (p, phase) in phases.chunks_mut(layout.len()).enumerate() {
+        layout.fill(phase, x_p, g, p / s, p % s);
+    }
+    current.0.fill(f32::NEG_INFINITY);
+    current.1.fill(NO_TAP);
+    for ky in 0..g.kh {
+        for kx in 0..g.kw {
+            let phase = ((ky % s) * s + kx % s) * layout.len();
+            let from = phase + (ky / s) * layout.cols + kx / s;
+            // What a win records: the tap's offset in the plane from the window's
+            // top-left corner (which may lie in the padding).
+            let tap = (ky * g.w + kx) as u32;
+            let wide = current.0.len();
+            max_tap(
+                (&current.0, &current.1),
+                (&mut next.0, &mut next.1),
+                &phases[from..from + wide],
+                tap,
+            );
+            std::mem::swap(current, next);
+        }
+    }
+    let (best, won) = (&current.0, &current.1);
+    let corner = g.pad * g.w + g.pad;
+    for (oy, (y_row, arg_row)) in y_p.chunks_mut(g.ow).zip(arg_p.chunks_mut(g.ow)).enumerate() {
+        let (y0, _) = window(oy, s, g.pad, g.kh, g.h);
+        let row = oy * layout.cols;
+        let (best, won) = (&best[row..row + g.ow], &won[row..row + g.ow]);
+        y_row.copy_from_slice(best);
+        for (ox, (a, &tap)) in arg_row.iter_mut().zip(won).enumerate() {
+            *a = if tap == NO_TAP {
+                let (x0, _) = window(ox, s, g.pad, g.kw, g.w);
+                (y0 * g.w + x0) as u32
+            } else {
+                ((oy * s * g.w + ox * s + tap as usize) - corner) as u32
+            };
+        }
+    }
 }
 
 /// The plain version: each output scans its window, in row-major order. The reference
@@ -271,6 +311,7 @@ mod tests {
             ([1, 3, 8, 6], 2, 2, 0),
             ([1, 2, 10, 9], 3, 2, 0),
             ([1, 1, 1, 1], 3, 2, 1),
+            ([1, 2, 11, 10], 3, 3, 1),
         ] {
             let g = PoolGeometry::new(shape, k, k, stride, pad).unwrap();
             let mut x: Vec<f32> = (0..shape.iter().product::<usize>())
