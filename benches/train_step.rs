@@ -18,7 +18,9 @@
 //! our step and `scripts/pytorch_peer.py --device cpu` (eager, f32, Adam) taking turns
 //! for `--rounds 3` rounds, so that a load that comes and goes hits both alike. It
 //! prints each side's median over the rounds (each round's figure is itself a median
-//! of steps) and the ratio PyTorch / ours. The peer runs under `$PEER_PYTHON`
+//! of steps) and the ratio PyTorch / ours, and the share of the CPUs' time the host's
+//! hypervisor stole while each side ran (`/proc/stat`), which on a shared cloud
+//! machine moves the two-thread figures most. The peer runs under `$PEER_PYTHON`
 //! (default `python3`); where that has no torch, the bench says the peer was skipped
 //! and times ours alone. `cargo test --benches` (which passes no `--bench`) runs only
 //! our CPU step at 32x32, one step, no peer. The rows also go to
@@ -320,6 +322,45 @@ fn pytorch_step(python: &str, size: usize, threads: usize) -> Result<f64> {
         .with_context(|| format!("the peer's JSON has no ms_per_step: {doc}"))
 }
 
+/// The host's CPU time counters (`/proc/stat`'s first line): (steal, all), in ticks.
+/// Steal is time the hypervisor gave this machine's virtual CPUs to someone else; on a
+/// shared cloud machine it comes and goes, and a step that waits for both CPUs pays
+/// for it. `None` where there is no `/proc/stat`.
+fn cpu_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .split_whitespace()
+        .skip(1)
+        .map(|t| t.parse().ok())
+        .collect::<Option<_>>()?;
+    Some((*ticks.get(7)?, ticks.iter().sum()))
+}
+
+/// Steal accumulated over the periods `f` runs, as a share of all CPU time then.
+#[derive(Default)]
+struct Steal {
+    steal: u64,
+    all: u64,
+}
+
+impl Steal {
+    fn during<T>(&mut self, f: impl FnOnce() -> T) -> T {
+        let before = cpu_ticks();
+        let out = f();
+        if let (Some((s0, a0)), Some((s1, a1))) = (before, cpu_ticks()) {
+            self.steal += s1.saturating_sub(s0);
+            self.all += a1.saturating_sub(a0);
+        }
+        out
+    }
+
+    fn share(&self) -> Option<f64> {
+        (self.all > 0).then(|| self.steal as f64 / self.all as f64)
+    }
+}
+
 /// Our CPU step and PyTorch's, taking turns `rounds` times at each size and thread
 /// count; prints the medians and their ratio, and adds a row for each.
 fn cpu_against_pytorch(
@@ -337,8 +378,8 @@ fn cpu_against_pytorch(
         Err(why) => println!("CPU train step, batch {BATCH}: PyTorch peer skipped ({why})"),
     }
     println!(
-        "  {:>7}  {:>7}  {:>12}  {:>12}  {:>16}",
-        "size", "threads", "ours ms", "PyTorch ms", "PyTorch / ours"
+        "  {:>7}  {:>7}  {:>12}  {:>12}  {:>16}  {:>11}  {:>13}",
+        "size", "threads", "ours ms", "PyTorch ms", "PyTorch / ours", "steal ours", "steal PyTorch"
     );
     let device = Device::cpu();
     for &size in sizes {
@@ -346,12 +387,14 @@ fn cpu_against_pytorch(
             let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
             let (warmup, steps) = steps_per_round(size);
             let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+            let (mut our_steal, mut their_steal) = (Steal::default(), Steal::default());
             for _ in 0..rounds {
-                let step =
-                    pool.install(|| median_step(&device, BATCH, size, false, warmup, steps))?;
+                let step = our_steal.during(|| {
+                    pool.install(|| median_step(&device, BATCH, size, false, warmup, steps))
+                })?;
                 ours.push(step.as_secs_f64());
                 if let Ok(python) = &python {
-                    theirs.push(pytorch_step(python, size, t)?);
+                    theirs.push(their_steal.during(|| pytorch_step(python, size, t))?);
                 }
             }
             let ours = median(ours);
@@ -359,12 +402,16 @@ fn cpu_against_pytorch(
             let shown =
                 |s: Option<f64>| s.map_or("skipped".to_string(), |s| format!("{:.1}", s * 1e3));
             let ratio = theirs.map(|p| p / ours);
+            let percent =
+                |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.1}%", s * 1e2));
             println!(
-                "  {:>7}  {t:>7}  {:>12.1}  {:>12}  {:>16}",
+                "  {:>7}  {t:>7}  {:>12.1}  {:>12}  {:>16}  {:>11}  {:>13}",
                 format!("{size}x{size}"),
                 ours * 1e3,
                 shown(theirs),
                 ratio.map_or("-".to_string(), |r| format!("{r:.2}x")),
+                percent(our_steal.share()),
+                percent(their_steal.share()),
             );
             rows.push(json!({
                 "device": format!("cpu ({t} threads)"),
@@ -375,6 +422,8 @@ fn cpu_against_pytorch(
                 "images_per_s": BATCH as f64 / ours,
                 "pytorch_ms_per_step": theirs.map(|p| p * 1e3),
                 "pytorch_over_ours": ratio,
+                "steal_share_ours": our_steal.share(),
+                "steal_share_pytorch": their_steal.share(),
                 "rounds": rounds,
                 "steps_timed_per_round": steps,
             }));
