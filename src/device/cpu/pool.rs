@@ -32,7 +32,9 @@ fn max_tap(from: (&[f32], &[u32]), to: (&mut [f32], &mut [u32]), inputs: &[f32],
     for ((b, w), ((&b0, &w0), &v)) in to.0.iter_mut().zip(to.1.iter_mut()).zip(running) {
         let take = ((v > b0) | v.is_nan()) & !b0.is_nan();
         *b = if take { v } else { b0 };
-        *w = if take { tap } else { w0 };
+        // As bits, so that the compiler blends rather than loading `w0` under a mask.
+        let keep = u32::from(take).wrapping_sub(1);
+        *w = (w0 & keep) | (tap & !keep);
     }
 }
 
@@ -184,13 +186,16 @@ fn max_plane(
         let row = oy * layout.cols;
         let (best, won) = (&best[row..row + g.ow], &won[row..row + g.ow]);
         y_row.copy_from_slice(best);
+        // Branch-free, in u32 arithmetic that wraps: the window's corner can lie in the
+        // padding, but a won tap's index is inside the plane.
+        let (won_from, first_from) = ((oy * s * g.w).wrapping_sub(corner), y0 * g.w);
         for (ox, (a, &tap)) in arg_row.iter_mut().zip(won).enumerate() {
-            *a = if tap == NO_TAP {
-                let (x0, _) = window(ox, s, g.pad, g.kw, g.w);
-                (y0 * g.w + x0) as u32
-            } else {
-                ((oy * s * g.w + ox * s + tap as usize) - corner) as u32
-            };
+            let won_at = (won_from as u32)
+                .wrapping_add((ox * s) as u32)
+                .wrapping_add(tap);
+            // No tap won (all -inf): the window's first element inside the plane.
+            let first = (first_from + (ox * s).saturating_sub(g.pad)) as u32;
+            *a = if tap == NO_TAP { first } else { won_at };
         }
     }
 }
@@ -300,8 +305,8 @@ mod tests {
     use super::*;
 
     /// The wide passes against the plain scan, bit for bit and index for index, on
-    /// planes large and small, with ties (few distinct values), -inf and NaNs (one
-    /// alone, two side by side).
+    /// planes large and small, with ties (few distinct values), -inf (once a whole
+    /// window of it) and NaNs (one alone, two side by side).
     #[test]
     fn wide_passes_match_the_scan() {
         for (shape, k, stride, pad) in [
@@ -312,6 +317,8 @@ mod tests {
             ([1, 2, 10, 9], 3, 2, 0),
             ([1, 1, 1, 1], 3, 2, 1),
             ([1, 2, 11, 10], 3, 3, 1),
+            // Window (1, 1) is all -inf: no tap wins, the argmax is its first element.
+            ([1, 1, 12, 12], 3, 3, 0),
         ] {
             let g = PoolGeometry::new(shape, k, k, stride, pad).unwrap();
             let mut x: Vec<f32> = (0..shape.iter().product::<usize>())
@@ -325,6 +332,11 @@ mod tests {
             ] {
                 if at < x.len() {
                     x[at] = v;
+                }
+            }
+            if shape == [1, 1, 12, 12] {
+                for at in [39, 40, 41, 51, 52, 53, 63, 64, 65] {
+                    x[at] = f32::NEG_INFINITY;
                 }
             }
             let (y_scan, arg_scan) = max_forward_scan(&x, &g);
