@@ -10,6 +10,7 @@ mod linear;
 mod loss;
 mod pool;
 mod resize;
+mod strided;
 mod winograd;
 
 use anyhow::{bail, ensure, Result};

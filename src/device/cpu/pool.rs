@@ -9,6 +9,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fresh::{filled, zeros};
+use super::strided::{every, every_nth};
 use crate::device::geometry::PoolGeometry;
 
 /// Rows (or columns) `start..end` of the window at output position `o`, clipped to the input.
@@ -83,27 +84,6 @@ impl Phases {
                 _ => every_nth(inside, &x_p[from..], s),
             }
         }
-    }
-}
-
-/// `to[j] = from[S·j]`: all but the last from whole chunks of S, which the compiler
-/// vectorises without bounds checks.
-#[inline(always)]
-fn every<const S: usize>(to: &mut [f32], from: &[f32]) {
-    let Some((last, to)) = to.split_last_mut() else {
-        return;
-    };
-    for (v, chunk) in to.iter_mut().zip(from.chunks_exact(S)) {
-        *v = chunk[0];
-    }
-    *last = from[S * to.len()];
-}
-
-/// `to[j] = from[s·j]`, for strides not known until run time.
-#[inline(always)]
-fn every_nth(to: &mut [f32], from: &[f32], s: usize) {
-    for (v, &x) in to.iter_mut().zip(from.iter().step_by(s)) {
-        *v = x;
     }
 }
 

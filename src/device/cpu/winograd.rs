@@ -25,10 +25,12 @@
 
 use std::ops::{Add, Mul, Neg, Sub};
 
+use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fresh::{filled, filled_with};
 use super::gemm::{product, Mat};
+use super::strided::every;
 use crate::device::geometry::ConvGeometry;
 
 /// Positions of a 4x4 transform: one GEMM each.
@@ -169,21 +171,26 @@ impl Tiles {
 /// The four phase planes of `plane` (`h x w`) shifted by `shift`, each `phase_len` long
 /// with rows `cols` apart: `out[ry·2 + rx][a·cols + b] = plane[2a + ry - shift,
 /// 2b + rx - shift]`, zero outside. So element `(2a + i, 2b + j)` of the shifted plane
-/// is at `(a + i/2)·cols + b + j/2` of phase `(i % 2)·2 + j % 2`.
+/// is at `(a + i/2)·cols + b + j/2` of phase `(i % 2)·2 + j % 2`. Compiled for AVX2
+/// too, picked at run time where the CPU has it.
+#[multiversion(targets("x86_64+avx2+fma"))]
 fn phases(plane: &[f32], h: usize, w: usize, shift: usize, cols: usize, out: &mut [f32]) {
     let phase_len = out.len() / 4;
     for (ph, out) in out.chunks_mut(phase_len).enumerate() {
         let (ry, rx) = (ph / 2, ph % 2);
+        // The columns b that land inside the plane: 0 <= 2b + rx - shift < w.
+        let b0 = shift.saturating_sub(rx).div_ceil(2);
+        let b1 = (w + shift - rx).div_ceil(2);
         for (a, out_row) in out.chunks_mut(cols).enumerate() {
             let iy = (2 * a + ry).wrapping_sub(shift);
-            for (b, v) in out_row.iter_mut().enumerate() {
-                let ix = (2 * b + rx).wrapping_sub(shift);
-                *v = if iy < h && ix < w {
-                    plane[iy * w + ix]
-                } else {
-                    0.0
-                };
+            let (b0, b1) = (b0.min(out_row.len()), b1.min(out_row.len()));
+            if iy >= h || b0 >= b1 {
+                out_row.fill(0.0);
+                continue;
             }
+            out_row[..b0].fill(0.0);
+            out_row[b1..].fill(0.0);
+            every::<2>(&mut out_row[b0..b1], &plane[iy * w + 2 * b0 + rx - shift..]);
         }
     }
 }
