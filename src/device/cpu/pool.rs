@@ -9,7 +9,7 @@ use multiversion::multiversion;
 use rayon::prelude::*;
 
 use super::fresh::{filled, zeros};
-use super::strided::{every, every_nth};
+use super::strided::PhaseColumns;
 use crate::device::geometry::PoolGeometry;
 
 /// Rows (or columns) `start..end` of the window at output position `o`, clipped to the input.
@@ -64,25 +64,11 @@ impl Phases {
     #[inline(always)]
     fn fill(&self, phase: &mut [f32], x_p: &[f32], g: &PoolGeometry, py: usize, px: usize) {
         let s = g.stride;
-        // The columns j that land inside the plane: 0 <= s·j + px - pad < w.
-        let j1 = (g.w + g.pad).saturating_sub(px).div_ceil(s).min(self.cols);
-        let j0 = g.pad.saturating_sub(px).div_ceil(s).min(j1);
+        let columns = PhaseColumns::new(g.w, s, px, g.pad);
         for (i, row) in phase.chunks_mut(self.cols).enumerate() {
             let iy = (s * i + py).checked_sub(g.pad).filter(|&iy| iy < g.h);
-            let Some(iy) = iy.filter(|_| j0 < j1) else {
-                row.fill(f32::NEG_INFINITY);
-                continue;
-            };
-            row[..j0].fill(f32::NEG_INFINITY);
-            row[j1..].fill(f32::NEG_INFINITY);
-            let from = iy * g.w + s * j0 + px - g.pad;
-            let inside = &mut row[j0..j1];
-            match s {
-                1 => inside.copy_from_slice(&x_p[from..from + inside.len()]),
-                // GoogLeNet's strided pools: a constant stride vectorises.
-                2 => every::<2>(inside, &x_p[from..]),
-                _ => every_nth(inside, &x_p[from..], s),
-            }
+            let src = iy.map(|iy| &x_p[iy * g.w..][..g.w]);
+            columns.write(row, src, f32::NEG_INFINITY);
         }
     }
 }

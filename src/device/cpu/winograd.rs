@@ -30,7 +30,7 @@ use rayon::prelude::*;
 
 use super::fresh::{filled, filled_with};
 use super::gemm::{product, Mat};
-use super::strided::every;
+use super::strided::PhaseColumns;
 use crate::device::geometry::ConvGeometry;
 
 /// Positions of a 4x4 transform: one GEMM each.
@@ -178,19 +178,11 @@ fn phases(plane: &[f32], h: usize, w: usize, shift: usize, cols: usize, out: &mu
     let phase_len = out.len() / 4;
     for (ph, out) in out.chunks_mut(phase_len).enumerate() {
         let (ry, rx) = (ph / 2, ph % 2);
-        // The columns b that land inside the plane: 0 <= 2b + rx - shift < w.
-        let b0 = shift.saturating_sub(rx).div_ceil(2);
-        let b1 = (w + shift - rx).div_ceil(2);
+        let columns = PhaseColumns::new(w, 2, rx, shift);
         for (a, out_row) in out.chunks_mut(cols).enumerate() {
             let iy = (2 * a + ry).wrapping_sub(shift);
-            let (b0, b1) = (b0.min(out_row.len()), b1.min(out_row.len()));
-            if iy >= h || b0 >= b1 {
-                out_row.fill(0.0);
-                continue;
-            }
-            out_row[..b0].fill(0.0);
-            out_row[b1..].fill(0.0);
-            every::<2>(&mut out_row[b0..b1], &plane[iy * w + 2 * b0 + rx - shift..]);
+            let src = (iy < h).then(|| &plane[iy * w..][..w]);
+            columns.write(out_row, src, 0.0);
         }
     }
 }
