@@ -1,9 +1,18 @@
 """Writes tests/fixtures/pytorch_googlenet.json: PyTorch's numbers for one GoogLeNet step.
 
-Run by hand (PyTorch is not in CI; the fixture is committed and `tests/pytorch_parity.rs`
-compares our engine with it)::
+Run by hand (PyTorch is not in CI; the fixtures are committed and `tests/pytorch_parity.rs`
+compares our engine with them)::
 
     /work/.venv-torch/bin/python scripts/make_pytorch_fixture.py
+
+The second fixture, where the CPU device's Winograd 3x3 path runs (conv2 on a 16x16
+plane; one image, since on one image later Adam steps drive the float64 loss to 0)::
+
+    python scripts/make_pytorch_fixture.py --batch 1 --image-size 64 --image-stream 5815 \
+        --steps 1 --out tests/fixtures/pytorch_googlenet_64.json
+
+(stream 5815: the largest margin of ``--find-image-stream 1000 --image-stream 5000``,
+run as two searches of 300 and 700.)
 
 What it computes, with ``scripts/pytorch_model.py``'s GoogLeNet:
 
