@@ -439,14 +439,12 @@ fn killed_at_random_moments_every_checkpoint_loads_and_the_newest_resumes() {
     let mut rng = StdRng::seed_from_u64(13);
     let mut kills = 0;
     let mut mid_saves = 0;
-    let mut finished = false;
-    // The last epoch's checkpoint: a kill can land after it is saved but before the
-    // process exits, and resuming a finished run is refused, so the run is then done.
+    // The run is done once its last epoch's checkpoint exists: a kill can land after
+    // that save but before the process exits, and resuming a finished run is refused.
     let is_final = |run: &Path| checkpoints(run).iter().any(|c| c.ends_with("epoch-2"));
     for _ in 0..8 {
         let mut cmd = flags(&run);
         if is_final(&run) {
-            finished = true;
             break;
         }
         if let Some((_, newest)) = newest(&run) {
@@ -462,7 +460,6 @@ fn killed_at_random_moments_every_checkpoint_loads_and_the_newest_resumes() {
         ));
         if let Some(status) = child.try_wait().unwrap() {
             assert!(status.success(), "train failed: {status}");
-            finished = true;
             break;
         }
         child.kill().unwrap();
@@ -486,7 +483,7 @@ fn killed_at_random_moments_every_checkpoint_loads_and_the_newest_resumes() {
         eprintln!("kill {kills}: newest checkpoint at step {progress}, {mid_save} leftover(s)");
     }
     assert!(kills >= 2, "only {kills} kills landed");
-    if !finished && !is_final(&run) {
+    if !is_final(&run) {
         let (_, newest) = newest(&run).expect("a checkpoint after all those steps");
         let (ok, text) = output_of(train_program(data.path()).arg("--resume").arg(&newest));
         assert!(ok, "{text}");
