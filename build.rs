@@ -36,7 +36,7 @@ fn kernel_sources() -> Vec<PathBuf> {
 
 /// Compiles every kernels/*.cu, with the emulator's runtime (kernels/emu/cuda_emu.cpp)
 /// and its self-test kernels, as host C++ into a static library that
-/// src/device/emu.rs launches from.
+/// src/engine/device/emu/driver.rs launches from.
 ///
 /// All of it is one translation unit, on purpose: each kernel registers itself by
 /// name through a static object, and the linker takes an object file out of a static
@@ -51,7 +51,7 @@ fn kernel_sources() -> Vec<PathBuf> {
 ///
 /// `GOOGLENET_EMU_ASAN=1` builds it with AddressSanitizer, so a kernel that reads or
 /// writes outside its buffers aborts the test with a report naming the kernel's line
-/// (src/device/emu.rs then hands kernels malloc'd copies of the buffers, which ASan
+/// (src/engine/device/emu/driver.rs then hands kernels malloc'd copies of the buffers, which ASan
 /// watches). No ASAN_OPTIONS are needed. Use a target directory of its own, or every
 /// switch rebuilds everything:
 /// `GOOGLENET_EMU_ASAN=1 CARGO_TARGET_DIR=target/asan cargo test --release`.

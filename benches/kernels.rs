@@ -51,10 +51,11 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
-use googlenet::device::cuda;
-use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::nn::{LayerGeometry, Parameters};
-use googlenet::ops;
+use googlenet::engine::device::cuda;
+use googlenet::engine::device::geometry::{ConvGeometry, PoolGeometry};
+use googlenet::engine::nn::LayerGeometry;
+use googlenet::engine::ops;
+use googlenet::Parameters;
 use googlenet::{
     Adam, ByteImages, Device, GoogLeNet, GoogLeNetConfig, Gradients, Init, Labels, Normalize,
     Precision, Tensor,
@@ -1057,7 +1058,7 @@ mod reference {
         self, ConvBackwardData, ConvBackwardFilter, ConvForward, CudnnDataType, CudnnError,
     };
     use cudarc::driver::{CudaSlice, CudaStream, DeviceRepr};
-    use googlenet::device::geometry::ConvGeometry;
+    use googlenet::engine::device::geometry::ConvGeometry;
     use half::bf16;
 
     use super::{random, Precision, Timer, GPU_PLAN, SEARCH_PLAN};

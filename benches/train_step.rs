@@ -29,7 +29,7 @@
 //! Each step is timed on the host clock from its start until the device has finished
 //! it (`Device::synchronize`), after warm-up steps that are not counted.
 //!
-//! Steps run as the training loop runs them (src/stepper.rs): on the GPU devices each
+//! Steps run as the training loop runs them (src/training/step/stepper.rs): on the GPU devices each
 //! is timed and counted twice, with the step graph (one recorded step replayed) and
 //! with its ops launched one by one; `--no-graph` only the latter. Rows say which
 //! (`"graph"`).
@@ -39,12 +39,12 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
-use googlenet::augment::View;
-use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
-use googlenet::device::cuda;
-use googlenet::stepper::{BatchSettings, Stepper};
-use googlenet::train::StepLog;
+use googlenet::engine::device::cuda;
+use googlenet::engine::device::View;
+use googlenet::engine::optim::StepLog;
+use googlenet::training::step::DeviceSplit;
+use googlenet::training::step::{BatchSettings, Stepper};
 use googlenet::{Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize, Precision};
 use serde_json::{json, Value};
 

@@ -6,7 +6,7 @@
 //! compute_80 PTX for every other GPU to JIT (ptxas assembles it for sm_80 too, as a
 //! check). A kernel that spills registers to local memory fails the build; ptxas's
 //! sm_90 figures (registers, static shared memory) are embedded for the README's table
-//! (src/device/kernels.rs). Without nvcc the crate still builds, with a warning, and
+//! (src/engine/device/kernels.rs). Without nvcc the crate still builds, with a warning, and
 //! says so in `--version` and in `--device cuda`'s error.
 
 use std::env;
@@ -122,6 +122,6 @@ pub fn build(sources: &[PathBuf]) {
     resources.push_str("];\n");
     fs::write(out_dir.join("kernels_embedded.rs"), modules + &resources)
         .expect("write kernels_embedded.rs");
-    // What `train --version` says (src/device/kernels.rs).
+    // What `train --version` says (src/engine/device/kernels.rs).
     println!("cargo:rustc-env=GOOGLENET_GPU_CODE={summary}");
 }

@@ -18,7 +18,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use googlenet::{checkpoint, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Tape, Tensor};
+use googlenet::training::checkpoint;
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Tape, Tensor};
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 

@@ -1,13 +1,13 @@
 #include "common.cuh"
 
 // Adam in PyTorch's arithmetic (torch.optim.Adam, single-tensor path), as
-// src/device/cpu/adam.rs, over every parameter tensor at once, in place:
+// src/engine/device/cpu/adam.rs, over every parameter tensor at once, in place:
 //   m = m + (1-β1)·(g - m)
 //   v = β2·v + (1-β2)·g²
 //   p = p + (-step_size) · (m / (√v / correction2_sqrt + ε))
 // with step_size = lr / (1-β1ᵗ) and correction2_sqrt = √(1-β2ᵗ) derived on the host
 // (in f64, as Python does), rounded to f32 and read from device memory as their bits,
-// `scalars[0]` and `scalars[1]` (the step parameters, src/step_params.rs): every
+// `scalars[0]` and `scalars[1]` (the step parameters, src/training/step/params.rs): every
 // launch argument is then the same from step to step, so a recorded step (a CUDA
 // graph) replays with each step's own scalars. Every operation is an explicitly
 // rounded intrinsic so nvcc cannot fuse a multiply and an add into an FMA: the update

@@ -115,7 +115,7 @@ struct ConvParts {
 };
 
 // The geometry every kernel takes after its buffers, then the divisors, each as its
-// multiplier and shift, in ConvDivisors' order (src/device/gpu/conv.rs passes them).
+// multiplier and shift, in ConvDivisors' order (src/engine/device/gpu/conv.rs passes them).
 #define CONV_GEOMETRY                                                                     \
     int n, int c_in, int h, int wd, int c_out, int k, int stride, int pad, int oh, int ow
 #define CONV_GEOMETRY_ARGS n, c_in, h, wd, c_out, k, stride, pad, oh, ow

@@ -1,5 +1,5 @@
 // Division by a run-time divisor without a divide instruction: the launch code computes
-// each divisor's multiplier and shift once (src/device/gpu/conv.rs, `divisor_args`) and
+// each divisor's multiplier and shift once (src/engine/device/gpu/conv.rs, `divisor_args`) and
 // passes them with it, so a quotient is a multiply-high, an add and a shift. (The GPU has
 // no integer divide unit: ptxas expands each PTX div or rem by a run-time value into a
 // float-reciprocal sequence with integer fix-ups, many times that.)

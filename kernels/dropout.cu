@@ -1,13 +1,13 @@
 #include "common.cuh"
 
-// Inverted dropout, mask drawn exactly as `dropout_keeps` in src/device/mod.rs, so the
+// Inverted dropout, mask drawn exactly as `dropout_keeps` in src/engine/device/mod.rs, so the
 // mask is bit-identical to the CPU's on every device:
 //   z = splitmix64_finalise(seed ^ (i + 1) · 0x9E3779B97F4A7C15),  u = (z >> 40) · 2⁻²⁴,
 //   y[i] = u >= p ? x[i] · (1 / (1 - p)) : 0
 // Forward and backward are the same map (backward passes dy as x). The products use
 // __f*_rn intrinsics: they are exactly rounded whatever the compiler flags (no fast-math
 // division), as the CPU's. The seed is read from device memory, `seed_words[0]` its low
-// and `seed_words[1]` its high 32 bits (the step parameters, src/step_params.rs), so a
+// and `seed_words[1]` its high 32 bits (the step parameters, src/training/step/params.rs), so a
 // recorded step (a CUDA graph) replays with each step's own seed. Launch: one thread
 // per element, blocks of 256.
 extern "C" __global__ void dropout_fwd_f32(const float* x, float* y, int len, float p,

@@ -2,7 +2,7 @@
 
 // Softmax cross-entropy with mean reduction (nn.CrossEntropyLoss) over logits
 // [n, classes] and labels [n], and the correct-prediction count. Per row, as
-// src/device/cpu/loss.rs (PyTorch's log_softmax grouping):
+// src/engine/device/cpu/loss.rs (PyTorch's log_softmax grouping):
 //   m = max_j z_j,  s = ln Σ_j exp(z_j - m),  log p_j = (z_j - m) - s,
 //   loss_i = -log p_label                                  (smoothing ε = 0),
 //   loss_i = -(1 - ε)·log p_label - (ε / classes)·Σ_j log p_j   (label smoothing ε > 0,

@@ -25,7 +25,7 @@ __device__ inline int last_cover(int i, int stride, int pad, int len) {
 // Max forward: y[o] = max of x over the window of o clipped to the image (padding
 // acts as -inf), argmax[o] = the index iy·w + ix, within the plane, of the element
 // taken: the first maximum in row-major window order; a NaN wins and stops the scan
-// (PyTorch's rule, as src/device/cpu/pool.rs).
+// (PyTorch's rule, as src/engine/device/cpu/pool.rs).
 extern "C" __global__ void max_pool_fwd_f32(const float* x, float* y, unsigned int* argmax,
                                             int n, int c, int h, int w, int kh, int kw,
                                             int stride, int pad, int oh, int ow) {

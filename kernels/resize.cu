@@ -3,13 +3,13 @@
 // Gathers u8 images [count, h, w] at `indices` and resizes each to size x size
 // floats, as F.interpolate(x / 255, size, mode="bilinear", align_corners=False), then
 // normalises: out = (value - mean) / std. Image b is read through its augmentation
-// view (src/augment.rs), views[b] = (dy + 128) | (dx + 128) << 8 | flip << 16:
+// view (src/training/recipe/augment.rs), views[b] = (dy + 128) | (dx + 128) << 8 | flip << 16:
 //   x[y, x] = image[y + dy, (flip ? w - 1 - x : x) + dx], 0 outside the image.
 // Per output row oy (columns alike):
 //   src = max((oy + 0.5)·(h / size) - 0.5, 0),  y0 = ⌊src⌋ (at most h-1),
 //   y1 = min(y0 + 1, h - 1),  ly = src - y0
 //   value = (1-ly)·((1-lx)·x[y0,x0] + lx·x[y0,x1]) + ly·((1-lx)·x[y1,x0] + lx·x[y1,x1])
-// in exactly src/device/cpu/resize.rs's order, each operation an explicitly rounded
+// in exactly src/engine/device/cpu/resize.rs's order, each operation an explicitly rounded
 // intrinsic (no FMA contraction, no fast-math division), so the result is
 // bit-identical to the CPU's. Launch: one thread per output pixel, blocks of 256.
 

@@ -7,13 +7,16 @@
 
 use anyhow::Result;
 
-use crate::checkpoint;
-use crate::data::{files, idx, Kind};
-use crate::device::Device;
-use crate::nn::{GoogLeNet, GoogLeNetConfig, Init, Parameters};
-use crate::predict::{self, Invert};
-use crate::train::RunState;
-use crate::Tensor;
+use crate::data::fashion_mnist::{files, idx};
+use crate::data::{Kind, IMAGE_SIDE};
+use crate::engine::autograd::Parameters;
+use crate::engine::device::Device;
+use crate::engine::nn::{GoogLeNet, GoogLeNetConfig, Init};
+use crate::engine::tensor::Tensor;
+use crate::training::checkpoint::{self, RunState};
+use crate::training::memory::{self, DataShape};
+use crate::training::predict::{self, Invert};
+use crate::training::run::workload;
 
 /// A target: bytes in, nothing out but the absence of a panic.
 pub type Target = fn(&[u8]);
@@ -111,9 +114,16 @@ pub fn state_json(bytes: &[u8]) {
         return;
     };
     if state.config.validate().is_ok() {
+        // Fashion-MNIST's 70,000 images, all of them used.
+        let data = DataShape {
+            images_read: 70_000,
+            image_bytes: IMAGE_SIDE * IMAGE_SIDE,
+            images_used: 70_000,
+        };
         NET.with(|net| {
-            let _ = crate::memory::estimate(net, 5_977_530, &state.config, false, 70_000);
-            let _ = crate::memory::estimate(net, 5_977_530, &state.config, true, 70_000);
+            for on_gpu in [false, true] {
+                let _ = memory::estimate(&workload(net, 5_977_530, &state.config, data, on_gpu));
+            }
         });
     }
 }

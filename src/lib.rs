@@ -1,42 +1,28 @@
 //! A small deep-learning engine that trains GoogLeNet (Inception v1) on Fashion-MNIST.
 //!
-//! Layers: `tensor` (data on a device) → `device` (the op set, per device) → `ops`
-//! (shape-checked calls into the device) → `autograd` (the tape) → `nn` (layers,
-//! GoogLeNet) and `optim` (Adam).
+//! The layers, top down; each imports only those below it (`tests/module_cycles.rs`
+//! enforces it, docs/ARCHITECTURE.md describes them):
+//! - the programs (`src/bin/`: train, eval, predict) and `fuzz_targets`;
+//! - `training`: the training application (settings, recipe, the loop and its step,
+//!   checkpoints, the memory check, run directories, metrics and plots, predict);
+//! - `data`: the data sets and their files;
+//! - `engine`: nn → autograd → ops → tensor → device → kernels;
+//! - `sys`: what the process learns of the machine.
 
 // Every op allocates its output: glibc's allocator returns big blocks to the kernel
 // and faults them in again each time, which cost a third of a small training step.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-pub mod augment;
-pub mod autograd;
-pub mod batch;
-pub mod checkpoint;
 pub mod data;
-pub mod device;
+pub mod engine;
 pub mod fuzz_targets;
-pub mod memory;
-pub mod metrics;
-pub mod nn;
-pub mod ops;
-pub mod optim;
-pub mod plot;
-pub mod predict;
-pub mod presets;
-pub mod reconcile;
-pub mod run_lock;
-pub mod runs;
-pub mod schedule;
-pub mod step_log;
-pub mod step_params;
-pub mod stepper;
-pub mod tensor;
-pub mod train;
+pub mod sys;
+pub mod training;
 
-pub use autograd::{Gradients, Tape, Var};
-pub use device::{Counters, Device, Precision};
-pub use nn::{GoogLeNet, GoogLeNetConfig, Init, Mode, Parameters};
-pub use ops::{ByteImages, Labels, Normalize, Seed};
-pub use optim::Adam;
-pub use tensor::Tensor;
+pub use engine::autograd::{Gradients, Parameters, Tape, Var};
+pub use engine::device::{Counters, Device, Normalize, Precision};
+pub use engine::nn::{GoogLeNet, GoogLeNetConfig, Init, Mode};
+pub use engine::ops::{ByteImages, Labels, Seed};
+pub use engine::optim::Adam;
+pub use engine::tensor::Tensor;

@@ -2,7 +2,7 @@
 //! instead of faulting in fresh pages (which the kernel zeroes on first touch).
 //! One test binary of its own: page faults are counted for the whole process.
 
-use googlenet::train::train_step;
+use googlenet::training::step::train_step;
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Tensor};
 
 /// Minor page faults of this process so far.

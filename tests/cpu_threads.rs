@@ -2,7 +2,7 @@
 //! runs in one fixed order however the work is split (the GEMMs split their outputs,
 //! the 1x1 backward filter its output channels, never a sum).
 
-use googlenet::train::train_step;
+use googlenet::training::step::train_step;
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Tensor};
 
 /// Every parameter's bits after two training steps in a pool of `threads`.

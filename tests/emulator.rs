@@ -14,9 +14,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use googlenet::device::emu::{Checks, EmuDriver};
-use googlenet::device::gpu::{Arg, Driver, Launch};
-use googlenet::device::Buffer;
+use googlenet::engine::device::emu::{Checks, EmuDriver};
+use googlenet::engine::device::gpu::{Arg, Driver, Launch};
+use googlenet::engine::device::Buffer;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 

@@ -10,11 +10,12 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::runs::{checkpoints, data_dir, load_step, output_of, resume_path, train_program, TINY};
-use googlenet::checkpoint;
-use googlenet::presets::preset;
-use googlenet::reconcile::resume_config;
-use googlenet::run_lock::LOCK_FILE;
-use googlenet::train::{checkpoints_dir, TrainConfig};
+use googlenet::training::checkpoint;
+use googlenet::training::run_dir::checkpoints_dir;
+use googlenet::training::run_dir::LOCK_FILE;
+use googlenet::training::settings::resume_config;
+use googlenet::training::TrainConfig;
+use googlenet::training::{preset, Preset};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -346,6 +347,20 @@ fn resume_refuses_contradicting_flags_and_extends_with_more_epochs() {
     assert_eq!(state["step"], 4);
 }
 
+/// The names of the settings that take one of a fixed set.
+const SETTING_NAMES: [&str; 10] = [
+    "tutorial",
+    "recommended",
+    "quick",
+    "pytorch",
+    "kaiming",
+    "constant",
+    "cosine",
+    "f32",
+    "tf32",
+    "bf16",
+];
+
 /// Every field of the config is compared, whatever its type, so a field added later is
 /// covered too: changing any one of them is refused by its flag's name, except the
 /// ones that only change reporting, checkpointing and how steps are launched (and a
@@ -354,7 +369,7 @@ fn resume_refuses_contradicting_flags_and_extends_with_more_epochs() {
 fn resume_compares_every_config_field() {
     let saved = TrainConfig {
         save_every: Some(5),
-        ..preset("quick").unwrap()
+        ..preset(Preset::Quick)
     };
     let serde_json::Value::Object(fields) = serde_json::to_value(&saved).unwrap() else {
         panic!("not an object")
@@ -366,7 +381,16 @@ fn resume_compares_every_config_field() {
                 serde_json::json!(n.as_f64().unwrap() * 2.0)
             }
             serde_json::Value::Number(n) => serde_json::json!(n.as_u64().unwrap() + 1),
-            serde_json::Value::String(s) => serde_json::json!(format!("{s}-other")),
+            // A setting with a fixed set of names: another of its names.
+            serde_json::Value::String(_) => SETTING_NAMES
+                .iter()
+                .map(|name| serde_json::json!(name))
+                .find(|name| {
+                    let mut requested = fields.clone();
+                    requested.insert(field.clone(), name.clone());
+                    name != value && serde_json::from_value::<TrainConfig>(requested.into()).is_ok()
+                })
+                .unwrap_or_else(|| panic!("{field}: no other name for {value}")),
             serde_json::Value::Null => serde_json::json!(7),
             other => panic!("{field}: no mutation for {other}"),
         };

@@ -13,9 +13,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use googlenet::fuzz_targets::{checkpoint_tensors_of, small_model, TARGETS};
-use googlenet::presets::preset;
-use googlenet::train::start_state;
-use googlenet::{checkpoint, Adam, Device, GoogLeNet, GoogLeNetConfig, Init};
+use googlenet::training::checkpoint;
+use googlenet::training::checkpoint::start_state;
+use googlenet::training::{preset, Preset};
+use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -190,8 +191,7 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         "checkpoint_tensors" | "state_json" => {
             let dir = tempfile::tempdir().unwrap();
             let params = small_model().unwrap();
-            let state =
-                serde_json::to_string_pretty(&start_state(&preset("quick").unwrap())).unwrap();
+            let state = serde_json::to_string_pretty(&start_state(&preset(Preset::Quick))).unwrap();
             checkpoint::save(
                 dir.path(),
                 &params,

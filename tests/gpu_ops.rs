@@ -12,13 +12,13 @@
 mod common;
 
 use anyhow::Result;
-use googlenet::augment::View;
-use googlenet::device::emu::EmuDriver;
-use googlenet::device::geometry::{
+use googlenet::engine::device::emu::EmuDriver;
+use googlenet::engine::device::geometry::{
     AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
 };
-use googlenet::device::gpu::{Driver, GpuBackend};
-use googlenet::device::{
+use googlenet::engine::device::gpu::{Driver, GpuBackend};
+use googlenet::engine::device::View;
+use googlenet::engine::device::{
     seed_words, Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Precision, Words,
 };
 use googlenet::Normalize;

@@ -21,8 +21,8 @@
 mod common;
 
 use anyhow::{bail, ensure, Context, Result};
-use googlenet::device::dropout_keeps;
-use googlenet::nn::{Inception, InceptionChannels, ParamBuilder};
+use googlenet::engine::device::dropout_keeps;
+use googlenet::engine::nn::{Inception, InceptionChannels, ParamBuilder};
 use googlenet::{Device, Init, Labels, Parameters, Tape, Tensor, Var};
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;

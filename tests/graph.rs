@@ -1,4 +1,4 @@
-//! A recorded and replayed training step (src/stepper.rs, issue 9's CUDA graph) trains
+//! A recorded and replayed training step (src/training/step/stepper.rs, issue 9's CUDA graph) trains
 //! exactly as the same steps launched op by op (`--no-graph`): the same losses,
 //! correct counts, weights and Adam moments, bit for bit, over three epochs whose last
 //! batch is shorter (so it is warmed up, recorded and replayed too), with a learning
@@ -10,11 +10,11 @@
 mod common;
 
 use anyhow::Result;
-use googlenet::augment::batch_views;
-use googlenet::batch::DeviceSplit;
 use googlenet::data::{epoch_order, Split};
-use googlenet::stepper::{BatchSettings, Stepper};
-use googlenet::train::StepLog;
+use googlenet::engine::optim::StepLog;
+use googlenet::training::recipe::batch_views;
+use googlenet::training::step::DeviceSplit;
+use googlenet::training::step::{BatchSettings, Stepper};
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize};
 
 /// 40 images: batches of 16, 16 and 8.

@@ -1,4 +1,4 @@
-//! What the build embeds for the GPU (build/ptx.rs, src/device/kernels.rs): the code
+//! What the build embeds for the GPU (build/ptx.rs, src/engine/device/kernels.rs): the code
 //! `--version` names, the sm_90 cubin and compute_80 PTX themselves, the ptxas report
 //! the build's spill check reads, and the README's resource table.
 //!
@@ -8,7 +8,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use googlenet::device::kernels::{self, MODULES, RESOURCES};
+use googlenet::engine::device::kernels::{self, MODULES, RESOURCES};
 
 #[path = "../build/ptxas_report.rs"]
 mod ptxas_report;

@@ -7,10 +7,10 @@
 //! each), which do at 224x224 and not at 16x16; those are added from the geometry.
 
 use anyhow::{Context, Result};
-use googlenet::device::geometry::ConvGeometry;
-use googlenet::device::gpu::backward_filter_launches;
-use googlenet::nn::LayerGeometry;
-use googlenet::train::train_step;
+use googlenet::engine::device::geometry::ConvGeometry;
+use googlenet::engine::device::gpu::backward_filter_launches;
+use googlenet::engine::nn::LayerGeometry;
+use googlenet::training::step::train_step;
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Tensor};
 
 const BATCH: usize = 16;

@@ -8,7 +8,7 @@
 mod common;
 
 use anyhow::Result;
-use googlenet::train::train_step;
+use googlenet::training::step::train_step;
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Tape, Tensor};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -67,7 +67,7 @@ fn googlenet_learns_bands(device: Device) -> Result<()> {
 
     let (images, labels) = band_batch(&device, &mut rng)?;
     let logits = net.forward(&mut Tape::no_grad(), &params, &images, Mode::Eval)?;
-    let correct = googlenet::ops::correct_count(&logits.value, &labels)?;
+    let correct = googlenet::engine::ops::correct_count(&logits.value, &labels)?;
     assert!(
         correct >= BATCH * 9 / 10,
         "held-out accuracy {correct}/{BATCH}"
@@ -94,7 +94,7 @@ device_tests!(on [cpu, cuda]: googlenet_learns_bands);
 // along orientation k (horizontal, vertical, diagonal, anti-diagonal), over dim noise:
 // a translation-invariant signal, which global average pooling keeps.
 
-use googlenet::nn::{Conv2d, Inception, InceptionChannels, Linear, ParamBuilder};
+use googlenet::engine::nn::{Conv2d, Inception, InceptionChannels, Linear, ParamBuilder};
 
 const STRIPE_SIZE: usize = 12;
 const STRIPE_BATCH: usize = 16;
@@ -204,7 +204,7 @@ fn stripe_net_learns(device: Device) -> Result<()> {
 
     let (images, labels) = stripe_batch(&device, &mut rng)?;
     let logits = net.logits(&mut Tape::no_grad(), &params, &images)?;
-    let correct = googlenet::ops::correct_count(&logits.value, &labels)?;
+    let correct = googlenet::engine::ops::correct_count(&logits.value, &labels)?;
     assert!(
         correct >= STRIPE_BATCH * 9 / 10,
         "held-out accuracy {correct}/{STRIPE_BATCH}"

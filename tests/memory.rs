@@ -7,9 +7,11 @@ mod common;
 use std::process::Stdio;
 
 use common::runs::{data_dir, output_of, train_program};
-use googlenet::memory;
-use googlenet::presets::preset;
-use googlenet::train::TrainConfig;
+use googlenet::data::IMAGE_SIDE;
+use googlenet::sys;
+use googlenet::training::memory::{self, DataShape};
+use googlenet::training::run::workload;
+use googlenet::training::{preset, Preset, TrainConfig};
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
 
 /// The largest resident size a child reached (ru_maxrss), in bytes, and its status.
@@ -57,15 +59,20 @@ fn estimate_covers_the_measured_peak() {
             train_limit: Some(batch),
             test_limit: Some(test_images),
             epochs: 1,
-            ..preset("quick").unwrap()
+            ..preset(Preset::Quick)
         };
-        let estimate = memory::estimate(
+        let shape = DataShape {
+            images_read: train_images + test_images,
+            image_bytes: IMAGE_SIDE * IMAGE_SIDE,
+            images_used: batch + test_images,
+        };
+        let estimate = memory::estimate(&workload(
             &net,
             params.scalar_count(),
             &config,
+            shape,
             false,
-            train_images + test_images,
-        )
+        ))
         .unwrap()
         .host_total();
         let (peak, status, text) = run_measured(
@@ -82,8 +89,8 @@ fn estimate_covers_the_measured_peak() {
         let ratio = estimate as f64 / peak as f64;
         eprintln!(
             "{size}x{size} batch {batch}: peak {}, estimate {} ({ratio:.2}x)",
-            memory::human(peak),
-            memory::human(estimate)
+            sys::human(peak),
+            sys::human(estimate)
         );
         if !(1.0..=2.0).contains(&ratio) {
             outside.push(format!(
@@ -123,8 +130,8 @@ fn a_run_that_cannot_fit_is_refused_before_it_starts() {
     ] {
         assert!(text.contains(needle), "missing {needle:?} in:\n{text}");
     }
-    assert!(!googlenet::train::metrics_path(run.path()).exists());
-    assert!(!googlenet::train::checkpoints_dir(run.path()).exists());
+    assert!(!googlenet::training::run_dir::metrics_path(run.path()).exists());
+    assert!(!googlenet::training::run_dir::checkpoints_dir(run.path()).exists());
 }
 
 /// Free device memory is known on a GPU (cuMemGetInfo), and only there: the CPU and the

@@ -3,7 +3,7 @@
 mod common;
 
 use anyhow::Result;
-use googlenet::nn::format_summary;
+use googlenet::engine::nn::format_summary;
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Mode, Tape, Tensor};
 
 /// (stage, output C x H x W) at 224x224, from the tutorial's printout.

@@ -6,10 +6,11 @@
 mod common;
 
 use anyhow::{Context, Result};
-use googlenet::augment::View;
-use googlenet::device::geometry::{ConvGeometry, PoolGeometry};
+use googlenet::engine::device::geometry::{ConvGeometry, PoolGeometry};
+use googlenet::engine::device::View;
+use googlenet::engine::ops;
 use googlenet::{
-    ops, Adam, ByteImages, Device, Gradients, Labels, Normalize, Parameters, Tape, Tensor, Var,
+    Adam, ByteImages, Device, Gradients, Labels, Normalize, Parameters, Tape, Tensor, Var,
 };
 
 use common::assert_close;

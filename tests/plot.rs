@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use googlenet::metrics::Record;
-use googlenet::plot::{plot_metrics, SIZE};
+use googlenet::training::metrics::Record;
+use googlenet::training::metrics::{plot_metrics, SIZE};
 
 fn log(epoch: usize, step: u64, loss: f64, accuracy: f64) -> Record {
     Record::Log {
@@ -172,7 +172,7 @@ fn the_learning_rate_has_its_own_panel() {
 #[test]
 fn confusion_matrix_png() {
     use googlenet::data::CLASS_NAMES;
-    use googlenet::plot::{plot_confusion, CONFUSION_SIZE};
+    use googlenet::training::metrics::{plot_confusion, CONFUSION_SIZE};
     let mut confusion = vec![[0u64; 10]; 10];
     for (i, row) in confusion.iter_mut().enumerate() {
         row[i] = 900;

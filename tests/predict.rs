@@ -11,11 +11,14 @@ use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
 use googlenet::data::{self, DataOptions};
-use googlenet::metrics::Record;
-use googlenet::predict::{class_probabilities, load_image, prepare, top_k, Invert, MAX_SIDE, SIDE};
-use googlenet::presets::preset;
-use googlenet::train::{self, Observer, TrainConfig};
-use googlenet::{checkpoint, Device, GoogLeNet, GoogLeNetConfig, Init, Parameters};
+use googlenet::training::checkpoint;
+use googlenet::training::metrics::Record;
+use googlenet::training::predict::{
+    class_probabilities, load_image, prepare, top_k, Invert, MAX_SIDE, SIDE,
+};
+use googlenet::training::{self, Observer, TrainConfig};
+use googlenet::training::{preset, Preset};
+use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Parameters};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
 
@@ -157,9 +160,9 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
         test_limit: Some(1000),
         epochs: 1,
         warmup_steps: 30,
-        ..preset("quick")?
+        ..preset(Preset::Quick)
     };
-    let outcome = train::train(
+    let outcome = training::train(
         &Device::cpu(),
         &data,
         dir,
@@ -169,7 +172,7 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
         &mut Quiet,
     )?;
     // This is also the quick recipe, shortened, in CI: it must have learned.
-    let train::Outcome::Finished { test_accuracy } = outcome else {
+    let training::Outcome::Finished { test_accuracy } = outcome else {
         panic!("the short run did not finish: {outcome:?}")
     };
     eprintln!("300 steps of the quick recipe: test accuracy {test_accuracy} (1000 images)");

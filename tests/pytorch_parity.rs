@@ -27,7 +27,7 @@
 mod common;
 
 use anyhow::{ensure, Context, Result};
-use googlenet::train::train_step;
+use googlenet::training::step::train_step;
 use googlenet::{
     Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Labels, Mode, Parameters, Tape, Tensor,
 };

@@ -4,7 +4,7 @@
 //! so the emulator's are the cuda device's; at 32x32 they are those of 224x224 but
 //! for the backward-filter split-K reductions, which follow the image size.
 //!
-//! With the step graph (src/stepper.rs) a steady step is one replay of the recorded
+//! With the step graph (src/training/step/stepper.rs) a steady step is one replay of the recorded
 //! step and one copy (the step parameters); the emulator counts the kernels the
 //! replay ran, which are held to the same budget. With `--no-graph` it is the same
 //! kernels, launched one by one.
@@ -12,11 +12,11 @@
 mod common;
 
 use anyhow::Result;
-use googlenet::augment::batch_views;
-use googlenet::batch::DeviceSplit;
 use googlenet::data::Split;
-use googlenet::stepper::{BatchSettings, Stepper};
-use googlenet::train::StepLog;
+use googlenet::engine::optim::StepLog;
+use googlenet::training::recipe::batch_views;
+use googlenet::training::step::DeviceSplit;
+use googlenet::training::step::{BatchSettings, Stepper};
 use googlenet::{Adam, Counters, Device, GoogLeNet, GoogLeNetConfig, Init, Normalize};
 
 const BATCH: usize = 16;

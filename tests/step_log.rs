@@ -1,13 +1,14 @@
-//! The step log (src/step_log.rs): a step's loss and correct count kept on the device
+//! The step log (src/engine/optim/step_log.rs): a step's loss and correct count kept on the device
 //! and read back later, and the divergence flag that stops Adam, on every device.
 
 mod common;
 
 use anyhow::Result;
-use googlenet::nn::Parameters;
-use googlenet::step_log::StepLog;
-use googlenet::step_params::StepParams;
-use googlenet::{ops, Adam, Device, Gradients, Labels, Tensor};
+use googlenet::engine::ops;
+use googlenet::engine::optim::StepLog;
+use googlenet::training::step::StepParams;
+use googlenet::Parameters;
+use googlenet::{Adam, Device, Gradients, Labels, Tensor};
 
 /// Three steps' losses and logits go in; the same values and counts come out, in
 /// order, and the log is empty after a read.

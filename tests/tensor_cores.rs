@@ -34,8 +34,8 @@
 //! which fills fresh memory with NaN; so an element a kernel does not write fails.
 
 use anyhow::Result;
-use googlenet::device::geometry::{ChannelView, ConvGeometry, LinearGeometry};
-use googlenet::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision};
+use googlenet::engine::device::geometry::{ChannelView, ConvGeometry, LinearGeometry};
+use googlenet::engine::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -45,9 +45,9 @@ use rand::{Rng, SeedableRng};
 macro_rules! gpu_tests {
     ($($name:ident),* $(,)?) => {
         mod emu {
-            use googlenet::device::emu::EmuDriver;
-            use googlenet::device::gpu::GpuBackend;
-            use googlenet::device::Precision;
+            use googlenet::engine::device::emu::EmuDriver;
+            use googlenet::engine::device::gpu::GpuBackend;
+            use googlenet::engine::device::Precision;
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
@@ -56,9 +56,9 @@ macro_rules! gpu_tests {
             )*
         }
         mod cuda {
-            use googlenet::device::cuda::CudaDriver;
-            use googlenet::device::gpu::GpuBackend;
-            use googlenet::device::Precision;
+            use googlenet::engine::device::cuda::CudaDriver;
+            use googlenet::engine::device::gpu::GpuBackend;
+            use googlenet::engine::device::Precision;
             $(
                 #[test]
                 #[ignore = "needs a CUDA GPU: run with --include-ignored where there is one"]

@@ -10,11 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use googlenet::checkpoint;
 use googlenet::data::{FashionMnist, Split};
-use googlenet::metrics::{read_records, Record};
-use googlenet::presets::preset;
-use googlenet::train::{self, Observer, Outcome, TrainConfig};
+use googlenet::training::checkpoint;
+use googlenet::training::metrics::{read_records, Record};
+use googlenet::training::{self, Observer, Outcome, TrainConfig};
+use googlenet::training::{preset, Preset};
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init, Mode, Tape};
 
 const SIDE: usize = 28;
@@ -90,7 +90,7 @@ fn tiny_config() -> TrainConfig {
         // warm-up and with augmentation.
         warmup_steps: 2,
         augment: true,
-        ..preset("quick").unwrap()
+        ..preset(Preset::Quick)
     }
 }
 
@@ -121,6 +121,16 @@ fn run(
     config: &TrainConfig,
     stop_at: Option<u64>,
 ) -> Result<(Outcome, Vec<Record>)> {
+    run_on(&tiny_data(), run_dir, resume, config, stop_at)
+}
+
+fn run_on(
+    data: &FashionMnist,
+    run_dir: &Path,
+    resume: Option<&Path>,
+    config: &TrainConfig,
+    stop_at: Option<u64>,
+) -> Result<(Outcome, Vec<Record>)> {
     let stop = AtomicBool::new(false);
     let mut recorder = Recorder {
         records: Vec::new(),
@@ -128,9 +138,9 @@ fn run(
         stop_at,
         stop: &stop,
     };
-    let outcome = train::train(
+    let outcome = training::train(
         &Device::cpu(),
-        &tiny_data(),
+        data,
         run_dir,
         resume,
         config,
@@ -160,7 +170,10 @@ fn a_run_logs_evaluates_and_checkpoints() -> Result<()> {
         .filter(|r| matches!(r, Record::Epoch { .. }))
         .count();
     assert_eq!((logs, epochs), (6, 2));
-    assert_eq!(read_records(&train::metrics_path(tmp.path()))?, records);
+    assert_eq!(
+        read_records(&googlenet::training::run_dir::metrics_path(tmp.path()))?,
+        records
+    );
     for epoch in [1, 2] {
         assert!(tmp
             .path()
@@ -234,6 +247,62 @@ fn interrupted_and_resumed_run_ends_bit_identical() -> Result<()> {
     Ok(())
 }
 
+/// A checkpoint's `state.json` as `train` wrote it on 2026-12-07, before the settings
+/// with a fixed set of names became enums (`tests/fixtures/state-2026-12-07.json`, from
+/// `train --preset quick --epochs 2 --train-limit 64 --test-limit 32 --image-size 16
+/// --save-every 2`): it loads; the same run today writes that very file; and a run
+/// resumed from it ends bit-identical to the run that was not interrupted.
+#[test]
+fn checkpoints_written_before_typed_settings_load_and_resume() -> Result<()> {
+    let fixture = include_str!("fixtures/state-2026-12-07.json");
+    let old: serde_json::Value = serde_json::from_str(fixture)?;
+    let state: checkpoint::RunState = serde_json::from_str(fixture)?;
+    assert_eq!(serde_json::to_value(&state)?, old);
+    // Every name the string settings took then.
+    for (field, names) in [
+        ("preset", &["tutorial", "recommended", "quick"][..]),
+        ("init", &["pytorch", "kaiming"]),
+        ("schedule", &["constant", "cosine"]),
+        ("precision", &["f32", "tf32", "bf16"]),
+    ] {
+        for name in names {
+            let mut value = old.clone();
+            value["config"][field] = serde_json::json!(name);
+            let state: checkpoint::RunState = serde_json::from_value(value.clone())?;
+            assert_eq!(serde_json::to_value(&state)?, value, "{field} {name}");
+        }
+    }
+
+    // The fixture's run on crafted data of its sizes: its epoch-1 state is the fixture.
+    let data = FashionMnist {
+        train: band_split(64, 0),
+        test: band_split(32, 1),
+        ..tiny_data()
+    };
+    let whole = tempfile::tempdir()?;
+    run_on(&data, whole.path(), None, &state.config, None)?;
+    let epoch_1 = whole.path().join("checkpoints/epoch-1");
+    let written: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(
+        epoch_1.join(checkpoint::STATE_FILE),
+    )?)?;
+    assert_eq!(written, old);
+
+    let resumed = tempfile::tempdir()?;
+    let from = resumed.path().join("checkpoints/epoch-1");
+    std::fs::create_dir_all(&from)?;
+    for file in [checkpoint::MODEL_FILE, checkpoint::OPTIMIZER_FILE] {
+        std::fs::copy(epoch_1.join(file), from.join(file))?;
+    }
+    std::fs::write(from.join(checkpoint::STATE_FILE), fixture)?;
+    let (outcome, _) = run_on(&data, resumed.path(), Some(&from), &state.config, None)?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    assert_eq!(
+        final_weights(whole.path(), 2),
+        final_weights(resumed.path(), 2)
+    );
+    Ok(())
+}
+
 #[test]
 fn checkpoint_round_trip_gives_the_same_logits() -> Result<()> {
     let device = Device::cpu();
@@ -293,7 +362,7 @@ fn checkpoint_writes_replace_atomically() -> Result<()> {
 fn divergence_stops_and_keeps_the_last_good_checkpoint() -> Result<()> {
     let tmp = tempfile::tempdir()?;
     let config = TrainConfig {
-        lr: googlenet::train::MAX_LR,
+        lr: googlenet::training::settings::MAX_LR,
         epochs: 3,
         ..tiny_config()
     };
@@ -471,16 +540,19 @@ fn summary_prints_stage_shapes() {
 fn bad_flags_are_named() {
     for (flags, needle) in [
         (vec!["--batch-size", "0"], "--batch-size must be at least 1"),
-        (vec!["--preset", "fast"], "--preset \"fast\" is unknown"),
+        (
+            vec!["--preset", "fast"],
+            "invalid value 'fast' for '--preset",
+        ),
         (vec!["--device", "tpu"], "--device \"tpu\" is unknown"),
         (
             vec!["--init", "xavier"],
-            "unknown initialisation \"xavier\"",
+            "invalid value 'xavier' for '--init",
         ),
         (vec!["--image-size", "4"], "--image-size must be at least 8"),
         (
             vec!["--schedule", "linear"],
-            "--schedule \"linear\" is unknown",
+            "invalid value 'linear' for '--schedule",
         ),
         (
             vec!["--min-lr-fraction", "2"],
@@ -517,7 +589,7 @@ fn ctrl_c_writes_a_checkpoint_and_says_how_to_resume() {
         .unwrap();
     // Interrupt once training is under way (its first log line is in the metrics file).
     let deadline = Instant::now() + Duration::from_secs(120);
-    while !train::metrics_path(&run_dir).exists() {
+    while !googlenet::training::run_dir::metrics_path(&run_dir).exists() {
         assert!(Instant::now() < deadline, "training did not start");
         if let Some(status) = child.try_wait().unwrap() {
             panic!("train exited early with {status}");
@@ -581,7 +653,15 @@ fn emulated_kernels_train_like_the_cpu() -> Result<()> {
                 .collect();
             let labels = googlenet::Labels::new(&device, &labels, 10)?;
             out.push(
-                train::train_step(&net, &mut params, &mut adam, &batch, &labels, step as u64)?.loss,
+                googlenet::training::step::train_step(
+                    &net,
+                    &mut params,
+                    &mut adam,
+                    &batch,
+                    &labels,
+                    step as u64,
+                )?
+                .loss,
             );
         }
         Ok(out)
@@ -653,7 +733,7 @@ fn precision_is_recorded_adopted_on_resume_and_refused_on_the_cpu() {
     }
     let (ok, text) = output_of(program("train").args(["--precision", "fp16"]));
     assert!(
-        !ok && text.contains("--precision \"fp16\" is unknown"),
+        !ok && text.contains("invalid value 'fp16' for '--precision"),
         "{text}"
     );
 

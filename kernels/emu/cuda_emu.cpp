@@ -13,7 +13,7 @@
 //
 // Fibers and their stacks are in fiber.h.
 //
-// The checks of GOOGLENET_EMU_CHECK that live here (src/device/emu/ does the rest):
+// The checks of GOOGLENET_EMU_CHECK that live here (src/engine/device/emu/ does the rest):
 // a launch may run its blocks in a shuffled order and on every helper thread
 // (`kShuffle`, `kShare`), or strictly in order on the calling thread (`kSerial`), and
 // may run the race-check build of its kernel (`kRaceCheck`), whose shared-memory
@@ -71,7 +71,7 @@ struct Kernel {
     std::string parameters;
 };
 
-// emu_launch's `mode` bits (src/device/emu.rs spells them out as well).
+// emu_launch's `mode` bits (src/engine/device/emu/driver.rs spells them out as well).
 constexpr unsigned kRaceCheck = 1;  // run the race-check build of the kernel
 constexpr unsigned kShuffle = 2;    // hand out the blocks in a shuffled order (by `seed`)
 constexpr unsigned kShare = 4;      // share the blocks with the helpers, however few
@@ -1356,7 +1356,7 @@ Registration::Registration(const char* name, void (*run)(void** args), std::stri
 }  // namespace emu
 
 // ---------------------------------------------------------------------------------
-// The C interface (src/device/emu.rs).
+// The C interface (src/engine/device/emu/driver.rs).
 
 // Runs `kernel` over `grid` x `block` threads. `args[i]` points to the value of the
 // kernel's parameter i, as in cuLaunchKernel. `mode` is a set of the k* bits above

@@ -2,7 +2,7 @@
 // which has no GPU. A kernel file compiles unchanged as host C++17 when GOOGLENET_EMU
 // is defined (common.cuh then includes this header); build.rs compiles all of them,
 // with cuda_emu.cpp (and its fibers, fiber.h), as one translation unit, and
-// src/device/emu.rs launches them through `emu_launch`, the emulator's cuLaunchKernel.
+// src/engine/device/emu/driver.rs launches them through `emu_launch`, the emulator's cuLaunchKernel.
 //
 // The model, and how each part is emulated:
 //
@@ -46,13 +46,13 @@
 //   real (relaxed) atomics, since blocks may run on two OS threads.
 //
 // The checks, like compute-sanitizer's, for any run (GOOGLENET_EMU_CHECK=race,init,
-// order or =all, read by src/device/emu/checks.rs); AddressSanitizer (build.rs's
+// order or =all, read by src/engine/device/emu/checks.rs); AddressSanitizer (build.rs's
 // GOOGLENET_EMU_ASAN=1) stands in for memcheck, the divergence errors above for
 // synccheck:
 // * race: shared-memory hazards between the threads of a block, warp-synchronous code
 //   included, and shared indices out of bounds (see "The race check" below).
 // * init: kernels that read, and downloads of, device memory that no upload, memset
-//   or kernel wrote (src/device/emu/checked.rs).
+//   or kernel wrote (src/engine/device/emu/checked.rs).
 // * order: blocks that depend on each other: the results of a launch with its blocks
 //   shuffled and shared between OS threads must be bit-identical to the in-order
 //   ones (the same file).
@@ -892,7 +892,7 @@ void run_kernel(void** args) {
     call_with(Kernel, args);
 }
 
-// The spelling shared with src/device/emu.rs, which maps each `Arg` to one of these.
+// The spelling shared with src/engine/device/emu/driver.rs, which maps each `Arg` to one of these.
 template <typename T>
 std::string describe_type() {
     if constexpr (std::is_pointer_v<T>) {

@@ -6,16 +6,17 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use googlenet::checkpoint;
 use googlenet::data::{self, DataOptions, CLASS_NAMES};
-use googlenet::plot::plot_confusion;
-use googlenet::predict::checkpoint_config;
-use googlenet::train::evaluate;
+use googlenet::engine::device::kernels::VERSION;
+use googlenet::training::checkpoint;
+use googlenet::training::evaluate;
+use googlenet::training::metrics::plot_confusion;
+use googlenet::training::predict::checkpoint_config;
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
 
 /// Evaluates a checkpoint on the Fashion-MNIST test set.
 #[derive(Parser, Debug)]
-#[command(version = googlenet::device::kernels::VERSION)]
+#[command(version = VERSION)]
 struct Args {
     /// A checkpoint directory (from `train`) or its model.safetensors.
     checkpoint: PathBuf,
@@ -30,10 +31,10 @@ struct Args {
     test_limit: Option<usize>,
     #[arg(long, default_value = "auto")]
     device: String,
-    /// The conv and linear GEMMs' arithmetic: tf32 | bf16 | f32 (default: tf32 on a
-    /// GPU, f32 on the CPU, which has no other).
-    #[arg(long)]
-    precision: Option<String>,
+    /// The conv and linear GEMMs' arithmetic (default: tf32 on a GPU, f32 on the CPU,
+    /// which has no other).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     #[arg(long)]
     data_dir: Option<PathBuf>,
     #[arg(long)]
@@ -55,12 +56,7 @@ fn main() -> ExitCode {
 }
 
 fn run(args: Args) -> Result<()> {
-    let precision = args
-        .precision
-        .as_deref()
-        .map(Precision::parse)
-        .transpose()?;
-    let device = Device::parse_at(&args.device, precision)?;
+    let device = Device::parse_at(&args.device, args.precision)?;
     let mut config = checkpoint_config(&args.checkpoint)?;
     config.image_size = args.image_size.unwrap_or(config.image_size);
     config.normalize = args.normalize.unwrap_or(config.normalize);

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use googlenet::checkpoint;
 use googlenet::data::CLASS_NAMES;
-use googlenet::predict::{
+use googlenet::training::checkpoint;
+use googlenet::training::predict::{
     checkpoint_config, class_probabilities, load_image, prepare, top_k, Invert,
 };
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};

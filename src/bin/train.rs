@@ -8,27 +8,27 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use googlenet::checkpoint::{self, Leftover};
 use googlenet::data::{self, DataOptions};
-use googlenet::memory;
-use googlenet::metrics::{read_records, Record};
-use googlenet::nn::format_summary;
-use googlenet::presets::{preset, PRESETS};
-use googlenet::reconcile;
-use googlenet::run_lock::RunLock;
-use googlenet::runs::{create_run_dir, format_duration, Summary};
-use googlenet::train::{self, metrics_path, Observer, Outcome, TrainConfig};
+use googlenet::engine::device::kernels::VERSION;
+use googlenet::engine::nn::format_summary;
+use googlenet::training::checkpoint::{self, Leftover};
+use googlenet::training::metrics::{format_duration, plot_metrics, read_records, Record, Summary};
+use googlenet::training::recipe::ScheduleKind;
+use googlenet::training::run::{data_shape, workload};
+use googlenet::training::run_dir::{checkpoints_dir, create_run_dir, metrics_path, RunLock};
+use googlenet::training::settings::{preset, resume_config, Preset, TrainConfig};
+use googlenet::training::{memory, train, Observer, Outcome};
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `tutorial`
 /// preset on a GPU, `quick` on the CPU. Every preset setting can be overridden.
 #[derive(Parser, Debug)]
-#[command(version = googlenet::device::kernels::VERSION)]
+#[command(version = VERSION)]
 struct Args {
-    /// tutorial | recommended | quick (default: tutorial on a GPU, quick on the CPU)
-    #[arg(long)]
-    preset: Option<String>,
+    /// The named configuration (default: tutorial on a GPU, quick on the CPU).
+    #[arg(long, value_enum)]
+    preset: Option<Preset>,
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -49,18 +49,18 @@ struct Args {
     /// Log loss and accuracy every N batches.
     #[arg(long)]
     log_every: Option<usize>,
-    /// Weight initialisation: pytorch (the tutorial's) | kaiming
-    #[arg(long)]
-    init: Option<String>,
+    /// Weight initialisation: pytorch (the tutorial's) or kaiming.
+    #[arg(long, value_enum)]
+    init: Option<Init>,
     /// Normalise inputs by Fashion-MNIST's mean and std (true | false).
     #[arg(long)]
     normalize: Option<bool>,
     /// Also write a checkpoint every N steps (one is always written at each epoch end).
     #[arg(long)]
     save_every: Option<usize>,
-    /// Learning rate per step: constant | cosine (warm-up, then cosine decay)
-    #[arg(long)]
-    schedule: Option<String>,
+    /// Learning rate per step: constant, or cosine (warm-up, then cosine decay).
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleKind>,
     /// cosine: steps of linear warm-up to --lr.
     #[arg(long)]
     warmup_steps: Option<u64>,
@@ -80,10 +80,10 @@ struct Args {
     /// auto (a working GPU, else the CPU) | cpu | cuda | cuda:N
     #[arg(long, default_value = "auto")]
     device: String,
-    /// The conv and linear GEMMs' arithmetic: tf32 | bf16 | f32 (default: tf32 on a
-    /// GPU, f32 on the CPU, which has no other).
-    #[arg(long)]
-    precision: Option<String>,
+    /// The conv and linear GEMMs' arithmetic (default: tf32 on a GPU, f32 on the CPU,
+    /// which has no other).
+    #[arg(long, value_enum)]
+    precision: Option<Precision>,
     /// Directory with the four Fashion-MNIST files (gz or raw).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -112,8 +112,8 @@ fn main() -> ExitCode {
 }
 
 /// The preset with every flag the user gave laid over it.
-fn config_from(args: &Args, name: &str) -> Result<TrainConfig> {
-    overlay(args, preset(name)?)
+fn config_from(args: &Args, name: Preset) -> Result<TrainConfig> {
+    overlay(args, preset(name))
 }
 
 /// `c` with every flag the user gave laid over it.
@@ -127,28 +127,28 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.test_limit = limit(args.test_limit, c.test_limit);
     c.seed = args.seed.unwrap_or(c.seed);
     c.log_every = args.log_every.unwrap_or(c.log_every);
-    c.init = args.init.clone().unwrap_or(c.init);
+    c.init = args.init.unwrap_or(c.init);
     c.normalize = args.normalize.unwrap_or(c.normalize);
     c.save_every = args.save_every.or(c.save_every);
-    c.schedule = args.schedule.clone().unwrap_or(c.schedule);
+    c.schedule = args.schedule.unwrap_or(c.schedule);
     c.warmup_steps = args.warmup_steps.unwrap_or(c.warmup_steps);
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
     c.no_graph |= args.no_graph;
-    c.precision = args.precision.clone().unwrap_or(c.precision);
+    c.precision = args.precision.unwrap_or(c.precision);
     c.validate()?;
     Ok(c)
 }
 
 fn describe(c: &TrainConfig) -> String {
     let limit = |l: Option<usize>| l.map_or("all".to_string(), |n| n.to_string());
-    let lr = match c.schedule.as_str() {
-        "cosine" => format!(
+    let lr = match c.schedule {
+        ScheduleKind::Cosine => format!(
             "lr {} (cosine: {} warm-up steps, down to {}x)",
             c.lr, c.warmup_steps, c.min_lr_fraction
         ),
-        _ => format!("lr {} (constant)", c.lr),
+        ScheduleKind::Constant => format!("lr {} (constant)", c.lr),
     };
     format!(
         "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
@@ -169,30 +169,19 @@ fn describe(c: &TrainConfig) -> String {
 
 fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
-    let precision = args
-        .precision
-        .as_deref()
-        .map(Precision::parse)
-        .transpose()?;
-    let device = Device::parse_at(&args.device, precision)?;
+    let device = Device::parse_at(&args.device, args.precision)?;
     let on_gpu = device.is_gpu();
-    let (name, why) = match &args.preset {
-        Some(name) => (name.clone(), "chosen with --preset".to_string()),
-        None if on_gpu => ("tutorial".to_string(), "a GPU is present".to_string()),
+    let (name, why) = match args.preset {
+        Some(name) => (name, "chosen with --preset"),
+        None if on_gpu => (Preset::Tutorial, "a GPU is present"),
         None => (
-            "quick".to_string(),
-            "no GPU, and the tutorial's 224x224 run takes about 6 hours on 2 CPU cores; pass --preset tutorial to run it anyway".to_string(),
+            Preset::Quick,
+            "no GPU, and the tutorial's 224x224 run takes about 6 hours on 2 CPU cores; pass --preset tutorial to run it anyway",
         ),
     };
-    if !PRESETS.contains(&name.as_str()) {
-        anyhow::bail!(
-            "--preset {name:?} is unknown: expected one of {}",
-            PRESETS.join(", ")
-        );
-    }
 
     if args.summary {
-        let config = config_from(&args, &name)?;
+        let config = config_from(&args, name)?;
         let (net, params) =
             GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
         let rows = net.summary(&params, config.image_size)?;
@@ -202,7 +191,7 @@ fn run(args: Args) -> Result<ExitCode> {
 
     let (config, run_dir) = match &args.resume {
         Some(dir) => {
-            let (state, ..) = train::resume(&device, dir)?;
+            let (state, ..) = checkpoint::resume(&device, dir)?;
             let run_dir = Some(
                 args.run_dir
                     .clone()
@@ -216,8 +205,8 @@ fn run(args: Args) -> Result<ExitCode> {
                 state.step
             );
             let mut requested = overlay(&args, state.config.clone())?;
-            requested.preset = args.preset.clone().unwrap_or(requested.preset);
-            let (config, changes) = reconcile::resume_config(&state.config, &requested)?;
+            requested.preset = args.preset.unwrap_or(requested.preset);
+            let (config, changes) = resume_config(&state.config, &requested)?;
             for change in changes {
                 println!("{change}");
             }
@@ -225,9 +214,9 @@ fn run(args: Args) -> Result<ExitCode> {
         }
         None => {
             println!("preset: {name} ({why})");
-            let mut config = config_from(&args, &name)?;
+            let mut config = config_from(&args, name)?;
             // The device's: --precision's, else its default.
-            config.precision = device.precision().to_string();
+            config.precision = device.precision();
             (config, args.run_dir.clone())
         }
     };
@@ -254,7 +243,7 @@ fn run(args: Args) -> Result<ExitCode> {
     // A fresh run's directory is made only now, so a run that cannot start leaves none.
     let run_dir = match run_dir {
         Some(dir) => dir,
-        None => create_run_dir(Path::new("runs"), &config.preset)?,
+        None => create_run_dir(Path::new("runs"), config.preset.name())?,
     };
     println!("run directory: {}", run_dir.display());
     let lock = RunLock::acquire(&run_dir)?;
@@ -264,7 +253,7 @@ fn run(args: Args) -> Result<ExitCode> {
             lock.path().display()
         );
     }
-    for leftover in checkpoint::clear_leftovers(&train::checkpoints_dir(&run_dir))? {
+    for leftover in checkpoint::clear_leftovers(&checkpoints_dir(&run_dir))? {
         match leftover {
             Leftover::Removed(path) => println!(
                 "removed {}, left by a checkpoint save that did not finish",
@@ -282,14 +271,13 @@ fn run(args: Args) -> Result<ExitCode> {
         Init::PyTorchDefault,
         0,
     )?;
-    let images = data.train.len() + data.test.len();
-    let estimate = memory::estimate(
+    let estimate = memory::estimate(&workload(
         &net,
         params.scalar_count(),
         &config,
+        data_shape(&data, &config),
         device.is_gpu(),
-        images,
-    )?;
+    ))?;
     println!("memory: {}", memory::describe(&estimate));
     drop((net, params));
 
@@ -305,7 +293,7 @@ fn run(args: Args) -> Result<ExitCode> {
     .context("cannot install the Ctrl-C handler")?;
 
     let mut observer = Console::new();
-    let outcome = train::train(
+    let outcome = train(
         &device,
         &data,
         &run_dir,
@@ -328,7 +316,7 @@ fn run(args: Args) -> Result<ExitCode> {
                     format_duration(started.elapsed().as_secs_f64()),
                     s.images_per_s
                 );
-                let best = train::checkpoints_dir(&run_dir).join(format!("epoch-{}", s.best_epoch));
+                let best = checkpoints_dir(&run_dir).join(format!("epoch-{}", s.best_epoch));
                 println!("best checkpoint: {}", best.display());
             }
             println!("metrics: {}", metrics_path(&run_dir).display());
@@ -369,7 +357,7 @@ fn run_dir_of_checkpoint(checkpoint: &Path) -> PathBuf {
 fn plot_run(run_dir: &Path) -> Result<PathBuf> {
     let records = read_records(&metrics_path(run_dir))?;
     let png = run_dir.join("curves.png");
-    googlenet::plot::plot_metrics(&records, &png, "GoogLeNet on Fashion-MNIST")?;
+    plot_metrics(&records, &png, "GoogLeNet on Fashion-MNIST")?;
     Ok(png)
 }
 

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use googlenet::device::Device;
-use googlenet::train;
+use googlenet::engine::device::Device;
+use googlenet::training;
 
 use super::idx;
 
@@ -60,7 +60,7 @@ pub fn output_of(cmd: &mut Command) -> (bool, String) {
 
 /// The checkpoint directories of a run (hidden leftovers not included), by name.
 pub fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(train::checkpoints_dir(run_dir)) else {
+    let Ok(entries) = std::fs::read_dir(training::run_dir::checkpoints_dir(run_dir)) else {
         return Vec::new();
     };
     let mut dirs: Vec<PathBuf> = entries
@@ -73,7 +73,7 @@ pub fn checkpoints(run_dir: &Path) -> Vec<PathBuf> {
 
 /// Loads a checkpoint the way `--resume` does; its step.
 pub fn load_step(checkpoint: &Path) -> anyhow::Result<u64> {
-    let (state, ..) = train::resume(&Device::cpu(), checkpoint)?;
+    let (state, ..) = training::checkpoint::resume(&Device::cpu(), checkpoint)?;
     Ok(state.step)
 }
 

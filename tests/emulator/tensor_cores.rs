@@ -10,8 +10,8 @@
 //! warps, reads before a wait, ...) are in the parent file.
 
 use anyhow::Result;
-use googlenet::device::gpu::{Arg, Driver, Launch};
-use googlenet::device::Buffer;
+use googlenet::engine::device::gpu::{Arg, Driver, Launch};
+use googlenet::engine::device::Buffer;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -23,7 +23,7 @@ macro_rules! instruction_tests {
             $(
                 #[test]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(&googlenet::device::emu::EmuDriver::new())
+                    super::$name(&googlenet::engine::device::emu::EmuDriver::new())
                 }
             )*
         }
@@ -32,7 +32,7 @@ macro_rules! instruction_tests {
                 #[test]
                 #[ignore = "needs a CUDA GPU: run with --include-ignored where there is one"]
                 fn $name() -> anyhow::Result<()> {
-                    super::$name(&googlenet::device::cuda::CudaDriver::new(0)?)
+                    super::$name(&googlenet::engine::device::cuda::CudaDriver::new(0)?)
                 }
             )*
         }
