@@ -40,8 +40,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
 use googlenet::data::Split;
-use googlenet::engine::device::cuda;
 use googlenet::engine::device::View;
+use googlenet::engine::device::{cuda, simd_level, CpuGemm};
 use googlenet::engine::optim::StepLog;
 use googlenet::training::step::DeviceSplit;
 use googlenet::training::step::{BatchSettings, Stepper};
@@ -368,8 +368,19 @@ fn cpu_against_pytorch(
     sizes: &[usize],
     threads: &[usize],
     rounds: usize,
+    gemms: &[CpuGemm],
 ) -> Result<()> {
     let python = peer_python();
+    println!(
+        "CPU: {} ({}); matrix multiply: {}",
+        cpu_model(),
+        simd_level().name(),
+        gemms
+            .iter()
+            .map(|g| g.describe())
+            .collect::<Vec<_>>()
+            .join(", then ")
+    );
     match &python {
         Ok(python) => println!(
             "CPU train step, batch {BATCH}, f32, Adam: ours and PyTorch's ({python} \
@@ -378,57 +389,81 @@ fn cpu_against_pytorch(
         Err(why) => println!("CPU train step, batch {BATCH}: PyTorch peer skipped ({why})"),
     }
     println!(
-        "  {:>7}  {:>7}  {:>12}  {:>12}  {:>16}  {:>11}  {:>13}",
-        "size", "threads", "ours ms", "PyTorch ms", "PyTorch / ours", "steal ours", "steal PyTorch"
+        "  {:>7}  {:>7}  {:>14}  {:>12}  {:>12}  {:>16}  {:>11}  {:>13}",
+        "size",
+        "threads",
+        "gemm",
+        "ours ms",
+        "PyTorch ms",
+        "PyTorch / ours",
+        "steal ours",
+        "steal PyTorch"
     );
     let device = Device::cpu();
     for &size in sizes {
         for &t in threads {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
-            let (warmup, steps) = steps_per_round(size);
-            let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-            let (mut our_steal, mut their_steal) = (Steal::default(), Steal::default());
-            for _ in 0..rounds {
-                let step = our_steal.during(|| {
-                    pool.install(|| median_step(&device, BATCH, size, false, warmup, steps))
-                })?;
-                ours.push(step.as_secs_f64());
-                if let Ok(python) = &python {
-                    theirs.push(their_steal.during(|| pytorch_step(python, size, t))?);
-                }
+            for &gemm in gemms {
+                gemm.select();
+                cpu_row(rows, &device, python.as_ref().ok(), size, t, rounds, gemm)?;
             }
-            let ours = median(ours);
-            let theirs = (!theirs.is_empty()).then(|| median(theirs));
-            let shown =
-                |s: Option<f64>| s.map_or("skipped".to_string(), |s| format!("{:.1}", s * 1e3));
-            let ratio = theirs.map(|p| p / ours);
-            let percent =
-                |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.1}%", s * 1e2));
-            println!(
-                "  {:>7}  {t:>7}  {:>12.1}  {:>12}  {:>16}  {:>11}  {:>13}",
-                format!("{size}x{size}"),
-                ours * 1e3,
-                shown(theirs),
-                ratio.map_or("-".to_string(), |r| format!("{r:.2}x")),
-                percent(our_steal.share()),
-                percent(their_steal.share()),
-            );
-            rows.push(json!({
-                "device": format!("cpu ({t} threads)"),
-                "batch": BATCH,
-                "image_size": size,
-                "threads": t,
-                "ms_per_step": ours * 1e3,
-                "images_per_s": BATCH as f64 / ours,
-                "pytorch_ms_per_step": theirs.map(|p| p * 1e3),
-                "pytorch_over_ours": ratio,
-                "steal_share_ours": our_steal.share(),
-                "steal_share_pytorch": their_steal.share(),
-                "rounds": rounds,
-                "steps_timed_per_round": steps,
-            }));
         }
     }
+    Ok(())
+}
+
+/// One row of `cpu_against_pytorch`: our step on `gemm` and PyTorch's, taking turns.
+fn cpu_row(
+    rows: &mut Vec<Value>,
+    device: &Device,
+    python: Option<&String>,
+    size: usize,
+    t: usize,
+    rounds: usize,
+    gemm: CpuGemm,
+) -> Result<()> {
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(t).build()?;
+    let (warmup, steps) = steps_per_round(size);
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    let (mut our_steal, mut their_steal) = (Steal::default(), Steal::default());
+    for _ in 0..rounds {
+        let step = our_steal
+            .during(|| pool.install(|| median_step(device, BATCH, size, false, warmup, steps)))?;
+        ours.push(step.as_secs_f64());
+        if let Some(python) = python {
+            theirs.push(their_steal.during(|| pytorch_step(python, size, t))?);
+        }
+    }
+    let ours = median(ours);
+    let theirs = (!theirs.is_empty()).then(|| median(theirs));
+    let shown = |s: Option<f64>| s.map_or("skipped".to_string(), |s| format!("{:.1}", s * 1e3));
+    let ratio = theirs.map(|p| p / ours);
+    let percent = |s: Option<f64>| s.map_or("-".to_string(), |s| format!("{:.1}%", s * 1e2));
+    println!(
+        "  {:>7}  {t:>7}  {:>14}  {:>12.1}  {:>12}  {:>16}  {:>11}  {:>13}",
+        format!("{size}x{size}"),
+        gemm_name(gemm),
+        ours * 1e3,
+        shown(theirs),
+        ratio.map_or("-".to_string(), |r| format!("{r:.2}x")),
+        percent(our_steal.share()),
+        percent(their_steal.share()),
+    );
+    rows.push(json!({
+        "device": format!("cpu ({t} threads)"),
+        "batch": BATCH,
+        "image_size": size,
+        "threads": t,
+        "simd_level": simd_level().name(),
+        "gemm": gemm.describe(),
+        "ms_per_step": ours * 1e3,
+        "images_per_s": BATCH as f64 / ours,
+        "pytorch_ms_per_step": theirs.map(|p| p * 1e3),
+        "pytorch_over_ours": ratio,
+        "steal_share_ours": our_steal.share(),
+        "steal_share_pytorch": their_steal.share(),
+        "rounds": rounds,
+        "steps_timed_per_round": steps,
+    }));
     Ok(())
 }
 
@@ -512,7 +547,20 @@ fn main() -> Result<()> {
                 .with_context(|| format!("--rounds {r:?}: expected a count of at least 1"))?,
             None => 3,
         };
-        cpu_against_pytorch(&mut rows, &sizes, &threads, rounds)?;
+        let gemms = match flag_value(&args, "--cpu-gemms")? {
+            Some(list) => list
+                .split(',')
+                .map(|name| match name.trim() {
+                    "matrixmultiply" => Ok(CpuGemm::Matrixmultiply),
+                    "gemm" => Ok(CpuGemm::GemmCrate),
+                    other => anyhow::bail!(
+                        "--cpu-gemms: {other:?} is unknown: expected a list of matrixmultiply and gemm"
+                    ),
+                })
+                .collect::<Result<Vec<_>>>()?,
+            None => vec![CpuGemm::active()],
+        };
+        cpu_against_pytorch(&mut rows, &sizes, &threads, rounds, &gemms)?;
     }
 
     if let Some(dir) = json_path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -527,4 +575,23 @@ fn main() -> Result<()> {
         .with_context(|| format!("writing {}", json_path.display()))?;
     println!("rows written to {}", json_path.display());
     Ok(())
+}
+
+/// The short name of a matrix multiply, for the table.
+fn gemm_name(gemm: CpuGemm) -> &'static str {
+    match gemm {
+        CpuGemm::Matrixmultiply => "matrixmultiply",
+        CpuGemm::GemmCrate => "gemm",
+    }
+}
+
+/// The processor's name, from /proc/cpuinfo.
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("model name"))?;
+            Some(line.split_once(':')?.1.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown processor".to_string())
 }

@@ -536,6 +536,21 @@ fn summary_prints_stage_shapes() {
     assert!(text.contains("5977530"), "{text}");
 }
 
+/// The CPU's matrix multiply is chosen by an environment variable (to compare the two
+/// on one machine); a bad value is refused by name before anything runs.
+#[test]
+fn a_bad_cpu_matrix_multiply_is_named() {
+    let (ok, text) = output_of(
+        program("train")
+            .env("GOOGLENET_CPU_GEMM", "blas")
+            .args(["--device", "cpu", "--summary"]),
+    );
+    assert!(
+        !ok && text.contains("GOOGLENET_CPU_GEMM=\"blas\" is unknown"),
+        "{text}"
+    );
+}
+
 #[test]
 fn bad_flags_are_named() {
     for (flags, needle) in [

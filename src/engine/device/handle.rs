@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::{bail, Result};
 
 use super::backend::Backend;
-use super::cpu::{self, CpuBackend};
+use super::cpu::{self, CpuBackend, CpuGemm};
 use super::cuda::{self, CudaDriver};
 use super::emu::EmuDriver;
 use super::gpu::{Counters, GpuBackend};
@@ -75,6 +75,9 @@ impl Device {
     /// Parses a `--device` value: auto (the first GPU when there is a working one,
     /// else the CPU), cpu, emu, cuda, cuda:N.
     pub fn parse(name: &str) -> Result<Device> {
+        // The CPU's matrix multiply is picked once, from the environment: a bad value is
+        // refused here, before anything runs.
+        CpuGemm::from_environment()?;
         match name {
             "cpu" => Ok(Device::cpu()),
             "emu" => Ok(Device::emu()),

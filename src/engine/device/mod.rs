@@ -24,7 +24,7 @@ mod resize;
 
 pub use backend::{Backend, ConvOutput, ConvOutputGrad};
 pub use buffer::{Buffer, Words};
-pub use cpu::{argmax, CpuBackend};
+pub use cpu::{argmax, simd_level, CpuBackend, CpuGemm, SimdLevel, GEMM_VARIABLE};
 pub use dropout::{dropout_keeps, seed_words};
 pub use gpu::Counters;
 pub use handle::Device;

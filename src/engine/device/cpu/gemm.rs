@@ -1,6 +1,150 @@
-//! A safe face for `matrixmultiply::sgemm`, the CPU's one matrix multiply.
+//! The CPU's one matrix multiply, behind a safe face: `matrixmultiply::sgemm` (AVX2 and
+//! FMA kernels), or on a CPU with AVX-512 the `gemm` crate's AVX-512 kernels, picked once
+//! per process at run time (`CpuGemm`), so one binary runs well on either.
+//!
+//! Each output element is one dot product over k in a fixed order for a given product
+//! shape: matrixmultiply's k-blocking is a constant, the gemm crate's depends on k and
+//! the caches only, and each path splits the output between threads along m or n. So
+//! the results do not depend on the number of threads (tests/cpu_threads.rs).
 
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use anyhow::{bail, Result};
 use rayon::prelude::*;
+
+/// The environment variable that picks the matrix multiply (`CpuGemm`), to compare the
+/// two on one machine.
+pub const GEMM_VARIABLE: &str = "GOOGLENET_CPU_GEMM";
+
+/// `CpuGemm::active`'s choice: none yet, or one of the two.
+static ACTIVE: AtomicU8 = AtomicU8::new(UNCHOSEN);
+const UNCHOSEN: u8 = 0;
+const MATRIXMULTIPLY: u8 = 1;
+const GEMM_CRATE: u8 = 2;
+
+/// Which matrix multiply the CPU device runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CpuGemm {
+    /// matrixmultiply's kernels: AVX2 and FMA where the CPU has them (it picks at run
+    /// time), SSE2 elsewhere. The default without AVX-512.
+    Matrixmultiply,
+    /// The `gemm` crate (with its `x86-v4` feature): AVX-512 kernels where the CPU has
+    /// AVX-512F, AVX2 ones elsewhere. The default with AVX-512.
+    GemmCrate,
+}
+
+impl CpuGemm {
+    /// The one running now: `select`'s choice, else `GOOGLENET_CPU_GEMM`
+    /// (`matrixmultiply` or `gemm`) if set, else the gemm crate where the CPU has
+    /// AVX-512 and matrixmultiply where it does not. A bad value is refused by
+    /// `Device::parse` (the programs' path); here it falls back to the default, said
+    /// once on stderr.
+    pub fn active() -> CpuGemm {
+        match ACTIVE.load(Ordering::Relaxed) {
+            MATRIXMULTIPLY => CpuGemm::Matrixmultiply,
+            GEMM_CRATE => CpuGemm::GemmCrate,
+            _ => {
+                let chosen = CpuGemm::from_environment().unwrap_or_else(|err| {
+                    eprintln!("warning: {err:#}; using the default");
+                    CpuGemm::default_for_this_cpu()
+                });
+                // Another thread may have chosen meanwhile: the first choice stands.
+                let _ = ACTIVE.compare_exchange(
+                    UNCHOSEN,
+                    chosen.code(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
+                CpuGemm::active()
+            }
+        }
+    }
+
+    /// Runs every later product on `self`, as the benchmark does to time both on one
+    /// machine in one run. Between two ops, never during one.
+    pub fn select(self) {
+        ACTIVE.store(self.code(), Ordering::Relaxed);
+    }
+
+    fn code(self) -> u8 {
+        match self {
+            CpuGemm::Matrixmultiply => MATRIXMULTIPLY,
+            CpuGemm::GemmCrate => GEMM_CRATE,
+        }
+    }
+
+    /// `GOOGLENET_CPU_GEMM`'s choice, or the default for this CPU when it is not set.
+    pub fn from_environment() -> Result<CpuGemm> {
+        match std::env::var(GEMM_VARIABLE) {
+            Err(_) => Ok(CpuGemm::default_for_this_cpu()),
+            Ok(name) => match name.as_str() {
+                "matrixmultiply" => Ok(CpuGemm::Matrixmultiply),
+                "gemm" => Ok(CpuGemm::GemmCrate),
+                other => {
+                    bail!("{GEMM_VARIABLE}={other:?} is unknown: expected matrixmultiply or gemm")
+                }
+            },
+        }
+    }
+
+    fn default_for_this_cpu() -> CpuGemm {
+        if simd_level() == SimdLevel::Avx512 {
+            CpuGemm::GemmCrate
+        } else {
+            CpuGemm::Matrixmultiply
+        }
+    }
+
+    /// What a benchmark row says it measured.
+    pub fn describe(self) -> String {
+        let kernels = match (self, simd_level()) {
+            (CpuGemm::GemmCrate, SimdLevel::Avx512) => "AVX-512",
+            (_, SimdLevel::Avx512 | SimdLevel::Avx2Fma) => "AVX2+FMA",
+            (_, SimdLevel::Baseline) => "SSE2",
+        };
+        match self {
+            CpuGemm::Matrixmultiply => format!("matrixmultiply 0.3, {kernels} kernels"),
+            CpuGemm::GemmCrate => format!("gemm 0.19, {kernels} kernels"),
+        }
+    }
+}
+
+/// The widest vector instructions this CPU offers the matrix multiply.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SimdLevel {
+    /// AVX-512F (with BW, VL, DQ: x86-64-v4).
+    Avx512,
+    Avx2Fma,
+    Baseline,
+}
+
+impl SimdLevel {
+    pub fn name(self) -> &'static str {
+        match self {
+            SimdLevel::Avx512 => "AVX-512",
+            SimdLevel::Avx2Fma => "AVX2+FMA",
+            SimdLevel::Baseline => "SSE2",
+        }
+    }
+}
+
+/// This CPU's `SimdLevel`.
+pub fn simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx512bw")
+            && is_x86_feature_detected!("avx512vl")
+            && is_x86_feature_detected!("avx512dq")
+        {
+            return SimdLevel::Avx512;
+        }
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            return SimdLevel::Avx2Fma;
+        }
+    }
+    SimdLevel::Baseline
+}
 
 /// A row-major `rows x cols` matrix inside a slice (rows `row_stride` apart),
 /// optionally read transposed.
@@ -113,6 +257,16 @@ pub fn par_product(a: Mat, b: Mat) -> Vec<f32> {
     if threads == 1 || m * n * k < 1 << 18 {
         return product(a, b);
     }
+    if CpuGemm::active() == CpuGemm::GemmCrate {
+        // The crate splits the output between the threads itself, the whole product
+        // packed once.
+        // SAFETY: one product into the m x n output, beta 0.
+        return unsafe {
+            written_by(m * n, |c| {
+                gemm_crate(a, b, c, n, 0.0, gemm::Parallelism::Rayon(threads))
+            })
+        };
+    }
     let blocks = |c: *mut f32| {
         let out = SendPtr(c);
         if m >= n {
@@ -172,6 +326,10 @@ unsafe fn gemm_into(a: Mat, b: Mat, c: *mut f32, c_row_stride: usize, beta: f32)
     if m == 0 || n == 0 {
         return;
     }
+    if CpuGemm::active() == CpuGemm::GemmCrate {
+        // SAFETY: as below.
+        return unsafe { gemm_crate(a, b, c, c_row_stride, beta, gemm::Parallelism::None) };
+    }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
     // SAFETY: `fits` keeps every element of a and b inside their slices; the caller
@@ -192,4 +350,59 @@ unsafe fn gemm_into(a: Mat, b: Mat, c: *mut f32, c_row_stride: usize, beta: f32)
         c_row_stride as isize,
         1,
     );
+}
+
+/// `gemm_into` by the gemm crate, whose `dst = alpha · dst + beta · lhs · rhs` names
+/// the scalars the other way round.
+///
+/// # Safety
+/// As `gemm_into`, whose checks the caller has made.
+unsafe fn gemm_crate(
+    a: Mat,
+    b: Mat,
+    c: *mut f32,
+    c_row_stride: usize,
+    beta: f32,
+    parallelism: gemm::Parallelism,
+) {
+    let (m, k) = a.dims();
+    let n = b.dims().1;
+    if k == 0 {
+        // The crate leaves dst alone for an empty sum; matrixmultiply's contract, which
+        // the callers rely on, is C = beta · C (all of C written when beta is 0).
+        for row in 0..m {
+            // SAFETY: row `row` of the m x n output.
+            let row = unsafe { std::slice::from_raw_parts_mut(c.add(row * c_row_stride), n) };
+            row.iter_mut()
+                .for_each(|x| *x = if beta == 0.0 { 0.0 } else { beta * *x });
+        }
+        return;
+    }
+    let (rsa, csa) = a.strides();
+    let (rsb, csb) = b.strides();
+    // SAFETY: every element of a and b lies inside their slices (`fits`), c is the
+    // caller's.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            1,
+            c_row_stride as isize,
+            beta != 0.0,
+            a.data.as_ptr(),
+            csa,
+            rsa,
+            b.data.as_ptr(),
+            csb,
+            rsb,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    }
 }

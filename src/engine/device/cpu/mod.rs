@@ -15,4 +15,5 @@ mod strided;
 mod winograd;
 
 pub use backend::{keep_freed_memory, CpuBackend};
+pub use gemm::{simd_level, CpuGemm, SimdLevel, GEMM_VARIABLE};
 pub use loss::argmax;
