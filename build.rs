@@ -1,5 +1,6 @@
 //! Build script: the CUDA kernels in kernels/, compiled twice: to GPU code (build/ptx.rs,
-//! with the nvcc build/nvcc.rs finds or installs) and as host C++ for the emulator (below).
+//! with the nvcc build/nvcc.rs finds or installs) and as host C++ for the emulator (below),
+//! once per change of what that reads (build/memo.rs).
 
 use std::env;
 use std::fmt::Write as _;
@@ -8,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 #[path = "build/emu_shared.rs"]
 mod emu_shared;
+#[path = "build/memo.rs"]
+mod memo;
 #[path = "build/nvcc.rs"]
 mod nvcc;
 #[path = "build/ptx.rs"]
@@ -16,6 +19,7 @@ mod ptx;
 mod ptxas_report;
 
 fn main() {
+    memo::work_once(Path::new(env!("CARGO_MANIFEST_DIR")));
     let sources = kernel_sources();
     ptx::build(&sources);
     build_emulator(&sources);

@@ -50,8 +50,11 @@ pub fn find(out_dir: &Path) -> Result<Nvcc, String> {
     }
     let found = system_or_installed(root, &venv, out_dir);
     match pinned(&venv) {
-        // Installed just now: from here on, only it matters.
-        Some(path) => watch(&path, out_dir),
+        // Installed just now: from here on, only it matters. Its date is left as it is,
+        // later than this run's start, so that cargo runs the script once more and the
+        // note that it was installed is not replayed on every later build (the rerun
+        // repeats no work: build/memo.rs).
+        Some(path) => println!("cargo:rerun-if-changed={}", path.display()),
         // No pinned copy yet: watch the directory it will be installed into.
         None => {
             if !venv.exists() {
@@ -90,7 +93,7 @@ fn system_or_installed(root: &Path, venv: &Path, out_dir: &Path) -> Result<Nvcc,
     usable(&path).map_err(|why| format!("{}: {why}", path.display()))
 }
 
-/// Tells cargo to rerun build.rs when `path` changes. Cargo reruns it when the path is
+/// Tells cargo to rerun build.rs when `path` changes (and not because of this run). Cargo reruns it when the path is
 /// newer than the time it started this run (the mtime of invoked.timestamp beside
 /// OUT_DIR), so what this run wrote there itself (the installed nvcc, the directory
 /// made to watch) is dated back to that time: else the next build would rerun
