@@ -18,6 +18,7 @@ pub mod emu;
 pub mod geometry;
 pub mod gpu;
 mod handle;
+pub mod kernel_code;
 pub mod kernels;
 pub mod precision;
 mod resize;
