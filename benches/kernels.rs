@@ -162,23 +162,24 @@ impl Args {
 /// On the GPU machine cuDNN sits in python3's site-packages (nvidia/cudnn/lib), where
 /// the dynamic loader does not look, and the loader reads LD_LIBRARY_PATH only when a
 /// program starts. So when libcudnn is not found, this program runs itself again, once,
-/// with that directory added (scripts/gpu-bench.sh sets the path itself).
+/// with that directory added, and those of the cuBLASLt and NVRTC that cuDNN loads for
+/// some of its engines (scripts/gpu-env.sh sets the path for the scripts itself).
 fn restart_with_cudnn_path() {
     // SAFETY: only tries to open the library; nothing from it is called.
     if std::env::var_os(RESTARTED).is_some() || unsafe { cudarc::cudnn::sys::is_culib_present() } {
         return;
     }
-    let Some(dir) = python_cudnn_dir() else {
+    let Some(dirs) = python_cudnn_dirs() else {
         return;
     };
     let path = match std::env::var("LD_LIBRARY_PATH") {
-        Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
-        _ => dir.clone(),
+        Ok(old) if !old.is_empty() => format!("{dirs}:{old}"),
+        _ => dirs.clone(),
     };
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    eprintln!("cuDNN: restarting with {dir} on LD_LIBRARY_PATH");
+    eprintln!("cuDNN: restarting with {dirs} on LD_LIBRARY_PATH");
     let err = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env("LD_LIBRARY_PATH", path)
@@ -187,24 +188,30 @@ fn restart_with_cudnn_path() {
     eprintln!("cuDNN: cannot restart ({err}); going on without it");
 }
 
-/// The directory of python3's NVIDIA wheels that holds libcudnn (nvidia/cudnn/lib in
-/// the cuDNN 9 wheels), if any.
-fn python_cudnn_dir() -> Option<String> {
+/// The directories of python3's NVIDIA wheels that hold libcudnn (nvidia/cudnn/lib in
+/// the cuDNN 9 wheels), libcublasLt and libnvrtc, joined by ':'; None without cuDNN.
+fn python_cudnn_dirs() -> Option<String> {
     let out = Command::new("python3")
         .args(["-c", FIND_CUDNN])
         .output()
         .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (!dir.is_empty()).then_some(dir)
+    let dirs = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!dirs.is_empty()).then_some(dirs)
 }
 
-/// Prints the first directory under python3's `nvidia` packages that holds libcudnn.
+/// Prints the directories under python3's `nvidia` packages that hold libcudnn and the
+/// libraries it loads, or nothing without libcudnn.
 const FIND_CUDNN: &str = r#"
 import glob, os, nvidia
-for root in nvidia.__path__:
-    for f in sorted(glob.glob(os.path.join(root, "**", "libcudnn.so*"), recursive=True)):
-        print(os.path.dirname(f))
+dirs = []
+for name in ("libcudnn.so*", "libcublasLt.so*", "libnvrtc.so*"):
+    for root in nvidia.__path__:
+        for f in sorted(glob.glob(os.path.join(root, "**", name), recursive=True)):
+            if os.path.dirname(f) not in dirs:
+                dirs.append(os.path.dirname(f))
+    if not dirs:
         raise SystemExit
+print(":".join(dirs))
 "#;
 
 // ---------------------------------------------------------------------------------
