@@ -885,12 +885,17 @@ impl Report {
         Ok(report)
     }
 
+    /// Written beside and renamed over the file, so that a kill mid-write leaves the
+    /// last whole file, never half of one.
     fn save(&self) -> Result<()> {
         let mut doc = self.header.clone();
         doc["conv_step_summaries"] = json!(self.summaries);
         doc["errors"] = json!(self.errors);
         doc["rows"] = json!(self.rows);
-        std::fs::write(&self.path, serde_json::to_string_pretty(&doc)? + "\n")
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &self.path)
             .with_context(|| format!("writing {}", self.path.display()))
     }
 }

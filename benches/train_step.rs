@@ -268,13 +268,18 @@ impl Rows {
         self.write()
     }
 
+    /// Written beside and renamed over the file, so that a kill mid-write leaves the
+    /// last whole file, never half of one.
     fn write(&self) -> Result<()> {
         let doc = json!({
             "gpu": self.gpu,
             "timing": "host clock from a step's start until the device finished it; median",
             "rows": self.rows,
         });
-        std::fs::write(&self.path, serde_json::to_string_pretty(&doc)? + "\n")
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &self.path)
             .with_context(|| format!("writing {}", self.path.display()))
     }
 }

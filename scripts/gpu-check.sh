@@ -24,9 +24,10 @@
 # column is "ok" or why not; any other result than ok fails the check (exit 1): a
 # stage that could not run is "not run", never ok.
 #
-# Output: $OUT, else --out DIR, else /tmp/gpu-check, at most 8 files (the device tool
-# brings 8 back): summary.txt, tests.log, train.log, bench.log, peer.log,
-# sanitizer.log, bench-kernels.json, bench-train-step.json.
+# Output: $OUT, else --out DIR, else /tmp/gpu-check: summary.txt, tests.log (the
+# sanitizer runs too), train.log, bench.log, peer.log, bench-kernels.json and
+# bench-train-step.json. Seven files: the device tool brings 8 back, and a benchmark
+# killed mid-write can leave an eighth (its JSON's .partial, removed after each stage).
 #
 # Device tool: carry ["device-bin.tar.xz"], command "scripts/gpu-check.sh",
 # timeout_s 600. It unpacks device-bin/ from the archive (scripts/gpu-unpack.sh) unless
@@ -68,10 +69,10 @@ stages=scripts/gpu-check-tests.txt
 mkdir -p "$out"
 work=$(mktemp -d /tmp/gpu-check-work.XXXXXX)
 trap 'rm -rf "$work"' EXIT
-for log in summary.txt tests.log train.log bench.log peer.log sanitizer.log; do
+for log in summary.txt tests.log train.log bench.log peer.log; do
     : > "$out/$log"
 done
-rm -f "$out/bench-kernels.json" "$out/bench-train-step.json"
+rm -f "$out"/*.json "$out"/*.partial
 
 unpacked=$(scripts/gpu-unpack.sh) || exit 2
 if [ ! -x "$bin/train" ] || [ ! -d "$bin/tests" ]; then
@@ -256,13 +257,26 @@ rc=$?
 convs=$(sed -nE 's/^convolutions of one step in //p' "$work/bench.log" | paste -sd '|' | sed 's/|/ · /g')
 rows_done=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["rows"]))' "$out/bench-kernels.json" 2> /dev/null)
 grep -q '^GPU figures need a GPU' "$work/bench.log" && convs="smoke run, not GPU figures: $convs"
+rm -f "$out"/*.partial
 row "bench kernels ($benched)" "$(result "$rc" 100)" "${rows_done:-no} rows; ${convs:-no convolution summary: see bench.log}"
 capped 60 "$bin/benches/train_step" --bench --gpu-only "${step_bench[@]}" --json "$out/bench-train-step.json" > "$work/step.log" 2>&1
 rc=$?
 { echo "### benches/train_step --bench --gpu-only ${step_bench[*]}: exit $rc"; cat "$work/step.log"; } >> "$out/bench.log"
 steps=$(grep -E 'ms/step' "$work/step.log" | sed -E 's/ +/ /g; s/^ //; s/ \(median.*//' | paste -sd ';' | sed 's/;/; /g')
 grep -q '^GPU figures need a GPU' "$work/step.log" && steps="not GPU figures: $steps"
+rm -f "$out"/*.partial
 row "bench train step ($benched)" "$(result "$rc" 60)" "${steps:-no step timed: see bench.log}"
+
+if [ "$device" = emu ]; then
+    # What a benchmark killed at its cap leaves: a whole JSON file with the rows so far.
+    timeout -s KILL 8 "$bin/benches/kernels" --bench --json "$work/killed.json" > /dev/null 2>&1
+    kept=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["rows"]))' "$work/killed.json" 2> /dev/null)
+    if [ "${kept:-0}" -gt 0 ]; then
+        row "bench rows as they go" ok "the kernel bench killed (SIGKILL) after 8 s: its JSON whole, $kept rows"
+    else
+        row "bench rows as they go" "failed (nothing kept)" "the kernel bench killed after 8 s left no readable rows"
+    fi
+fi
 
 # 5. The PyTorch peer: eager first, then a cold torch.compile, each capped on its own.
 # peer NAME CAP ARGS...
@@ -350,7 +364,7 @@ while read -r g name cap exe args <&3; do
         capped "$cap" env GOOGLENET_CUDA_SYNC=1 "$sanitizer" --tool "$tool" --error-exitcode 86 --print-limit 20 \
             "$bin/tests/$exe" "${argv[@]}" > "$work/san.log" 2>&1
         rc=$?
-        { echo "### $tool $exe ${argv[*]}: exit $rc"; cat "$work/san.log"; } >> "$out/sanitizer.log"
+        { echo "### compute-sanitizer --tool $tool $exe ${argv[*]}: exit $rc"; cat "$work/san.log"; } >> "$out/tests.log"
         found=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$work/san.log" | tail -1 | sed 's/^=* *//')
         ran=$(grep -E '^test result' "$work/san.log" | tail -1 | sed -nE 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 passed, \2 failed/p')
         verdict=$(result "$rc" "$cap")

@@ -170,8 +170,10 @@ def timing(args):
                           cudnn_benchmark=(device.type == "cuda"
                                            and not args.no_cudnn_benchmark),
                           warmup=args.warmup, steps=args.steps, rows=rows)
-            with open(args.json, "w") as f:
+            # Beside it, then renamed over it: a kill mid-write leaves the last whole file.
+            with open(args.json + ".partial", "w") as f:
                 json.dump(report, f, indent=1)
+            os.replace(args.json + ".partial", args.json)
 
     for mode in modes:
         for precision in precisions:
