@@ -135,21 +135,23 @@ row() {
     summary "running"
 }
 # capped CAP CMD...: CMD with a time limit of CAP seconds (times the rehearsal's
-# scale) or what is left of the budget, whichever is less; 124 when it ran out of
-# time, 125 when none was left.
+# scale) or what is left of the budget, whichever is less (`limit`, for `result`);
+# 124 when it ran out of time, 125 when none was left.
+limit=0
 capped() {
-    local cap=$(($1 * scale)) left
+    local left
+    limit=$(($1 * scale))
     shift
     left=$((budget - ($(date +%s) - start)))
-    [ "$left" -lt "$cap" ] && cap=$left
-    [ "$cap" -lt 5 ] && return 125
-    timeout --kill-after=5 "$cap" "$@"
+    [ "$left" -lt "$limit" ] && limit=$left
+    [ "$limit" -lt 5 ] && return 125
+    timeout --kill-after=5 "$limit" "$@"
 }
-# result RC CAP: the result column for an exit status.
+# result RC: the result column for the exit status of the last `capped` command.
 result() {
     case $1 in
         0) echo ok ;;
-        124 | 137) echo "timed out (cap $(($2 * scale)) s)" ;;
+        124 | 137) echo "timed out (limit $limit s)" ;;
         125) echo "not run (out of time)" ;;
         *) echo "failed (exit $1)" ;;
     esac
@@ -193,7 +195,7 @@ tests() {
         elif [ "$rc" = 0 ]; then
             row "$group: $name" "failed (no test ran)" "$exe ${argv[*]}"
         else
-            row "$group: $name" "$(result "$rc" "$cap")" "${passed:-0} passed, ${failures:-?} failed${first:+, first $first}: see tests.log"
+            row "$group: $name" "$(result "$rc")" "${passed:-0} passed, ${failures:-?} failed${first:+, first $first}: see tests.log"
         fi
     done 3< <(grep -vE '^[[:space:]]*(#|$)' "$stages")
 }
@@ -224,7 +226,7 @@ train() {
                      t = $NF; sub("s$", "", t)
                      if (t > 0) printf "step %d: loss %s, %.1f steps/s over the run", step, loss, step / t }' <<< "$last")
     accuracy=$(sed -nE 's/^finished: test accuracy ([0-9.]+).*/\1/p' "$work/train.log")
-    row "$name" "$(result "$rc" "$cap")" "${figures:-no step logged: see train.log}${accuracy:+; test accuracy $accuracy}"
+    row "$name" "$(result "$rc")" "${figures:-no step logged: see train.log}${accuracy:+; test accuracy $accuracy}"
 }
 
 # 1. Smoke: what shows at once whether anything works at all.
@@ -258,14 +260,14 @@ convs=$(sed -nE 's/^convolutions of one step in //p' "$work/bench.log" | paste -
 rows_done=$(python3 -c 'import json, sys; print(len(json.load(open(sys.argv[1]))["rows"]))' "$out/bench-kernels.json" 2> /dev/null)
 grep -q '^GPU figures need a GPU' "$work/bench.log" && convs="smoke run, not GPU figures: $convs"
 rm -f "$out"/*.partial
-row "bench kernels ($benched)" "$(result "$rc" 100)" "${rows_done:-no} rows; ${convs:-no convolution summary: see bench.log}"
+row "bench kernels ($benched)" "$(result "$rc")" "${rows_done:-no} rows; ${convs:-no convolution summary: see bench.log}"
 capped 60 "$bin/benches/train_step" --bench --gpu-only "${step_bench[@]}" --json "$out/bench-train-step.json" > "$work/step.log" 2>&1
 rc=$?
 { echo "### benches/train_step --bench --gpu-only ${step_bench[*]}: exit $rc"; cat "$work/step.log"; } >> "$out/bench.log"
 steps=$(grep -E 'ms/step' "$work/step.log" | sed -E 's/ +/ /g; s/^ //; s/ \(median.*//' | paste -sd ';' | sed 's/;/; /g')
 grep -q '^GPU figures need a GPU' "$work/step.log" && steps="not GPU figures: $steps"
 rm -f "$out"/*.partial
-row "bench train step ($benched)" "$(result "$rc" 60)" "${steps:-no step timed: see bench.log}"
+row "bench train step ($benched)" "$(result "$rc")" "${steps:-no step timed: see bench.log}"
 
 if [ "$device" = emu ]; then
     # What a benchmark killed at its cap leaves: a whole JSON file with the rows so far.
@@ -288,7 +290,7 @@ peer() {
     { echo "### pytorch_peer.py $*: exit $rc"; cat "$work/peer.log"; } >> "$out/peer.log"
     # "eager    fp32         16       12.3     1300.0        2.1"
     figures=$(awk '$1 == "eager" || $1 == "compile" { printf "%sbatch %s %s\n", ($2 == "fp32" ? "" : $2 " "), $3, ($4 == "failed:" ? "failed" : $4 " ms/step") }' "$work/peer.log" | paste -sd ';' | sed 's/;/; /g')
-    row "$name" "$(result "$rc" "$cap")" "${figures:-no row: see peer.log}"
+    row "$name" "$(result "$rc")" "${figures:-no row: see peer.log}"
 }
 if [ -z "$torch_python" ]; then
     if [ "$device" = cuda ]; then
@@ -315,7 +317,8 @@ override() {
     rc=$?
     { echo "### scripts/gpu-kernels.sh: exit $rc"; cat "$work/kernels.log"; } >> "$out/tests.log"
     if [ "$rc" != 0 ]; then
-        row "kernel override" "$(result "$rc" 90)" "scripts/gpu-kernels.sh failed: see tests.log"
+        [ "$rc" = 125 ] || figures="scripts/gpu-kernels.sh failed: see tests.log"
+        row "kernel override" "$(result "$rc")" "${figures:-}"
         return
     fi
     figures="$(tail -1 "$work/kernels.log") in $(($(date +%s) - began)) s"
@@ -323,7 +326,7 @@ override() {
     rc=$?
     { echo "### GOOGLENET_KERNELS=$dir emulator tensor_cores::$device::: exit $rc"; cat "$work/test.log"; } >> "$out/tests.log"
     if [ "$rc" != 0 ]; then
-        row "kernel override" "$(result "$rc" 20)" "$figures; the instruction tests failed with them: see tests.log"
+        row "kernel override" "$(result "$rc")" "$figures; the instruction tests failed with them: see tests.log"
         return
     fi
     figures="$figures; instruction tests $(grep -oE '[0-9]+ passed' "$work/test.log" | tail -1) with them"
@@ -367,7 +370,7 @@ while read -r g name cap exe args <&3; do
         { echo "### compute-sanitizer --tool $tool $exe ${argv[*]}: exit $rc"; cat "$work/san.log"; } >> "$out/tests.log"
         found=$(grep -E '(ERROR|RACECHECK) SUMMARY' "$work/san.log" | tail -1 | sed 's/^=* *//')
         ran=$(grep -E '^test result' "$work/san.log" | tail -1 | sed -nE 's/.* ([0-9]+) passed; ([0-9]+) failed.*/\1 passed, \2 failed/p')
-        verdict=$(result "$rc" "$cap")
+        verdict=$(result "$rc")
         [ "$rc" = 86 ] && verdict="ERRORS"
         row "$tool: $name" "$verdict" "${found:-no summary}; ${ran:-no test result}"
     done

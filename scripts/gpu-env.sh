@@ -14,6 +14,10 @@ torch_python=
 torch_found=
 for candidate in /opt/torch/.venv/bin/python3 "${PEER_PYTHON:-}" python3; do
     [ -n "$candidate" ] || continue
+    if [ "${candidate#/}" != "$candidate" ] && [ ! -x "$candidate" ]; then
+        torch_found="${torch_found:+$torch_found; }$candidate: absent"
+        continue
+    fi
     if version=$("$candidate" -c 'import torch; print(torch.__version__)' 2> /dev/null); then
         torch_python=$candidate
         torch_found="$candidate (torch $version)"
