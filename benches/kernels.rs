@@ -1094,7 +1094,10 @@ fn run_smoke(args: &Args, why: &str) -> Result<()> {
             report.errors.len()
         );
     }
-    println!("GPU figures need a GPU ({why}): run scripts/gpu-bench.sh on one.");
+    println!(
+        "GPU figures need a GPU ({why}): scripts/gpu-check.sh runs this on one at batch 16, \
+         scripts/gpu-bench.sh at 128 (docs/GPU.md)."
+    );
     Ok(())
 }
 
@@ -1238,7 +1241,7 @@ mod reference {
         pub fn open(stream: &Arc<CudaStream>) -> Result<Cudnn, String> {
             // SAFETY: only tries to open the library; nothing from it is called.
             if !unsafe { cudnn::sys::is_culib_present() } {
-                return Err("libcudnn is not on the library path; scripts/gpu-bench.sh \
+                return Err("libcudnn is not on the library path; scripts/gpu-env.sh \
                             puts python3's nvidia/cudnn/lib there"
                     .into());
             }

@@ -204,11 +204,13 @@ if [ "$device" = cuda ]; then
     # The presets' own size and batch: 224x224, 16.
     train_sizes=()
     smoke_sizes=(--train-limit 800 --test-limit 160 --log-every 10)
+    smoke_steps=50
     full_sizes=(--train-limit 4800 --test-limit 1000 --log-every 50)
 else
     # Two steps of batch 4 at 32x32, in f32 (the emulated tensor cores are slower).
     train_sizes=(--image-size 32 --batch-size 4 --precision f32)
     smoke_sizes=(--train-limit 8 --test-limit 8 --log-every 1)
+    smoke_steps=2
     full_sizes=(--train-limit 8 --test-limit 8 --log-every 1)
 fi
 # train NAME CAP ARGS...: one `train` run on device-bin/data (4800 training and 1000
@@ -231,7 +233,7 @@ train() {
 
 # 1. Smoke: what shows at once whether anything works at all.
 tests smoke
-train "smoke: train 50 steps ($device, graph)" 35 --preset tutorial "${smoke_sizes[@]}"
+train "smoke: train $smoke_steps steps ($device, graph)" 35 --preset tutorial "${smoke_sizes[@]}"
 
 # 2. Every other cuda variant (the rehearsal lists them: cargo test ran their emu twins).
 if [ "$device" = cuda ]; then tests cuda; else tests cuda list; fi

@@ -14,8 +14,8 @@
 # (assembled as a check only, as the build does). A kernel that spills registers fails,
 # as it fails the build.
 #
-# nvcc: $NVCC, else nvcc on PATH, else /usr/local/cuda/bin/nvcc, else the pinned copy
-# in .venv-cuda (scripts/install-nvcc.sh).
+# nvcc: $NVCC, else nvcc on PATH, else /usr/local/cuda/bin/nvcc or /usr/local/cuda-*/,
+# else the pinned copy in .venv-cuda (scripts/install-nvcc.sh).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 if [ $# -lt 1 ]; then
@@ -33,7 +33,7 @@ for file in "${files[@]}"; do
     fi
 done
 nvcc=${NVCC:-$(command -v nvcc || true)}
-for candidate in /usr/local/cuda/bin/nvcc "$root"/.venv-cuda/lib/python3*/site-packages/nvidia/cu13/bin/nvcc; do
+for candidate in /usr/local/cuda/bin/nvcc /usr/local/cuda-*/bin/nvcc "$root"/.venv-cuda/lib/python3*/site-packages/nvidia/cu13/bin/nvcc; do
     [ -n "$nvcc" ] && break
     [ -x "$candidate" ] && nvcc=$candidate
 done
