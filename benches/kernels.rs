@@ -26,10 +26,17 @@
 //! each sample a run of back-to-back calls lasting about 5 ms between two CUDA events
 //! on the device's stream, after 3 warm-up calls. A row gives the time, the achieved
 //! TFLOP/s (convolutions: 2 x multiply-adds) or GB/s (the rest: each input read once,
-//! each output written once), that as a share of the H200's ceiling (for convolutions
+//! each output written once), that as a share of the GPU's ceiling (for convolutions
 //! the row's precision's: FP32 CUDA cores, dense TF32 or bf16 tensor cores; HBM
-//! bandwidth for the rest), and for convolutions cuDNN's time
-//! and ours over it. The rows also go to `target/bench-kernels.json` (`--json PATH`).
+//! bandwidth for the rest), and for convolutions cuDNN's time and ours over it. The
+//! ceilings are the datasheet's for the GPU the driver names (`Ceilings::of`: an H100
+//! SXM or an H200 SXM, the sm_90 GPUs this runs on); another GPU gets no share. The
+//! rows also go to `target/bench-kernels.json` (`--json PATH`), rewritten after each
+//! row, so that a run cut short keeps every row it finished.
+//!
+//! A shape on which no cuDNN algorithm runs in a configuration gets no cuDNN figure,
+//! and the rows after it still get theirs; only cuDNN failing outright (or panicking)
+//! turns it off for the rest of the run.
 //!
 //! Without a GPU it runs a smoke version: each benchmark once on the emulator and the
 //! CPU, batch 1 at 32x32 unless `--batches`/`--size` say otherwise, so that CI keeps it
@@ -51,6 +58,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::CudaStream;
+use googlenet::engine::device::ceilings::Ceilings;
 use googlenet::engine::device::cuda;
 use googlenet::engine::device::geometry::{ConvGeometry, PoolGeometry};
 use googlenet::engine::nn::LayerGeometry;
@@ -62,28 +70,13 @@ use googlenet::{
 };
 use serde_json::{json, Value};
 
-/// The NVIDIA H200 SXM's ceilings, from NVIDIA's H200 datasheet
-/// (nvidia.com/en-us/data-center/h200, "H200 SXM" column; its compute rates are the
-/// H100 SXM's). FP32 on the CUDA cores, the reference for our convolutions, which are
-/// FP32 CUDA-core kernels.
-const H200_FP32_TFLOPS: f64 = 67.0;
-/// TF32 on the tensor cores, dense (the datasheet's 989 TFLOP/s is with 2:4 sparsity):
-/// the ceiling of the tf32 rows.
-const H200_TF32_TENSOR_TFLOPS: f64 = 494.7;
-/// bf16 on the tensor cores, dense (the datasheet's 1,979 is with sparsity): the bf16 rows'.
-const H200_BF16_TENSOR_TFLOPS: f64 = 989.4;
-
-/// The ceiling of a convolution row in `precision`.
-fn flops_ceiling(precision: Precision) -> f64 {
-    match precision {
-        Precision::F32 => H200_FP32_TFLOPS,
-        Precision::Tf32 => H200_TF32_TENSOR_TFLOPS,
-        Precision::Bf16 => H200_BF16_TENSOR_TFLOPS,
+/// The ceiling of a row: its precision's compute, or HBM bandwidth.
+fn ceiling_of(ceilings: &Ceilings, row: &Row) -> f64 {
+    match row.work {
+        Work::Flops(_) => ceilings.flops(row.precision),
+        Work::Bytes(_) => ceilings.hbm_gbps,
     }
 }
-/// HBM3e bandwidth, 4.8 TB/s, the reference for the memory-bound kernels. (A large
-/// device-to-device copy measured about 4.3 TB/s on this workplace's H200s.)
-const H200_HBM_GBPS: f64 = 4800.0;
 
 /// Batch 1 at 32x32 without a GPU: every shape stays valid (GoogLeNet halves the
 /// input five times) and the emulator gets through all of it in seconds.
@@ -169,23 +162,24 @@ impl Args {
 /// On the GPU machine cuDNN sits in python3's site-packages (nvidia/cudnn/lib), where
 /// the dynamic loader does not look, and the loader reads LD_LIBRARY_PATH only when a
 /// program starts. So when libcudnn is not found, this program runs itself again, once,
-/// with that directory added (scripts/gpu-bench.sh sets the path itself).
+/// with that directory added, and those of the cuBLASLt and NVRTC that cuDNN loads for
+/// some of its engines (scripts/gpu-env.sh sets the path for the scripts itself).
 fn restart_with_cudnn_path() {
     // SAFETY: only tries to open the library; nothing from it is called.
     if std::env::var_os(RESTARTED).is_some() || unsafe { cudarc::cudnn::sys::is_culib_present() } {
         return;
     }
-    let Some(dir) = python_cudnn_dir() else {
+    let Some(dirs) = python_cudnn_dirs() else {
         return;
     };
     let path = match std::env::var("LD_LIBRARY_PATH") {
-        Ok(old) if !old.is_empty() => format!("{dir}:{old}"),
-        _ => dir.clone(),
+        Ok(old) if !old.is_empty() => format!("{dirs}:{old}"),
+        _ => dirs.clone(),
     };
     let Ok(exe) = std::env::current_exe() else {
         return;
     };
-    eprintln!("cuDNN: restarting with {dir} on LD_LIBRARY_PATH");
+    eprintln!("cuDNN: restarting with {dirs} on LD_LIBRARY_PATH");
     let err = Command::new(exe)
         .args(std::env::args_os().skip(1))
         .env("LD_LIBRARY_PATH", path)
@@ -194,24 +188,30 @@ fn restart_with_cudnn_path() {
     eprintln!("cuDNN: cannot restart ({err}); going on without it");
 }
 
-/// The directory of python3's NVIDIA wheels that holds libcudnn (nvidia/cudnn/lib in
-/// the cuDNN 9 wheels), if any.
-fn python_cudnn_dir() -> Option<String> {
+/// The directories of python3's NVIDIA wheels that hold libcudnn (nvidia/cudnn/lib in
+/// the cuDNN 9 wheels), libcublasLt and libnvrtc, joined by ':'; None without cuDNN.
+fn python_cudnn_dirs() -> Option<String> {
     let out = Command::new("python3")
         .args(["-c", FIND_CUDNN])
         .output()
         .ok()?;
-    let dir = String::from_utf8(out.stdout).ok()?.trim().to_string();
-    (!dir.is_empty()).then_some(dir)
+    let dirs = String::from_utf8(out.stdout).ok()?.trim().to_string();
+    (!dirs.is_empty()).then_some(dirs)
 }
 
-/// Prints the first directory under python3's `nvidia` packages that holds libcudnn.
+/// Prints the directories under python3's `nvidia` packages that hold libcudnn and the
+/// libraries it loads, or nothing without libcudnn.
 const FIND_CUDNN: &str = r#"
 import glob, os, nvidia
-for root in nvidia.__path__:
-    for f in sorted(glob.glob(os.path.join(root, "**", "libcudnn.so*"), recursive=True)):
-        print(os.path.dirname(f))
+dirs = []
+for name in ("libcudnn.so*", "libcublasLt.so*", "libnvrtc.so*"):
+    for root in nvidia.__path__:
+        for f in sorted(glob.glob(os.path.join(root, "**", name), recursive=True)):
+            if os.path.dirname(f) not in dirs:
+                dirs.append(os.path.dirname(f))
+    if not dirs:
         raise SystemExit
+print(":".join(dirs))
 "#;
 
 // ---------------------------------------------------------------------------------
@@ -350,13 +350,9 @@ impl Row {
         }
     }
 
-    /// Share of the H200's ceiling, in percent.
-    fn percent_of_ceiling(&self) -> f64 {
-        let (rate, _) = self.rate();
-        match self.work {
-            Work::Flops(_) => rate / flops_ceiling(self.precision) * 100.0,
-            Work::Bytes(_) => rate / H200_HBM_GBPS * 100.0,
-        }
+    /// Share of the ceiling, in percent.
+    fn percent_of(&self, ceilings: &Ceilings) -> f64 {
+        self.rate().0 / ceiling_of(ceilings, self) * 100.0
     }
 
     fn layer_label(&self) -> String {
@@ -367,7 +363,7 @@ impl Row {
         }
     }
 
-    fn json(&self, gpu: bool) -> Value {
+    fn json(&self, ceilings: Option<&Ceilings>) -> Value {
         let (rate, unit) = self.rate();
         let mut row = json!({
             "device": self.device,
@@ -390,9 +386,9 @@ impl Row {
                 row["gbps"] = json!(rate);
             }
         }
-        if gpu {
-            row["percent_of_h200_ceiling"] = json!(self.percent_of_ceiling());
-            row["ceiling"] = json!(format!("{} {unit}", self.ceiling()));
+        if let Some(c) = ceilings {
+            row["percent_of_ceiling"] = json!(self.percent_of(c));
+            row["ceiling"] = json!(format!("{} {} {unit}", c.gpu, ceiling_of(c, self)));
         }
         if let Some((seconds, algo)) = &self.cudnn {
             row["cudnn_us"] = json!(seconds * 1e6);
@@ -403,13 +399,6 @@ impl Row {
             row["ours_over_cudnn"] = json!(self.timing.seconds / seconds);
         }
         row
-    }
-
-    fn ceiling(&self) -> f64 {
-        match self.work {
-            Work::Flops(_) => flops_ceiling(self.precision),
-            Work::Bytes(_) => H200_HBM_GBPS,
-        }
     }
 }
 
@@ -440,7 +429,7 @@ fn pool_shape(g: &PoolGeometry) -> String {
     )
 }
 
-fn print_table(title: &str, rows: &[Row], gpu: bool) {
+fn print_table(title: &str, rows: &[Row], ceilings: Option<&Ceilings>) {
     println!("\n{title}");
     println!(
         "{:<17} {:<5} {:<28} {:<32} {:>10} {:>17} {:>7} {:>10} {:>7}",
@@ -448,11 +437,7 @@ fn print_table(title: &str, rows: &[Row], gpu: bool) {
     );
     for row in rows {
         let (rate, unit) = row.rate();
-        let percent = if gpu {
-            format!("{:.1}", row.percent_of_ceiling())
-        } else {
-            "-".into()
-        };
+        let percent = ceilings.map_or("-".into(), |c| format!("{:.1}", row.percent_of(c)));
         let (cudnn, ratio) = match &row.cudnn {
             Some((s, _)) => (
                 format!("{:.1}", s * 1e6),
@@ -518,8 +503,10 @@ struct Suite<'a> {
     filter: Option<&'a str>,
     cudnn: Option<reference::Cudnn>,
     rows: Vec<Row>,
-    /// Rows that failed, as printed.
-    errors: Vec<String>,
+    /// Where every row goes as it is measured.
+    report: &'a mut Report,
+    /// The index in `report.rows` of this suite's first row.
+    first_reported: usize,
     /// The batch and image size being run.
     batch: usize,
     size: usize,
@@ -554,7 +541,8 @@ impl Suite<'_> {
             Err(err) => {
                 let line = format!("error: {kernel} on {shape} (batch {}): {err:#}", self.batch);
                 println!("{line}");
-                self.errors.push(line);
+                self.report.errors.push(line);
+                self.report.save()?;
                 return Ok(None);
             }
         };
@@ -574,21 +562,48 @@ impl Suite<'_> {
             work,
             cudnn: None,
         });
-        Ok(Some(self.rows.len() - 1))
+        let row = self.rows.len() - 1;
+        self.reported(row)?;
+        Ok(Some(row))
     }
 
-    /// cuDNN on the convolution of row `row`, when there is cuDNN. A failure (or a
-    /// panic in the bindings) turns cuDNN off for the rest of the run.
-    fn compare(&mut self, row: Option<usize>, g: &ConvGeometry, pass: reference::Pass) {
+    /// Row `row` (new, or with cuDNN's figures added) into the report, which is saved.
+    fn reported(&mut self, row: usize) -> Result<()> {
+        let value = self.rows[row].json(self.report.ceilings.as_ref());
+        let at = self.first_reported + row;
+        if at < self.report.rows.len() {
+            self.report.rows[at] = value;
+        } else {
+            self.report.rows.push(value);
+        }
+        self.report.save()
+    }
+
+    /// cuDNN on the convolution of row `row`, when there is cuDNN. A shape no cuDNN
+    /// algorithm runs gets no figure; cuDNN failing (or a panic in the bindings) turns
+    /// it off for the rest of the run.
+    fn compare(
+        &mut self,
+        row: Option<usize>,
+        g: &ConvGeometry,
+        pass: reference::Pass,
+    ) -> Result<()> {
         let (Some(row), Some(cudnn)) = (row, &self.cudnn) else {
-            return;
+            return Ok(());
         };
         let precision = self.precision;
         let result = catch_unwind(AssertUnwindSafe(|| {
             cudnn.time(&self.timer, g, pass, precision)
         }));
         match result {
-            Ok(Ok(found)) => self.rows[row].cudnn = Some(found),
+            Ok(Ok(Some(found))) => {
+                self.rows[row].cudnn = Some(found);
+                self.reported(row)?;
+            }
+            Ok(Ok(None)) => println!(
+                "cuDNN has no algorithm for {} ({pass:?}) in {precision}: no ratio on this row",
+                conv_shape(g)
+            ),
             Ok(Err(err)) => {
                 println!(
                     "cuDNN failed on {} ({pass:?}): {err:#}; no more ratios",
@@ -604,6 +619,7 @@ impl Suite<'_> {
                 self.cudnn = None;
             }
         }
+        Ok(())
     }
 
     /// Every benchmark at one batch size; returns the first row's index.
@@ -648,15 +664,15 @@ impl Suite<'_> {
                 let row = self.run("conv fwd", names, shape.clone(), flops, &mut || {
                     ops::conv2d(&x, &w, &b, g, true).map(drop)
                 })?;
-                self.compare(row, g, reference::Pass::Forward);
+                self.compare(row, g, reference::Pass::Forward)?;
                 let row = self.run("conv bwd data", names, shape.clone(), flops, &mut || {
                     ops::conv2d_bwd_data(&[ops::ConvGrad::whole(&dy)], &[&w], g, None).map(drop)
                 })?;
-                self.compare(row, g, reference::Pass::BackwardData);
+                self.compare(row, g, reference::Pass::BackwardData)?;
                 let row = self.run("conv bwd filter", names, shape, flops, &mut || {
                     ops::conv2d_bwd_filter(&x, &[ops::ConvGrad::whole(&dy)], g).map(drop)
                 })?;
-                self.compare(row, g, reference::Pass::BackwardFilter);
+                self.compare(row, g, reference::Pass::BackwardFilter)?;
             }
         }
         self.precision = Precision::F32;
@@ -785,13 +801,14 @@ impl Suite<'_> {
     }
 }
 
-/// The convolutions of one training step at one batch, ours and cuDNN's (when every
-/// row has cuDNN's): each distinct shape times the layers that have it. The network's
-/// input carries no gradient, so conv1's backward data never runs in training.
+/// The convolutions of one training step at one batch, ours and cuDNN's (over the
+/// rows cuDNN has a figure for, all of them or some): each distinct shape times the
+/// layers that have it. The network's input carries no gradient, so conv1's backward
+/// data never runs in training.
 fn conv_step_summary(rows: &[Row], precision: Precision) -> Option<String> {
-    let mut ours = 0.0;
-    let mut theirs = Some(0.0);
-    let mut flops = 0.0;
+    let (mut ours, mut flops, mut count_rows) = (0.0, 0.0, 0);
+    // Ours and cuDNN's over the rows cuDNN has.
+    let (mut ours_matched, mut theirs, mut matched) = (0.0, 0.0, 0);
     let convs = rows.iter().filter(|r| r.kernel.starts_with("conv"));
     for row in convs.filter(|r| r.precision == precision) {
         let mut count = row.layers.len() as f64;
@@ -799,13 +816,15 @@ fn conv_step_summary(rows: &[Row], precision: Precision) -> Option<String> {
             count -= 1.0;
         }
         ours += count * row.timing.seconds;
+        count_rows += 1;
         if let Work::Flops(f) = row.work {
             flops += count * f;
         }
-        theirs = match (theirs, &row.cudnn) {
-            (Some(t), Some((s, _))) => Some(t + count * s),
-            _ => None,
-        };
+        if let Some((s, _)) = &row.cudnn {
+            ours_matched += count * row.timing.seconds;
+            theirs += count * s;
+            matched += 1;
+        }
     }
     if ours == 0.0 {
         return None;
@@ -815,40 +834,93 @@ fn conv_step_summary(rows: &[Row], precision: Precision) -> Option<String> {
         ours * 1e3,
         flops / ours * 1e-12
     );
-    if let Some(t) = theirs {
+    if matched == count_rows {
         let _ = write!(
             line,
             "; cuDNN {:.2} ms, {:.2} TFLOP/s; ours/cuDNN {:.2}",
-            t * 1e3,
-            flops / t * 1e-12,
-            ours / t
+            theirs * 1e3,
+            flops / theirs * 1e-12,
+            ours / theirs
+        );
+    } else if matched > 0 {
+        let _ = write!(
+            line,
+            "; cuDNN on {matched} of {count_rows} rows: {:.2} ms there, ours {:.2} ms; \
+             ours/cuDNN {:.2}",
+            theirs * 1e3,
+            ours_matched * 1e3,
+            ours_matched / theirs
         );
     }
     Some(line)
 }
 
-fn write_json(path: &Path, header: Value, rows: &[Row], gpu: bool) -> Result<()> {
-    let mut doc = header;
-    doc["rows"] = Value::Array(rows.iter().map(|r| r.json(gpu)).collect());
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+/// What goes to `--json`: the run's header, every row so far, each batch's convolution
+/// summary, and the rows that failed. Saved again after each row, so that a run killed
+/// at its time limit (the GPU check's can be) keeps every row it finished.
+struct Report {
+    path: PathBuf,
+    header: Value,
+    /// The GPU's ceilings, when known: each row's share of them.
+    ceilings: Option<Ceilings>,
+    rows: Vec<Value>,
+    summaries: Vec<Value>,
+    errors: Vec<String>,
+}
+
+impl Report {
+    fn new(path: &Path, header: Value, ceilings: Option<Ceilings>) -> Result<Report> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let report = Report {
+            path: path.to_path_buf(),
+            header,
+            ceilings,
+            rows: Vec::new(),
+            summaries: Vec::new(),
+            errors: Vec::new(),
+        };
+        report.save()?;
+        Ok(report)
     }
-    std::fs::write(path, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("writing {}", path.display()))?;
-    println!("\nrows written to {}", path.display());
-    Ok(())
+
+    /// Written beside and renamed over the file, so that a kill mid-write leaves the
+    /// last whole file, never half of one.
+    fn save(&self) -> Result<()> {
+        let mut doc = self.header.clone();
+        doc["conv_step_summaries"] = json!(self.summaries);
+        doc["errors"] = json!(self.errors);
+        doc["rows"] = json!(self.rows);
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
 }
 
 fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
     println!("kernel microbenchmarks on {}", gpu.name());
-    println!(
-        "H200 ceilings (convolutions' % peak by precision): FP32 {H200_FP32_TFLOPS} TFLOP/s, \
-         TF32 tensor {H200_TF32_TENSOR_TFLOPS} dense, bf16 tensor {H200_BF16_TENSOR_TFLOPS} \
-         dense; HBM {H200_HBM_GBPS} GB/s (the rest's % peak)"
-    );
     let stream = gpu
         .cuda_stream()
         .context("a cuda device without a stream")?;
+    let gpu_name = stream
+        .context()
+        .name()
+        .context("cannot read the GPU's name")?;
+    let ceilings = Ceilings::of(&gpu_name);
+    match &ceilings {
+        Some(c) => println!(
+            "{} ceilings (convolutions' % peak by precision): FP32 {} TFLOP/s, TF32 tensor \
+             {} dense, bf16 tensor {} dense; HBM {} GB/s (the rest's % peak)",
+            c.gpu, c.fp32_tflops, c.tf32_tflops, c.bf16_tflops, c.hbm_gbps
+        ),
+        None => println!(
+            "ceilings: none known for {gpu_name} (only the H100 SXM's and the H200 SXM's): \
+             no % peak column"
+        ),
+    }
     let (cudnn, cudnn_note) = if args.cudnn {
         match catch_unwind(|| reference::Cudnn::open(&stream)) {
             Ok(Ok(c)) => {
@@ -874,27 +946,28 @@ fn run_gpu(gpu: &Device, args: &Args) -> Result<()> {
         "gpu": true,
         "cudnn": cudnn_note,
         "image_size": size,
-        "ceilings": {
-            "fp32_tflops": H200_FP32_TFLOPS,
-            "tf32_tensor_dense_tflops": H200_TF32_TENSOR_TFLOPS,
-            "bf16_tensor_dense_tflops": H200_BF16_TENSOR_TFLOPS,
-            "hbm_gbps": H200_HBM_GBPS,
-            "source": "NVIDIA H200 datasheet, H200 SXM",
-        },
+        "ceilings": ceilings.as_ref().map(|c| json!({
+            "gpu": c.gpu,
+            "fp32_tflops": c.fp32_tflops,
+            "tf32_tensor_dense_tflops": c.tf32_tflops,
+            "bf16_tensor_dense_tflops": c.bf16_tflops,
+            "hbm_gbps": c.hbm_gbps,
+            "source": c.source,
+        })),
         "timing": "CUDA events; median of 5 samples of ~5 ms of back-to-back calls, after 3 warm-up calls",
     });
-    let (_, extra) = run_batches(gpu, GPU_PLAN, cudnn, args, &batches, size, &header)?;
-    let errors = extra["errors"].as_array().map_or(0, Vec::len);
+    let mut report = Report::new(&args.json, header, ceilings)?;
+    run_batches(gpu, GPU_PLAN, cudnn, args, &batches, size, &mut report)?;
+    println!("\nrows written to {}", args.json.display());
+    let errors = report.errors.len();
     if errors > 0 {
         bail!("{errors} row(s) failed: see the lines starting with \"error:\" above");
     }
     Ok(())
 }
 
-/// Every benchmark at each batch size on one device, each batch's table printed (and
-/// the rows so far written to `args.json`, under `header`) as it finishes, so that a
-/// run cut short keeps what it measured. Returns the rows and a JSON object with each
-/// batch's convolution summary and the rows that failed.
+/// Every benchmark at each batch size on one device, into `report` row by row, each
+/// batch's table and convolution summaries printed as it finishes.
 fn run_batches(
     device: &Device,
     plan: Plan,
@@ -902,10 +975,11 @@ fn run_batches(
     args: &Args,
     batches: &[usize],
     size: usize,
-    header: &Value,
-) -> Result<(Vec<Row>, Value)> {
+    report: &mut Report,
+) -> Result<()> {
     let (net, mut params) =
         GoogLeNet::new(device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    let first_reported = report.rows.len();
     let mut suite = Suite {
         device: device.clone(),
         timer: Timer::new(device),
@@ -913,13 +987,13 @@ fn run_batches(
         filter: args.filter.as_deref(),
         cudnn,
         rows: Vec::new(),
-        errors: Vec::new(),
+        report,
+        first_reported,
         batch: 0,
         size: 0,
         precision: Precision::F32,
         precisions: &args.precisions,
     };
-    let mut summaries = Vec::new();
     for &batch in batches {
         let started = Instant::now();
         let first = suite.batch(&net, &mut params, batch, size)?;
@@ -931,7 +1005,7 @@ fn run_batches(
                 _ => None,
             })
             .collect();
-        let how = if device.is_gpu() {
+        let how = if device.cuda_stream().is_some() {
             "CUDA events"
         } else {
             "each op once, host clock; not GPU figures"
@@ -945,13 +1019,13 @@ fn run_batches(
                 started.elapsed().as_secs_f64()
             ),
             &suite.rows[first..],
-            device.is_gpu(),
+            suite.report.ceilings.as_ref(),
         );
         // A filtered run would sum only some passes.
         for &precision in args.precisions.iter().filter(|_| args.filter.is_none()) {
             if let Some(line) = conv_step_summary(&suite.rows[first..], precision) {
                 println!("{line}");
-                summaries.push(json!({
+                suite.report.summaries.push(json!({
                     "device": device.name(),
                     "batch": batch,
                     "precision": precision.name(),
@@ -959,13 +1033,9 @@ fn run_batches(
                 }));
             }
         }
-        let mut partial = header.clone();
-        partial["conv_step_summaries"] = json!(summaries);
-        partial["errors"] = json!(suite.errors);
-        write_json(&args.json, partial, &suite.rows, device.is_gpu())?;
+        suite.report.save()?;
     }
-    let extra = json!({"conv_step_summaries": summaries, "errors": suite.errors});
-    Ok((suite.rows, extra))
+    Ok(())
 }
 
 /// The GPU idles at a few hundred MHz: half a second of convolutions (conv1's, at
@@ -1002,40 +1072,32 @@ fn run_smoke(args: &Args, why: &str) -> Result<()> {
     };
     let size = args.size.unwrap_or(SMOKE_SIZE);
     let batches = args.batches.clone().unwrap_or(vec![SMOKE_BATCH]);
-    let mut header = json!({
+    let header = json!({
         "device": "none (smoke run: no GPU)",
         "gpu": false,
         "note": format!("GPU figures need a GPU ({why}); these rows time each op once"),
         "image_size": size,
     });
-    let mut rows = Vec::new();
-    let (mut summaries, mut errors) = (Vec::new(), Vec::new());
+    let mut report = Report::new(&args.json, header, None)?;
     for device in devices {
-        let (r, extra) = run_batches(&device, SMOKE_PLAN, None, args, &batches, size, &header)?;
-        rows.extend(r);
-        summaries.extend(
-            extra["conv_step_summaries"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default(),
-        );
-        errors.extend(extra["errors"].as_array().cloned().unwrap_or_default());
+        run_batches(&device, SMOKE_PLAN, None, args, &batches, size, &mut report)?;
     }
-    header["conv_step_summaries"] = json!(summaries);
-    header["errors"] = json!(errors);
-    write_json(&args.json, header, &rows, false)?;
+    println!("\nrows written to {}", args.json.display());
     reference::check_host_tensors()?;
     println!(
         "cuDNN not run (no GPU); its rows would be {}: their host tensors checked",
         reference::configs()
     );
-    if !errors.is_empty() {
+    if !report.errors.is_empty() {
         bail!(
             "{} row(s) failed: see the lines starting with \"error:\" above",
-            errors.len()
+            report.errors.len()
         );
     }
-    println!("GPU figures need a GPU ({why}): run scripts/gpu-bench.sh on one.");
+    println!(
+        "GPU figures need a GPU ({why}): scripts/gpu-check.sh runs this on one at batch 16, \
+         scripts/gpu-bench.sh at 128 (docs/GPU.md)."
+    );
     Ok(())
 }
 
@@ -1048,7 +1110,7 @@ fn run_smoke(args: &Args, why: &str) -> Result<()> {
 mod reference {
     use std::sync::Arc;
 
-    use anyhow::{bail, ensure, Result};
+    use anyhow::{ensure, Result};
     use cudarc::cudnn::sys::{
         cudnnConvolutionBwdDataAlgo_t as BwdDataAlgo,
         cudnnConvolutionBwdFilterAlgo_t as BwdFilterAlgo, cudnnConvolutionFwdAlgo_t as FwdAlgo,
@@ -1179,7 +1241,7 @@ mod reference {
         pub fn open(stream: &Arc<CudaStream>) -> Result<Cudnn, String> {
             // SAFETY: only tries to open the library; nothing from it is called.
             if !unsafe { cudnn::sys::is_culib_present() } {
-                return Err("libcudnn is not on the library path; scripts/gpu-bench.sh \
+                return Err("libcudnn is not on the library path; scripts/gpu-env.sh \
                             puts python3's nvidia/cudnn/lib there"
                     .into());
             }
@@ -1196,14 +1258,15 @@ mod reference {
 
         /// cuDNN's fastest algorithm on `g` in its counterpart of `precision` (`config`;
         /// each algorithm tried, timed, the fastest timed again as our rows are):
-        /// seconds per call and the algorithm's name.
+        /// seconds per call and the algorithm's name; `None` when no algorithm runs
+        /// this shape in this configuration.
         pub fn time(
             &self,
             timer: &Timer,
             g: &ConvGeometry,
             pass: Pass,
             precision: Precision,
-        ) -> Result<(f64, String)> {
+        ) -> Result<Option<(f64, String)>> {
             match config(precision) {
                 (math, false) => self.time_as::<f32>(timer, g, pass, math),
                 (math, true) => self.time_as::<bf16>(timer, g, pass, math),
@@ -1217,7 +1280,7 @@ mod reference {
             g: &ConvGeometry,
             pass: Pass,
             math: cudnnMathType_t,
-        ) -> Result<(f64, String)> {
+        ) -> Result<Option<(f64, String)>> {
             let c = &self.handle;
             let dims = |s: [usize; 4]| s.map(|d| d as i32);
             let nchw = cudnnTensorFormat_t::CUDNN_TENSOR_NCHW;
@@ -1289,14 +1352,15 @@ mod reference {
         }
 
         /// Tries every algorithm that cuDNN supports on this shape (a workspace query or
-        /// a first launch that fails means it does not), then times the fastest.
+        /// a first launch that fails means it does not), then times the fastest; `None`
+        /// when none runs it.
         fn fastest<A: Copy + std::fmt::Debug>(
             &self,
             timer: &Timer,
             algos: &[A],
             workspace: impl Fn(A) -> Result<usize, CudnnError>,
             mut launch: impl FnMut(A, Option<&mut CudaSlice<u8>>) -> Result<(), CudnnError>,
-        ) -> Result<(f64, String)> {
+        ) -> Result<Option<(f64, String)>> {
             let mut best: Option<(f64, A, usize)> = None;
             for &algo in algos {
                 let Ok(bytes) = workspace(algo) else { continue };
@@ -1313,13 +1377,13 @@ mod reference {
                 }
             }
             let Some((_, algo, bytes)) = best else {
-                bail!("no cuDNN algorithm runs this convolution in this configuration")
+                return Ok(None);
             };
             let mut ws = self.workspace(bytes)?;
             let t = timer.time(GPU_PLAN, &mut || Ok(launch(algo, ws.as_mut())?))?;
             // CUDNN_CONVOLUTION_FWD_ALGO_IMPLICIT_GEMM -> FWD_ALGO_IMPLICIT_GEMM
             let name = format!("{algo:?}").replace("CUDNN_CONVOLUTION_", "");
-            Ok((t.seconds, name))
+            Ok(Some((t.seconds, name)))
         }
 
         fn workspace(&self, bytes: usize) -> Result<Option<CudaSlice<u8>>> {

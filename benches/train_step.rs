@@ -9,11 +9,15 @@
 //! on cuda:0 at 224x224 when there is one. Peak memory follows the image size: emu's
 //! is at 32x32.
 //!
-//! On a GPU (`cuda:0`): 224x224 at batch 16 and 128, in each precision of the conv and
-//! linear GEMMs (`--precisions f32,tf32,bf16`, the default: a row each; the counts
-//! are the same in every precision, so they are reported once, at tf32). Without one
-//! it says that GPU figures need a GPU. Then the CPU against PyTorch's CPU step (`--gpu-only` skips it,
-//! `--cpu-only` runs only it): batch 16 at 32x32 and 224x224, with 1 and 2 threads
+//! On a GPU (`cuda:0`): 224x224 (`--size`) at batch 16 and 128 (`--batch-sizes`), in
+//! each precision of the conv and linear GEMMs (`--precisions f32,tf32,bf16`, the
+//! default: a row each; the counts are the same in every precision, so they are
+//! reported once, at tf32), `--steps` timed steps (default 20 at batch 16, 10 at
+//! larger ones). Without one it says that GPU figures need a GPU. `--gpu-device emu`
+//! runs that GPU section on the emulator instead (not GPU figures: the GPU check's
+//! rehearsal, at a small `--size`). Then the emulator's counts, and the CPU against
+//! PyTorch's CPU step (`--gpu-only` skips both: no emulator, no CPU; `--cpu-only` runs
+//! only the latter): batch 16 at 32x32 and 224x224, with 1 and 2 threads
 //! (`--sizes 32,224`, `--threads 1,2`, a rayon pool of that size; PyTorch gets `torch.set_num_threads`),
 //! our step and `scripts/pytorch_peer.py --device cpu` (eager, f32, Adam) taking turns
 //! for `--rounds 3` rounds, so that a load that comes and goes hits both alike. It
@@ -24,7 +28,8 @@
 //! (default `python3`); where that has no torch, the bench says the peer was skipped
 //! and times ours alone. `cargo test --benches` (which passes no `--bench`) runs only
 //! our CPU step at 32x32, one step, no peer. The rows also go to
-//! `target/bench-train-step.json` (`--json PATH`).
+//! `target/bench-train-step.json` (`--json PATH`), rewritten after each row, so that
+//! a run cut short keeps what it measured.
 //!
 //! Each step is timed on the host clock from its start until the device has finished
 //! it (`Device::synchronize`), after warm-up steps that are not counted.
@@ -166,7 +171,7 @@ fn steady_state_counts(
 
 /// Prints the counts and adds them to `rows`.
 fn report_counts(
-    rows: &mut Vec<Value>,
+    rows: &mut Rows,
     device: &Device,
     batch: usize,
     size: usize,
@@ -202,20 +207,19 @@ fn report_counts(
         "peak_device_bytes_per_step": c.peak_bytes,
         "measured_over": "the third of three steps (the first fills the allocator, the \
                           second records the graph)",
-    }));
-    Ok(())
+    }))
 }
 
 #[allow(clippy::too_many_arguments)]
 fn report(
-    rows: &mut Vec<Value>,
+    rows: &mut Rows,
     device: &Device,
     batch: usize,
     size: usize,
     graphs: bool,
     steps: usize,
     t: Duration,
-) {
+) -> Result<()> {
     let images_per_s = batch as f64 / t.as_secs_f64();
     println!(
         "  batch {batch:>3}  {size:>3}x{size:<3}  {:>4}  graph {:<3}  {:>8.1} ms/step  \
@@ -233,7 +237,51 @@ fn report(
         "ms_per_step": t.as_secs_f64() * 1e3,
         "images_per_s": images_per_s,
         "steps_timed": steps,
-    }));
+    }))
+}
+
+/// The rows so far, written out again after each one (so a run killed at its time
+/// limit, as the GPU check's can be, leaves every row it finished).
+struct Rows {
+    path: PathBuf,
+    /// Whether the GPU section ran on a GPU.
+    gpu: bool,
+    rows: Vec<Value>,
+}
+
+impl Rows {
+    fn new(path: PathBuf) -> Result<Rows> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let rows = Rows {
+            path,
+            gpu: false,
+            rows: Vec::new(),
+        };
+        rows.write()?;
+        Ok(rows)
+    }
+
+    fn push(&mut self, row: Value) -> Result<()> {
+        self.rows.push(row);
+        self.write()
+    }
+
+    /// Written beside and renamed over the file, so that a kill mid-write leaves the
+    /// last whole file, never half of one.
+    fn write(&self) -> Result<()> {
+        let doc = json!({
+            "gpu": self.gpu,
+            "timing": "host clock from a step's start until the device finished it; median",
+            "rows": self.rows,
+        });
+        let partial = self.path.with_extension("json.partial");
+        std::fs::write(&partial, serde_json::to_string_pretty(&doc)? + "\n")
+            .with_context(|| format!("writing {}", partial.display()))?;
+        std::fs::rename(&partial, &self.path)
+            .with_context(|| format!("writing {}", self.path.display()))
+    }
 }
 
 /// The value after `flag`, if the flag is given.
@@ -245,6 +293,18 @@ fn flag_value<'a>(args: &'a [String], flag: &str) -> Result<Option<&'a str>> {
         },
         None => Ok(None),
     }
+}
+
+/// The positive count after `flag`, if the flag is given.
+fn count(args: &[String], flag: &str) -> Result<Option<usize>> {
+    flag_value(args, flag)?
+        .map(|v| {
+            v.parse::<usize>()
+                .ok()
+                .filter(|&n| n > 0)
+                .with_context(|| format!("{flag} {v:?}: expected a positive count"))
+        })
+        .transpose()
 }
 
 /// A comma-separated list of positive counts after `flag`, or `default`.
@@ -364,7 +424,7 @@ impl Steal {
 /// Our CPU step and PyTorch's, taking turns `rounds` times at each size and thread
 /// count; prints the medians and their ratio, and adds a row for each.
 fn cpu_against_pytorch(
-    rows: &mut Vec<Value>,
+    rows: &mut Rows,
     sizes: &[usize],
     threads: &[usize],
     rounds: usize,
@@ -413,7 +473,7 @@ fn cpu_against_pytorch(
 
 /// One row of `cpu_against_pytorch`: our step on `gemm` and PyTorch's, taking turns.
 fn cpu_row(
-    rows: &mut Vec<Value>,
+    rows: &mut Rows,
     device: &Device,
     python: Option<&String>,
     size: usize,
@@ -463,7 +523,7 @@ fn cpu_row(
         "steal_share_pytorch": their_steal.share(),
         "rounds": rounds,
         "steps_timed_per_round": steps,
-    }));
+    }))?;
     Ok(())
 }
 
@@ -478,50 +538,63 @@ fn main() -> Result<()> {
     } else {
         &[true, false]
     };
-    let precisions = match args.iter().position(|a| a == "--precisions") {
-        Some(i) => args
-            .get(i + 1)
-            .context("--precisions needs a list, e.g. f32,tf32,bf16")?
+    let precisions = match flag_value(&args, "--precisions")? {
+        Some(list) => list
             .split(',')
             .map(|p| Precision::parse(p.trim()))
-            .collect::<Result<Vec<_>>>()?,
+            .collect::<Result<Vec<_>>>()
+            .context("--precisions: e.g. f32,tf32,bf16")?,
         None => Precision::ALL.to_vec(),
     };
-    let json_path =
-        PathBuf::from(flag_value(&args, "--json")?.unwrap_or("target/bench-train-step.json"));
-    let mut rows = Vec::new();
+    let batches = counts(&args, "--batch-sizes", &[16, 128])?;
+    let size = count(&args, "--size")?.unwrap_or(224);
+    let steps = count(&args, "--steps")?;
+    let mut rows = Rows::new(PathBuf::from(
+        flag_value(&args, "--json")?.unwrap_or("target/bench-train-step.json"),
+    ))?;
 
-    let gpu = if cpu_only {
-        Err("--cpu-only".to_string())
-    } else if !cuda::driver_present() {
-        Err("no CUDA driver found".to_string())
-    } else {
-        Device::cuda(0).map_err(|err| format!("cuda:0 is unusable: {err:#}"))
+    let gpu = match flag_value(&args, "--gpu-device")? {
+        _ if cpu_only => Err("--cpu-only".to_string()),
+        Some("emu") => Ok(Device::emu()),
+        Some("cuda") | None if !cuda::driver_present() => Err("no CUDA driver found".to_string()),
+        Some("cuda") | None => {
+            Device::cuda(0).map_err(|err| format!("cuda:0 is unusable: {err:#}"))
+        }
+        Some(other) => bail!("--gpu-device {other:?}: expected cuda or emu"),
     };
     match &gpu {
         Ok(gpu) => {
+            if gpu.cuda_stream().is_some() {
+                rows.gpu = true;
+            } else {
+                println!(
+                    "GPU figures need a GPU: the GPU section on {} (--gpu-device emu)",
+                    gpu.name()
+                );
+            }
             println!("train step on {}", gpu.name());
             for &precision in &precisions {
                 gpu.set_precision(precision)?;
-                for (batch, steps) in [(16, 20), (128, 10)] {
+                for &batch in &batches {
+                    let steps = steps.unwrap_or(if batch <= 16 { 20 } else { 10 });
                     for &graphs in graph_modes {
-                        let t = median_step(gpu, batch, 224, graphs, 3, steps)?;
-                        report(&mut rows, gpu, batch, 224, graphs, steps, t);
+                        let t = median_step(gpu, batch, size, graphs, 3, steps)?;
+                        report(&mut rows, gpu, batch, size, graphs, steps, t)?;
                     }
                 }
             }
             gpu.set_precision(Precision::Tf32)?;
             println!("what a steady-state step costs the host on {}", gpu.name());
-            for batch in [16, 128] {
+            for &batch in &batches {
                 for &graphs in graph_modes {
-                    report_counts(&mut rows, gpu, batch, 224, graphs)?;
+                    report_counts(&mut rows, gpu, batch, size, graphs)?;
                 }
             }
         }
         Err(why) => println!("GPU figures need a GPU ({why})"),
     }
 
-    if !quick && !cpu_only {
+    if !quick && !cpu_only && !gpu_only {
         let emu = Device::emu();
         println!("what a steady-state step costs the host on emu (the GPU layer's counts)");
         for batch in [16, 128] {
@@ -535,7 +608,7 @@ fn main() -> Result<()> {
         let device = Device::cpu();
         println!("train step on {}", device.name());
         let t = median_step(&device, BATCH, 32, false, 1, 1)?;
-        report(&mut rows, &device, BATCH, 32, false, 1, t);
+        report(&mut rows, &device, BATCH, 32, false, 1, t)?;
     } else if !gpu_only {
         let sizes = counts(&args, "--sizes", &[32, 224])?;
         let threads = counts(&args, "--threads", &[1, 2])?;
@@ -562,18 +635,7 @@ fn main() -> Result<()> {
         };
         cpu_against_pytorch(&mut rows, &sizes, &threads, rounds, &gemms)?;
     }
-
-    if let Some(dir) = json_path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)?;
-    }
-    let doc = json!({
-        "gpu": gpu.is_ok(),
-        "timing": "host clock from a step's start until the device finished it; median",
-        "rows": rows,
-    });
-    std::fs::write(&json_path, serde_json::to_string_pretty(&doc)? + "\n")
-        .with_context(|| format!("writing {}", json_path.display()))?;
-    println!("rows written to {}", json_path.display());
+    println!("rows written to {}", rows.path.display());
     Ok(())
 }
 

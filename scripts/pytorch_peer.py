@@ -6,9 +6,12 @@ Three jobs, on ``--device cuda`` (or ``cpu``):
 with dropout 0.4, mean cross-entropy, backward, Adam with lr 0.001 and PyTorch's
 defaults, and ``loss.item()``, which our step also reads back), on a fixed random batch
 already on the device, for each batch size (16 and 128) at 224x224. Eager, and with
-``torch.compile`` when it works. Each configuration gets warm-up steps, then timed
+``torch.compile`` (``--modes``). Each configuration gets warm-up steps, then timed
 steps; the median step time gives images/s. On CUDA it times float32 as we compute it
-(TF32 off), and PyTorch's default precision (cuDNN convolutions in TF32)::
+(TF32 off), and PyTorch's default precision (cuDNN convolutions in TF32). Each row is
+printed (flushed) and the ``--json`` file rewritten as it finishes, so a run killed at
+a time limit keeps what it measured; a configuration that fails (``torch.compile`` can)
+is a row saying so, and the exit status is 1::
 
     python scripts/pytorch_peer.py --device cuda --json peer.json
     python scripts/pytorch_peer.py --device cpu --image-size 32 --batch-sizes 4,8  # smoke test
@@ -151,12 +154,27 @@ def timing(args):
     precisions = args.precision.split(",") if device.type == "cuda" else ["fp32"]
     modes = args.modes.split(",")
     batches = [int(b) for b in args.batch_sizes.split(",")]
+    # Each line is flushed, and the JSON rewritten after each row, so that a run killed
+    # at its time limit (the GPU check caps each stage) keeps every row it finished.
     print(f"PyTorch {torch.__version__} on {device_name(device)}: GoogLeNet training step "
           f"(forward, cross-entropy, backward, Adam lr 0.001), {args.image_size}x"
-          f"{args.image_size}, median of {args.steps} steps after {args.warmup} warm-up")
+          f"{args.image_size}, median of {args.steps} steps after {args.warmup} warm-up",
+          flush=True)
     print(f"{'mode':<8} {'precision':<9} {'batch':>5} {'ms/step':>10} {'images/s':>10} "
-          f"{'warm-up s':>10}")
+          f"{'warm-up s':>10}", flush=True)
     rows = []
+
+    def save():
+        if args.json:
+            report = dict(torch=torch.__version__, device=device_name(device),
+                          cudnn_benchmark=(device.type == "cuda"
+                                           and not args.no_cudnn_benchmark),
+                          warmup=args.warmup, steps=args.steps, rows=rows)
+            # Beside it, then renamed over it: a kill mid-write leaves the last whole file.
+            with open(args.json + ".partial", "w") as f:
+                json.dump(report, f, indent=1)
+            os.replace(args.json + ".partial", args.json)
+
     for mode in modes:
         for precision in precisions:
             for batch in batches:
@@ -176,23 +194,19 @@ def timing(args):
                     torch.cuda.empty_cache()
                 rows.append(row)
                 print_row(row)
+                save()
     if args.json:
-        report = dict(torch=torch.__version__, device=device_name(device),
-                      cudnn_benchmark=(device.type == "cuda" and not args.no_cudnn_benchmark),
-                      warmup=args.warmup, steps=args.steps, rows=rows)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"wrote {args.json}")
-    return 0 if all("error" not in r for r in rows if r["mode"] == "eager") else 1
+        print(f"wrote {args.json}", flush=True)
+    return 0 if all("error" not in r for r in rows) else 1
 
 
 def print_row(row):
     head = f"{row['mode']:<8} {row['precision']:<9} {row['batch']:>5}"
     if "error" in row:
-        print(f"{head}  failed: {row['error']}")
+        print(f"{head}  failed: {row['error']}", flush=True)
     else:
         print(f"{head} {row['ms_per_step']:>10.1f} {row['images_per_s']:>10.1f} "
-              f"{row['warmup_s']:>10.1f}")
+              f"{row['warmup_s']:>10.1f}", flush=True)
 
 
 def write_batch(args):

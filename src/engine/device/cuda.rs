@@ -1,6 +1,10 @@
 //! The CUDA device's driver: cudarc over the real GPU, running the code that build.rs
 //! compiled from kernels/*.cu and embedded in this binary (src/engine/device/kernels.rs): the
-//! sm_90 cubin on an sm_90 GPU, the compute_80 PTX, JIT-compiled, on any other.
+//! sm_90 cubin on an sm_90 GPU, the compute_80 PTX, JIT-compiled, on any other; or, with
+//! `GOOGLENET_KERNELS=DIR`, the same forms from DIR, checked against the embedded ones
+//! (kernel_code/source.rs). Each kernel is looked up in the one module that declares it:
+//! a lookup in a module without it would fail with CUDA_ERROR_NOT_FOUND, which
+//! compute-sanitizer reports as an error.
 //!
 //! cudarc loads libcuda at run time and panics when it is missing, so `CudaDriver::new`
 //! checks for the library first: on a machine without a GPU driver it is an error.
@@ -26,13 +30,15 @@ use cudarc::driver::{
 use cudarc::nvrtc::Ptx;
 
 use super::gpu::{Arg, Driver, Launch, Recording};
-use super::kernels::{GPU_CODE, MODULES};
+use super::kernel_code::{Code, KernelCode, Target};
 use super::Buffer;
 
 pub struct CudaDriver {
     ordinal: usize,
     stream: Arc<CudaStream>,
+    /// Each kernels/*.cu file's module, and which of them holds each kernel.
     modules: Vec<Arc<CudaModule>>,
+    module_of: HashMap<String, usize>,
     functions: Mutex<HashMap<String, CudaFunction>>,
     /// Device copies of the pointer tables `*Table` arguments become, by content.
     tables: Mutex<HashMap<Vec<u64>, Arc<CudaSlice<u64>>>>,
@@ -42,6 +48,8 @@ pub struct CudaDriver {
     capturing: AtomicBool,
     captured_kernels: AtomicU64,
     gpu_name: String,
+    /// `GOOGLENET_KERNELS`'s directory, when the kernels came from there.
+    kernels_directory: Option<std::path::PathBuf>,
     /// `GOOGLENET_CUDA_SYNC=1`: wait for and check every launch.
     sync_each_launch: bool,
 }
@@ -69,7 +77,6 @@ impl CudaDriver {
             driver_present(),
             "no CUDA driver on this machine (libcuda.so was not found); use --device cpu"
         );
-        ensure!(!MODULES.is_empty(), "this build has {GPU_CODE}");
         let count = device_count();
         ensure!(
             ordinal < count,
@@ -86,24 +93,30 @@ impl CudaDriver {
             .context("cannot read the GPU's compute capability")?;
         let gpu_name = ctx.name().context("cannot read the GPU's name")?;
         // An sm_90 cubin runs on compute capability 9.x; other GPUs JIT the PTX.
-        let cubin = major == 9;
-        let modules = MODULES
+        let code = KernelCode::for_target(Target::for_compute_capability(major))?;
+        let modules = code
+            .modules
             .iter()
             .map(|m| {
-                let (code, what) = if cubin {
-                    (Ptx::from_binary(m.cubin_sm90.to_vec()), "sm_90 cubin")
-                } else {
-                    (Ptx::from_src(m.ptx_compute80), "compute_80 PTX")
+                let image = match &m.code {
+                    Code::Cubin(bytes) => Ptx::from_binary(bytes.to_vec()),
+                    Code::Ptx(text) => Ptx::from_src(text.as_ref()),
                 };
-                ctx.load_module(code).with_context(|| {
+                ctx.load_module(image).with_context(|| {
                     format!(
-                        "cannot load kernels/{}.cu's {what} on {gpu_name} (sm_{major}{minor}); \
-                         the driver may be older than the nvcc that built it ({GPU_CODE})",
-                        m.file
+                        "cannot load {} on {gpu_name} (sm_{major}{minor}); the driver may be \
+                         older than the nvcc that built it",
+                        m.origin
                     )
                 })
             })
             .collect::<Result<Vec<_>>>()?;
+        let module_of = code
+            .modules
+            .iter()
+            .enumerate()
+            .flat_map(|(i, m)| m.interface.kernels().map(move |k| (k.to_string(), i)))
+            .collect();
         keep_freed_memory(&ctx)?;
         // A stream of the device's own: CUDA graphs cannot be captured on the legacy
         // default stream.
@@ -114,12 +127,14 @@ impl CudaDriver {
             ordinal,
             stream,
             modules,
+            module_of,
             functions: Mutex::new(HashMap::new()),
             tables: Mutex::new(HashMap::new()),
             captured_tables: Mutex::new(Vec::new()),
             capturing: AtomicBool::new(false),
             captured_kernels: AtomicU64::new(0),
             gpu_name,
+            kernels_directory: code.directory,
             sync_each_launch: std::env::var_os("GOOGLENET_CUDA_SYNC").is_some_and(|v| v == "1"),
         })
     }
@@ -137,13 +152,12 @@ impl CudaDriver {
         if let Some(f) = functions.get(kernel) {
             return Ok(f.clone());
         }
-        let found = self
-            .modules
-            .iter()
-            .find_map(|m| m.load_function(kernel).ok());
-        let Some(f) = found else {
-            bail!("no kernel named {kernel} in the embedded PTX")
+        let Some(&module) = self.module_of.get(kernel) else {
+            bail!("no kernel named {kernel} in any module of kernels/*.cu")
         };
+        let f = self.modules[module]
+            .load_function(kernel)
+            .with_context(|| format!("cannot find {kernel} in the module that declares it"))?;
         functions.insert(kernel.to_string(), f.clone());
         Ok(f)
     }
@@ -180,9 +194,18 @@ impl CudaDriver {
 }
 
 impl CudaDriver {
+    /// The buffer's contents, once the stream has finished everything before the copy:
+    /// cudarc's `clone_dtoh` only queues the copy (cuMemcpyDtoHAsync) and returns, so
+    /// the wait here is what makes the values there to read.
     fn download<T: DeviceRepr + Clone>(&self, buffer: &Buffer<T>) -> Result<Vec<T>> {
         match buffer {
-            Buffer::Cuda(s) => Ok(self.stream.clone_dtoh(s)?),
+            Buffer::Cuda(s) => {
+                let values = self.stream.clone_dtoh(s)?;
+                self.stream
+                    .synchronize()
+                    .context("waiting for a copy from the GPU")?;
+                Ok(values)
+            }
             Buffer::Host(v) if v.is_empty() => Ok(Vec::new()),
             _ => bail!("a host buffer was passed to the CUDA device"),
         }
@@ -206,7 +229,15 @@ fn slice_mut<T>(buffer: &mut Buffer<T>) -> Result<&mut cudarc::driver::CudaSlice
 
 impl Driver for CudaDriver {
     fn name(&self) -> String {
-        format!("cuda:{} ({})", self.ordinal, self.gpu_name)
+        match &self.kernels_directory {
+            Some(dir) => format!(
+                "cuda:{} ({}; kernels from {})",
+                self.ordinal,
+                self.gpu_name,
+                dir.display()
+            ),
+            None => format!("cuda:{} ({})", self.ordinal, self.gpu_name),
+        }
     }
 
     fn is_gpu(&self) -> bool {

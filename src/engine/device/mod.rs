@@ -8,9 +8,14 @@
 //! The ops' parameters live here, below every device: `geometry` (conv, pool, linear,
 //! Adam), `resize` (normalisation and augmentation views), `dropout` (the mask every
 //! device draws), `precision` (the GEMMs' arithmetic).
+//!
+//! The GPU code: `kernels` (what the build embedded), `kernel_code` (what a driver
+//! loads: that, or `GOOGLENET_KERNELS`'s directory, checked), and `ceilings` (what the
+//! sm_90 GPUs can do at most, by name, for the benchmarks).
 
 mod backend;
 mod buffer;
+pub mod ceilings;
 mod cpu;
 pub mod cuda;
 mod dropout;
@@ -18,6 +23,7 @@ pub mod emu;
 pub mod geometry;
 pub mod gpu;
 mod handle;
+pub mod kernel_code;
 pub mod kernels;
 pub mod precision;
 mod resize;

@@ -13,6 +13,11 @@
 //! several times on copies of its buffers and compare (`checked.rs`, with the record of
 //! unwritten memory in `shadow.rs`).
 //!
+//! With `GOOGLENET_KERNELS=DIR` (the GPU drivers' kernel override) the first launch
+//! checks DIR as a GPU would load it (kernel_code/source.rs) and fails on a module that
+//! a GPU would refuse; the kernels run are still the emulator's own build of the same
+//! sources. So a rehearsal proves the directory before a GPU sees it.
+//!
 //! Recording (`Driver::begin_recording`, what a CUDA graph capture is on the GPU) is
 //! real here: each launch is checked and resolved to its kernel, launch shape and
 //! arguments (buffers as addresses, scalars by value) and stored instead of run; a
@@ -32,6 +37,7 @@ use super::launch::{
 };
 use super::shadow;
 use crate::engine::device::gpu::{Arg, Driver, Launch, Recording};
+use crate::engine::device::kernel_code;
 use crate::engine::device::Buffer;
 
 /// The emulator as a GPU driver. Buffers are `Buffer::Host` vectors.
@@ -124,6 +130,13 @@ impl EmuDriver {
     /// Whether the kernels were built with AddressSanitizer (GOOGLENET_EMU_ASAN=1).
     pub fn address_sanitizer() -> bool {
         launch::address_sanitizer()
+    }
+
+    /// The parameter types of `kernel` as the emulator registered them from its
+    /// source ("const float*", "int32", ...: the types launches are checked against);
+    /// `None` for a kernel it does not have.
+    pub fn kernel_parameters(kernel: &str) -> Option<Vec<String>> {
+        launch::kernel_parameters(&CString::new(kernel).ok()?)
     }
 
     /// A buffer of `len` floats that holds nothing yet, as a GPU allocation without a
@@ -247,6 +260,7 @@ impl Driver for EmuDriver {
     }
 
     fn launch(&self, kernel: &str, launch: Launch, args: &mut [Arg]) -> Result<()> {
+        kernel_code::check_directory_for_emulator()?;
         let name = CString::new(kernel)?;
         check_arguments(&name, kernel, args)?;
         let (regions, params) = regions(args)?;

@@ -299,19 +299,30 @@ pub(super) fn parameter_type(arg: &Arg) -> &'static str {
     }
 }
 
-/// Fails unless `args` match the kernel's parameters one for one. An unknown kernel
-/// passes: emu_launch reports it.
-pub(super) fn check_arguments(name: &CStr, kernel: &str, args: &[Arg]) -> Result<()> {
+/// The parameter types the emulator registered for the kernel `name`; `None` for a
+/// kernel it does not have.
+pub(super) fn kernel_parameters(name: &CStr) -> Option<Vec<String>> {
     // SAFETY: a null buffer of length 0 only asks for the length.
     let len = unsafe { emu_kernel_parameters(name.as_ptr(), ptr::null_mut(), 0) };
-    let Ok(len) = usize::try_from(len) else {
-        return Ok(());
-    };
+    let len = usize::try_from(len).ok()?;
     let mut text = vec![0u8; len + 1];
     // SAFETY: `text` has room for the `len` bytes and the terminating NUL.
     unsafe { emu_kernel_parameters(name.as_ptr(), text.as_mut_ptr().cast(), text.len()) };
-    let text = CStr::from_bytes_until_nul(&text)?.to_str()?;
-    let declared: Vec<&str> = text.split(',').filter(|t| !t.is_empty()).collect();
+    let text = CStr::from_bytes_until_nul(&text).ok()?.to_str().ok()?;
+    Some(
+        text.split(',')
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+            .collect(),
+    )
+}
+
+/// Fails unless `args` match the kernel's parameters one for one. An unknown kernel
+/// passes: emu_launch reports it.
+pub(super) fn check_arguments(name: &CStr, kernel: &str, args: &[Arg]) -> Result<()> {
+    let Some(declared) = kernel_parameters(name) else {
+        return Ok(());
+    };
     let passed: Vec<&str> = args.iter().map(parameter_type).collect();
     if declared != passed {
         bail!(
