@@ -6,7 +6,7 @@
 //! `Device` (handle.rs) is the cheap, cloneable handle a tensor carries.
 //!
 //! The ops' parameters live here, below every device: `geometry` (conv, pool, linear,
-//! Adam), `resize` (normalisation and augmentation views), `dropout` (the mask every
+//! Adam), `resize` (image layout, normalisation and augmentation views), `dropout` (the mask every
 //! device draws), `precision` (the GEMMs' arithmetic).
 
 mod backend;
@@ -29,4 +29,4 @@ pub use dropout::{dropout_keeps, seed_words};
 pub use gpu::Counters;
 pub use handle::Device;
 pub use precision::Precision;
-pub use resize::{view_words, Normalize, View};
+pub use resize::{view_words, ImageShape, Normalize, View, MAX_CHANNELS};

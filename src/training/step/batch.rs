@@ -9,7 +9,7 @@ use anyhow::{bail, ensure, Result};
 
 use super::params::StepParams;
 use crate::data::Split;
-use crate::engine::device::{view_words, Buffer, Device, Normalize, View, Words};
+use crate::engine::device::{view_words, Buffer, Device, ImageShape, Normalize, View, Words};
 use crate::engine::ops::Labels;
 use crate::engine::tensor::Tensor;
 
@@ -125,8 +125,7 @@ impl DeviceSplit {
         let backend = self.device.backend();
         let images = backend.resize_images(
             &self.images,
-            self.rows,
-            self.cols,
+            ImageShape::grey(self.rows, self.cols),
             indices,
             views,
             size,
