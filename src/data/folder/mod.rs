@@ -8,5 +8,5 @@ mod plan;
 mod progress;
 mod scan;
 
-pub use plan::{decode_file, ChannelsChosen, FolderOptions, Loaded, ModeCount, Plan, TestSource};
+pub use plan::{ChannelsChosen, FolderOptions, Loaded, ModeCount, Plan, TestSource};
 pub use scan::{scan, BadFile, Sample, Scan, IMAGE_EXTENSIONS, MAX_CLASSES};

@@ -10,6 +10,7 @@
 //! first few, or, with `skip_bad_images`, left out and reported; a class left with no
 //! training image is an error either way.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -119,41 +120,18 @@ impl Plan {
             .iter()
             .chain(given_test.iter().flat_map(|(_, t)| t))
             .collect();
-        let headers: Vec<Result<Header>> = all
-            .par_iter()
-            .map(|s| image_file::read_header(image_file::open(&s.path)?, MAX_SIDE))
-            .collect();
-        let mut bad = found.unreadable.clone();
-        let mut modes: Vec<ModeCount> = Vec::new();
-        let mut colour: Option<PathBuf> = None;
-        for (i, (sample, header)) in all.iter().zip(&headers).enumerate() {
-            match header {
-                Err(e) => bad.push(BadFile {
-                    path: sample.path.clone(),
-                    reason: format!("{e:#}"),
-                }),
-                Ok(header) => {
-                    match modes.iter_mut().find(|m| m.mode == header.mode()) {
-                        Some(m) => m.count += 1,
-                        None => modes.push(ModeCount {
-                            mode: header.mode(),
-                            count: 1,
-                            first: sample.path.clone(),
-                        }),
-                    }
-                    if header.has_colour() && colour.is_none() && i < found.train.len() {
-                        colour = Some(sample.path.clone());
-                    }
-                }
-            }
-        }
-        modes.sort_by_key(|m| std::cmp::Reverse(m.count));
+        let (mut bad, modes, colour) = survey(&all, found.train.len());
+        bad.splice(0..0, found.unreadable.iter().cloned());
         if !bad.is_empty() && !options.skip_bad_images {
             bail!(refusal(&found.root, &bad));
         }
-        let is_bad = |s: &Sample| bad.iter().any(|b| b.path == s.path);
+        let bad_paths: HashSet<&Path> = bad.iter().map(|b| b.path.as_path()).collect();
         let good = |samples: &[Sample]| -> Vec<Sample> {
-            samples.iter().filter(|s| !is_bad(s)).cloned().collect()
+            samples
+                .iter()
+                .filter(|s| !bad_paths.contains(s.path.as_path()))
+                .cloned()
+                .collect()
         };
         let (train, test, test_source) = match &given_test {
             Some((name, test)) => (
@@ -167,20 +145,25 @@ impl Plan {
                 (train, test, TestSource::HeldOut(options.test_fraction))
             }
         };
-        let plan_root = found.root.clone();
-        let train_dir = match &given_test {
-            Some(_) => plan_root.join("train"),
-            None => plan_root.clone(),
-        };
         let labels: Vec<u8> = train.iter().map(|s| s.label).collect();
-        every_class_trains(&train_dir, &found.classes, &labels)?;
-        ensure!(
-            !test.is_empty(),
-            "{}: no test images: holding out {} of each class's images (rounded) leaves \
-             none; raise --test-fraction, add images, or give train/ and test/ folders",
-            plan_root.display(),
-            options.test_fraction
-        );
+        every_class_trains(
+            &train_dir(&found.root, &test_source),
+            &found.classes,
+            &labels,
+        )?;
+        match &test_source {
+            _ if !test.is_empty() => {}
+            TestSource::HeldOut(fraction) => bail!(
+                "{}: no test images: holding out {fraction} of each class's images \
+                 (rounded) leaves none; raise --test-fraction, add images, or give train/ \
+                 and test/ folders",
+                found.root.display()
+            ),
+            TestSource::Folder(dir) => bail!(
+                "{}: no test images could be read (--skip-bad-images left them all out)",
+                dir.display()
+            ),
+        }
         let (channels, channels_chosen) = match (options.channels, colour) {
             (Some(c), _) => (c, ChannelsChosen::Given),
             (None, Some(path)) => (3, ChannelsChosen::Colour(path)),
@@ -273,11 +256,11 @@ impl Plan {
         if !skipped.is_empty() && !self.skip_bad_images {
             bail!(refusal(&self.root, &skipped));
         }
-        let train_dir = match &self.test_source {
-            TestSource::Folder(_) => self.root.join("train"),
-            TestSource::HeldOut(_) => self.root.clone(),
-        };
-        every_class_trains(&train_dir, &self.classes, &train.labels)?;
+        every_class_trains(
+            &train_dir(&self.root, &self.test_source),
+            &self.classes,
+            &train.labels,
+        )?;
         let description = DataDescription::measure(self.classes.clone(), &train)?;
         Ok(Loaded {
             data: DataSet {
@@ -349,9 +332,55 @@ impl Plan {
 }
 
 /// The file at `path` decoded and fitted (image_file.rs).
-pub fn decode_file(path: &Path, channels: usize, side: usize) -> Result<Vec<u8>> {
+fn decode_file(path: &Path, channels: usize, side: usize) -> Result<Vec<u8>> {
     let image = image_file::decode(image_file::open(path)?, MAX_SIDE)?;
     Ok(image_file::fit(&image, channels, side as u32))
+}
+
+/// Every header of `all` (the first `train` of them training images), read in
+/// parallel: the files whose header is bad, the modes, and the first training image
+/// with colour.
+fn survey(all: &[&Sample], train: usize) -> (Vec<BadFile>, Vec<ModeCount>, Option<PathBuf>) {
+    let headers: Vec<Result<Header>> = all
+        .par_iter()
+        .map(|s| image_file::read_header(image_file::open(&s.path)?, MAX_SIDE))
+        .collect();
+    let mut bad = Vec::new();
+    let mut modes: Vec<ModeCount> = Vec::new();
+    let mut colour = None;
+    for (i, (sample, header)) in all.iter().zip(headers).enumerate() {
+        let header = match header {
+            Ok(header) => header,
+            Err(e) => {
+                bad.push(BadFile {
+                    path: sample.path.clone(),
+                    reason: format!("{e:#}"),
+                });
+                continue;
+            }
+        };
+        match modes.iter_mut().find(|m| m.mode == header.mode()) {
+            Some(m) => m.count += 1,
+            None => modes.push(ModeCount {
+                mode: header.mode(),
+                count: 1,
+                first: sample.path.clone(),
+            }),
+        }
+        if header.has_colour() && colour.is_none() && i < train {
+            colour = Some(sample.path.clone());
+        }
+    }
+    modes.sort_by_key(|m| std::cmp::Reverse(m.count));
+    (bad, modes, colour)
+}
+
+/// The folder the training classes are in.
+fn train_dir(root: &Path, test_source: &TestSource) -> PathBuf {
+    match test_source {
+        TestSource::Folder(_) => root.join("train"),
+        TestSource::HeldOut(_) => root.to_path_buf(),
+    }
 }
 
 /// Fails unless every class has a training image left.
