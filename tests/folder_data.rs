@@ -269,14 +269,14 @@ fn images_are_fitted_as_torchvision_s_evaluation_transform() {
         }))
     };
     for (w, first_column) in [(10, 0), (11, 0), (12, 1), (13, 2), (15, 2), (30, 10)] {
-        let fitted = fit(&columns(w), 1, 10);
+        let fitted = fit(&columns(w), 1, 10).unwrap();
         let expected: Vec<u8> = (0..10)
             .flat_map(|_| (0..10).map(move |x| 8 * (x + first_column) as u8))
             .collect();
         assert_eq!(fitted, expected, "{w}x10");
     }
     // A 20x40 image to side 10: 10x20, its middle rows; a flat image stays flat.
-    let flat = fit(&images::rgb(20, 40, [7, 8, 9]), 3, 10);
+    let flat = fit(&images::rgb(20, 40, [7, 8, 9]), 3, 10).unwrap();
     assert_eq!(flat, [[7u8; 100], [8; 100], [9; 100]].concat());
 }
 
@@ -401,6 +401,8 @@ fn files_that_are_not_images_or_are_damaged_are_named_or_left_out() {
     );
 }
 
+/// Too large on a side, too large decoded, too elongated to resize: each refused from
+/// its header, before anything is decoded.
 #[test]
 fn images_over_the_decoder_s_limits_are_refused_by_their_header() {
     let dir = tempfile::tempdir().unwrap();
@@ -413,6 +415,20 @@ fn images_over_the_decoder_s_limits_are_refused_by_their_header() {
         "{e}"
     );
     std::fs::remove_file(dir.path().join("a/wide.png")).unwrap();
+    // 8000x1 at a store side of 1024 would be resized to 8192000x1024 before the crop.
+    images::flat_png(&dir.path().join("a/long.png"), 8000, 1, 0, 0);
+    let e = error(&FolderOptions {
+        store_side: 1024,
+        ..options(dir.path())
+    });
+    assert!(
+        e.contains("a/long.png: the image is 8000x1: resizing its shorter side to 1024 would make it 8192000x1024")
+            && e.contains("too elongated"),
+        "{e}"
+    );
+    // At a store side of 8 it fits.
+    assert!(Plan::new(&options(dir.path())).is_ok());
+    std::fs::remove_file(dir.path().join("a/long.png")).unwrap();
     // 11600x11600 RGBA: 538 MB of pixels, over the decoder's 512 MiB, refused before
     // they are allocated.
     images::flat_png(&dir.path().join("b/huge.png"), 11600, 11600, 6, 0);

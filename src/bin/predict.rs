@@ -71,10 +71,13 @@ fn run(args: Args) -> Result<bool> {
     let mut prepared = Vec::new();
     let mut results = Vec::new();
     for path in &args.images {
-        match load_image(path) {
-            Ok(image) => {
-                let ready = prepare_as_trained(&image, &config, &data, invert);
-                results.push(Ok((image.width(), image.height(), ready.inverted)));
+        let prepared_image = load_image(path).and_then(|image| {
+            let ready = prepare_as_trained(&image, &config, &data, invert)?;
+            Ok((image.width(), image.height(), ready))
+        });
+        match prepared_image {
+            Ok((w, h, ready)) => {
+                results.push(Ok((w, h, ready.inverted)));
                 prepared.push(ready.pixels);
             }
             Err(err) => results.push(Err(err)),

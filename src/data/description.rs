@@ -90,7 +90,7 @@ impl DataDescription {
     }
 
     /// Fails for a description no data set has (a hand-edited state.json): fewer than
-    /// two classes or more than labels name, channels beyond 1 to `MAX_CHANNELS`, not
+    /// two classes or more than labels name, channels other than 1 or 3, not
     /// a mean and std per channel, or none of its figures finite.
     pub fn validate(&self) -> Result<()> {
         ensure!(
@@ -99,11 +99,11 @@ impl DataDescription {
             self.classes.len()
         );
         ensure!(
-            (1..=MAX_CHANNELS).contains(&self.channels)
+            (self.channels == 1 || self.channels == MAX_CHANNELS)
                 && self.mean.len() == self.channels
                 && self.std.len() == self.channels,
             "the data description has {} channels, {} means and {} standard deviations: \
-             expected 1 to {MAX_CHANNELS} channels and a mean and std for each",
+             expected 1 or {MAX_CHANNELS} channels and a mean and std for each",
             self.channels,
             self.mean.len(),
             self.std.len()

@@ -81,24 +81,25 @@ pub struct Prepared {
 }
 
 /// `image` as the run of `config` on `data` read its images (see the module comment);
-/// `invert` applies to Fashion-MNIST's form.
+/// `invert` applies to Fashion-MNIST's form. An error for an image too elongated to
+/// fit (`image_file::check_fit`).
 pub fn prepare_as_trained(
     image: &DynamicImage,
     config: &TrainConfig,
     data: &DataDescription,
     invert: Invert,
-) -> Prepared {
+) -> Result<Prepared> {
     if config.data.is_fashion_mnist() {
         let (grey, inverted) = prepare(image, invert);
-        return Prepared {
+        return Ok(Prepared {
             pixels: grey.into_raw(),
             inverted,
-        };
+        });
     }
-    Prepared {
-        pixels: image_file::fit(image, data.channels, data.store_side as u32),
+    Ok(Prepared {
+        pixels: image_file::fit(image, data.channels, data.store_side as u32)?,
         inverted: false,
-    }
+    })
 }
 
 /// Grey, with transparency composited onto white.

@@ -33,6 +33,11 @@ pub const MAX_SIDE: u32 = 16_384;
 /// 16384x16384 RGBA image would take 1 GiB.
 pub const MAX_DECODED_BYTES: u64 = 512 << 20;
 
+/// The most bytes step 2 (below) may resize an image to, counted as the resize's
+/// floats: a photo far longer than wide (1x16384 at a store side of 1024 would be
+/// 1024x16777216) is refused rather than resized.
+pub const MAX_RESIZED_BYTES: u64 = 512 << 20;
+
 /// The formats the decoder reads, as errors name them.
 const FORMATS: &str = "PNG, JPEG, BMP, GIF, WebP, TIFF, PNM, TGA, ICO";
 
@@ -133,10 +138,38 @@ pub fn decode<R: BufRead + Seek>(reader: R, max_side: u32) -> Result<DynamicImag
         .context("not a readable image (its data is damaged, or it is over the decoder's limits)")
 }
 
-/// `image` as `channels` (1 or 3) planes of `side x side` (see the module comment).
-pub fn fit(image: &DynamicImage, channels: usize, side: u32) -> Vec<u8> {
+/// The size step 2 resizes a `width x height` image to: its shorter side `side`, its
+/// longer `⌊side · long / short⌋` (as torchvision's `int()`).
+fn resized_size(width: u32, height: u32, side: u32) -> (u64, u64) {
+    let long = |long: u32, short: u32| side as u64 * long as u64 / short as u64;
+    if width <= height {
+        (side as u64, long(height, width))
+    } else {
+        (long(width, height), side as u64)
+    }
+}
+
+/// Fails, before anything is resized, when fitting a `width x height` image of
+/// `channels` channels to `side` would resize it to more than `MAX_RESIZED_BYTES`.
+pub fn check_fit(width: u32, height: u32, channels: usize, side: u32) -> Result<()> {
+    let (rw, rh) = resized_size(width, height, side);
+    let bytes = rw * rh * channels as u64 * 4;
+    if bytes > MAX_RESIZED_BYTES {
+        bail!(
+            "the image is {width}x{height}: resizing its shorter side to {side} would make \
+             it {rw}x{rh}, over the limit of {} MiB; it is too elongated to fit",
+            MAX_RESIZED_BYTES >> 20
+        );
+    }
+    Ok(())
+}
+
+/// `image` as `channels` (1 or 3) planes of `side x side` (see the module comment);
+/// an error for an image `check_fit` refuses.
+pub fn fit(image: &DynamicImage, channels: usize, side: u32) -> Result<Vec<u8>> {
+    check_fit(image.width(), image.height(), channels, side)?;
     if channels == 1 {
-        return resize_and_crop(&grey(image), side).into_raw();
+        return Ok(resize_and_crop(&grey(image), side).into_raw());
     }
     let rgb = resize_and_crop(&image.to_rgb8(), side);
     let plane = (side * side) as usize;
@@ -146,7 +179,7 @@ pub fn fit(image: &DynamicImage, channels: usize, side: u32) -> Vec<u8> {
             planes[c * plane + i] = value;
         }
     }
-    planes
+    Ok(planes)
 }
 
 /// PIL's `convert("L")`: grey images as they are (alpha dropped, 16 bits to 8),
@@ -168,12 +201,9 @@ fn resize_and_crop<P: Pixel<Subpixel = u8> + 'static>(
     side: u32,
 ) -> ImageBuffer<P, Vec<u8>> {
     let (w, h) = image.dimensions();
-    let long = |long: u32, short: u32| (side as u64 * long as u64 / short as u64) as u32;
-    let (rw, rh) = if w <= h {
-        (side, long(h, w))
-    } else {
-        (long(w, h), side)
-    };
+    let (rw, rh) = resized_size(w, h, side);
+    // `check_fit` bounds the size well within u32.
+    let (rw, rh) = (rw as u32, rh as u32);
     let resized;
     let source = if (rw, rh) == (w, h) {
         image

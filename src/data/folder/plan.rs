@@ -120,7 +120,28 @@ impl Plan {
             .iter()
             .chain(given_test.iter().flat_map(|(_, t)| t))
             .collect();
-        let (mut bad, modes, colour) = survey(&all, found.train.len());
+        let headers: Vec<Result<Header>> = all
+            .par_iter()
+            .map(|s| image_file::read_header(image_file::open(&s.path)?, MAX_SIDE))
+            .collect();
+        let colour = all
+            .iter()
+            .zip(&headers)
+            .take(found.train.len())
+            .find(|(_, h)| h.as_ref().is_ok_and(Header::has_colour))
+            .map(|(s, _)| s.path.clone());
+        let (channels, channels_chosen) = match (options.channels, colour) {
+            (Some(c), _) => (c, ChannelsChosen::Given),
+            (None, Some(path)) => (3, ChannelsChosen::Colour(path)),
+            (None, None) => (1, ChannelsChosen::AllGrey),
+        };
+        let side = options.store_side as u32;
+        let headers = headers.into_iter().map(|header| {
+            let header = header?;
+            image_file::check_fit(header.width, header.height, channels, side)?;
+            Ok(header)
+        });
+        let (mut bad, modes) = survey(&all, headers);
         bad.splice(0..0, found.unreadable.iter().cloned());
         if !bad.is_empty() && !options.skip_bad_images {
             bail!(refusal(&found.root, &bad));
@@ -164,11 +185,6 @@ impl Plan {
                 dir.display()
             ),
         }
-        let (channels, channels_chosen) = match (options.channels, colour) {
-            (Some(c), _) => (c, ChannelsChosen::Given),
-            (None, Some(path)) => (3, ChannelsChosen::Colour(path)),
-            (None, None) => (1, ChannelsChosen::AllGrey),
-        };
         Ok(Plan {
             root: found.root,
             classes: found.classes,
@@ -334,21 +350,18 @@ impl Plan {
 /// The file at `path` decoded and fitted (image_file.rs).
 fn decode_file(path: &Path, channels: usize, side: usize) -> Result<Vec<u8>> {
     let image = image_file::decode(image_file::open(path)?, MAX_SIDE)?;
-    Ok(image_file::fit(&image, channels, side as u32))
+    image_file::fit(&image, channels, side as u32)
 }
 
-/// Every header of `all` (the first `train` of them training images), read in
-/// parallel: the files whose header is bad, the modes, and the first training image
-/// with colour.
-fn survey(all: &[&Sample], train: usize) -> (Vec<BadFile>, Vec<ModeCount>, Option<PathBuf>) {
-    let headers: Vec<Result<Header>> = all
-        .par_iter()
-        .map(|s| image_file::read_header(image_file::open(&s.path)?, MAX_SIDE))
-        .collect();
+/// The files of `all` whose header is bad (or which cannot be fitted), and the modes
+/// of the others.
+fn survey(
+    all: &[&Sample],
+    headers: impl Iterator<Item = Result<Header>>,
+) -> (Vec<BadFile>, Vec<ModeCount>) {
     let mut bad = Vec::new();
     let mut modes: Vec<ModeCount> = Vec::new();
-    let mut colour = None;
-    for (i, (sample, header)) in all.iter().zip(headers).enumerate() {
+    for (sample, header) in all.iter().zip(headers) {
         let header = match header {
             Ok(header) => header,
             Err(e) => {
@@ -367,12 +380,9 @@ fn survey(all: &[&Sample], train: usize) -> (Vec<BadFile>, Vec<ModeCount>, Optio
                 first: sample.path.clone(),
             }),
         }
-        if header.has_colour() && colour.is_none() && i < train {
-            colour = Some(sample.path.clone());
-        }
     }
     modes.sort_by_key(|m| std::cmp::Reverse(m.count));
-    (bad, modes, colour)
+    (bad, modes)
 }
 
 /// The folder the training classes are in.
