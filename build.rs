@@ -19,7 +19,10 @@ mod ptx;
 mod ptxas_report;
 
 fn main() {
-    memo::work_once(Path::new(env!("CARGO_MANIFEST_DIR")));
+    // Read when the script runs, not when it was compiled: a target directory shared by
+    // two checkouts runs one compiled script for both.
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
+    memo::work_once(&manifest_dir);
     let sources = kernel_sources();
     ptx::build(&sources);
     build_emulator(&sources);

@@ -63,10 +63,11 @@ fn split(device: &Device, samples: usize) -> Result<DeviceSplit> {
             .map(|i| ((i * 37) % 251) as u8)
             .collect(),
         labels: (0..samples).map(|i| (i % 10) as u8).collect(),
+        channels: 1,
         rows: 28,
         cols: 28,
     };
-    DeviceSplit::upload(device, &split, None)
+    DeviceSplit::upload(device, &split, None, 10)
 }
 
 /// A model, its optimizer and a stepper for batches of `batch` at `size`.

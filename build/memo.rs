@@ -56,9 +56,7 @@ pub fn work_once(manifest_dir: &Path) {
         .expect("the build script runs itself");
     let output = String::from_utf8_lossy(&run.stdout);
     print(&output);
-    std::io::stderr()
-        .write_all(&run.stderr)
-        .expect("stderr");
+    std::io::stderr().write_all(&run.stderr).expect("stderr");
     if !run.status.success() {
         exit(run.status.code().unwrap_or(1));
     }
@@ -96,10 +94,26 @@ fn fingerprint(manifest_dir: &Path) -> u64 {
 /// jobserver's), which would make every run look new.
 fn read_by_the_work(name: &str) -> bool {
     const NAMES: [&str; 9] = [
-        "NVCC", "CUDA_HOME", "PATH", "TARGET", "HOST", "PROFILE", "OPT_LEVEL", "DEBUG", "RUSTC",
+        "NVCC",
+        "CUDA_HOME",
+        "PATH",
+        "TARGET",
+        "HOST",
+        "PROFILE",
+        "OPT_LEVEL",
+        "DEBUG",
+        "RUSTC",
     ];
     const PREFIXES: [&str; 9] = [
-        "GOOGLENET_", "CC", "CXX", "CFLAGS", "CXXFLAGS", "AR", "HOST_", "TARGET_", "CRATE_CC",
+        "GOOGLENET_",
+        "CC",
+        "CXX",
+        "CFLAGS",
+        "CXXFLAGS",
+        "AR",
+        "HOST_",
+        "TARGET_",
+        "CRATE_CC",
     ];
     NAMES.contains(&name) || PREFIXES.iter().any(|p| name.starts_with(p))
 }

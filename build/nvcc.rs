@@ -42,13 +42,13 @@ pub fn find(out_dir: &Path) -> Result<Nvcc, String> {
             Err(why) => panic!("NVCC={}: {why}", path.display()),
         };
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let venv = root.join(".venv-cuda");
     if let Some(pinned) = pinned(&venv) {
         watch(&pinned, out_dir);
         return usable(&pinned).map_err(|why| format!("{}: {why}", pinned.display()));
     }
-    let found = system_or_installed(root, &venv, out_dir);
+    let found = system_or_installed(&root, &venv, out_dir);
     match pinned(&venv) {
         // Installed just now: from here on, only it matters. Its date is left as it is,
         // later than this run's start, so that cargo runs the script once more and the

@@ -43,7 +43,8 @@ fn compile(
     real_arch: &str,
 ) -> (PathBuf, PathBuf, Vec<EntryReport>) {
     let stem = file.file_stem().unwrap().to_string_lossy().into_owned();
-    let include = Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels");
+    let include =
+        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("kernels");
     let ptx = out_dir.join(format!("{stem}.{virtual_arch}.ptx"));
     let cubin = out_dir.join(format!("{stem}.{real_arch}.cubin"));
     run(

@@ -9,6 +9,11 @@ The one departure from the tutorial is the average pool: it has ``AvgPool2d(7)``
 has ``AdaptiveAvgPool2d(1)``. At 224x224 (a 7x7 plane) the two are identical; the
 adaptive pool also runs on small images (32x32), as ours does.
 
+A checkpoint of a run on your own images (``train --data DIR``) has that data set's
+channels in ``conv1`` and its classes in ``fc``; ``model_for_checkpoint`` reads both
+from the checkpoint's tensors (and the class names from its ``state.json``), so strict
+loading works for any of them.
+
 Run as a script to check a checkpoint against this model::
 
     python scripts/pytorch_model.py runs/<run>/checkpoints/epoch-1 [--image-size 32]
@@ -18,6 +23,7 @@ table as ``train --summary``) and runs one forward pass.
 """
 
 import argparse
+import json
 import os
 import sys
 
@@ -103,14 +109,40 @@ class GoogLeNet(nn.Module):
                 yield name, module
 
 
+def model_file(path):
+    """A checkpoint directory's model.safetensors, or ``path`` itself."""
+    return os.path.join(path, "model.safetensors") if os.path.isdir(path) else path
+
+
 def load_checkpoint(model, path):
     """Loads ``path`` (a checkpoint directory or its model.safetensors) strictly."""
     from safetensors.torch import load_file
 
-    if os.path.isdir(path):
-        path = os.path.join(path, "model.safetensors")
-    model.load_state_dict(load_file(path), strict=True)
+    model.load_state_dict(load_file(model_file(path)), strict=True)
     return model
+
+
+def class_names(path):
+    """The class names a checkpoint directory's ``state.json`` records (a run on your own
+    images), or None (Fashion-MNIST's runs, bare model files)."""
+    state = os.path.join(path, "state.json") if os.path.isdir(path) else None
+    if state is None or not os.path.exists(state):
+        return None
+    with open(state) as f:
+        return json.load(f).get("data", {}).get("classes")
+
+
+def model_for_checkpoint(path):
+    """The model of the checkpoint at ``path``, its channels (``conv1.0.weight``'s second
+    dimension) and classes (``fc.weight``'s first) read from the checkpoint, loaded
+    strictly; and its class names, or None."""
+    from safetensors import safe_open
+
+    with safe_open(model_file(path), framework="pt") as f:
+        in_channels = f.get_slice("conv1.0.weight").get_shape()[1]
+        classes = f.get_slice("fc.weight").get_shape()[0]
+    model = GoogLeNet(in_channels=in_channels, classes=classes)
+    return load_checkpoint(model, path), class_names(path)
 
 
 def summary(model, size, in_channels=1):
@@ -136,12 +168,15 @@ def main():
                         help="checkpoint directory or model.safetensors to load strictly")
     parser.add_argument("--image-size", type=int, default=224)
     args = parser.parse_args()
-    model = GoogLeNet()
+    model, names = GoogLeNet(), None
     if args.checkpoint:
-        load_checkpoint(model, args.checkpoint)
+        model, names = model_for_checkpoint(args.checkpoint)
         print(f"loaded {args.checkpoint} with strict=True "
               f"({len(model.state_dict())} tensors)")
-    print(summary(model.eval(), args.image_size))
+    in_channels = model.conv1[0].in_channels
+    print(f"{in_channels} channel(s), {model.fc.out_features} classes"
+          + (f": {', '.join(names)}" if names else ""))
+    print(summary(model.eval(), args.image_size, in_channels))
     return 0
 
 

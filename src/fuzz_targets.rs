@@ -5,9 +5,12 @@
 //! cargo-fuzz (nightly, deep runs); `tests/fuzz.rs` runs them on stable over seeded
 //! mutations of real files and over the corpus in `fuzz/corpus/<target>/`.
 
+use std::path::{Component, Path, PathBuf};
+
 use anyhow::Result;
 
 use crate::data::fashion_mnist::{files, idx};
+use crate::data::folder::{image_file, FolderOptions, Plan};
 use crate::data::{Kind, IMAGE_SIDE};
 use crate::engine::autograd::Parameters;
 use crate::engine::device::Device;
@@ -22,15 +25,18 @@ use crate::training::run::workload;
 pub type Target = fn(&[u8]);
 
 /// Every target by name, as `fuzz/fuzz_targets/` and the corpus directories call them.
-pub const TARGETS: [(&str, Target); 5] = [
+pub const TARGETS: [(&str, Target); 7] = [
     ("idx_raw", idx_raw),
     ("idx_gzip", idx_gzip),
     ("checkpoint_tensors", checkpoint_tensors),
     ("state_json", state_json),
     ("predict_image", predict_image),
+    ("folder_image", folder_image),
+    ("folder_scan", folder_scan),
 ];
 
-/// The largest side `predict_image` decodes: `predict` takes up to `MAX_SIDE`, whose
+/// The largest side `predict_image` and `folder_image` decode: `predict` and
+/// `train --data` take up to `MAX_SIDE`, whose
 /// pixels (1 GiB as RGBA) a fuzzer would allocate for every header that claims it;
 /// the decoding code past the size check is the same for any side.
 pub const FUZZ_MAX_SIDE: u32 = 1024;
@@ -38,12 +44,151 @@ pub const FUZZ_MAX_SIDE: u32 = 1024;
 /// An image file as `predict` reads it: decoded (refused by its header when too
 /// large), then turned into Fashion-MNIST's 28x28 form, both inversion choices.
 pub fn predict_image(bytes: &[u8]) {
-    let open = || Ok(std::io::Cursor::new(bytes));
-    if let Ok(image) = predict::decode(open, FUZZ_MAX_SIDE) {
+    if let Ok(image) = image_file::decode(std::io::Cursor::new(bytes), FUZZ_MAX_SIDE) {
         for invert in [Invert::Auto, Invert::Yes] {
             let _ = predict::prepare(&image, invert);
         }
     }
+}
+
+/// An image file as `train --data` reads it: its header, then decoded (refused by its
+/// header when too large) and fitted, grey and RGB, to a side below and above its own.
+pub fn folder_image(bytes: &[u8]) {
+    let _ = image_file::read_header(std::io::Cursor::new(bytes), FUZZ_MAX_SIDE);
+    if let Ok(image) = image_file::decode(std::io::Cursor::new(bytes), FUZZ_MAX_SIDE) {
+        for (channels, side) in [(1, 7), (3, 33)] {
+            let _ = image_file::fit(&image, channels, side);
+        }
+    }
+}
+
+/// Entries a `folder_scan` input may create, and the bytes one file may hold.
+const TREE_ENTRIES: usize = 48;
+const TREE_FILE_BYTES: usize = 4096;
+
+/// A folder tree from bytes (`tree_bytes` writes them), built in a temporary folder,
+/// then scanned and planned as `train --data` does, with and without
+/// `--skip-bad-images`: its files' headers are read, nothing is decoded.
+pub fn folder_scan(bytes: &[u8]) {
+    let Ok(root) = tempfile::tempdir() else {
+        return;
+    };
+    build_tree(root.path(), bytes);
+    for skip_bad_images in [false, true] {
+        let _ = Plan::new(&FolderOptions {
+            dir: root.path().to_path_buf(),
+            test_fraction: 0.25,
+            seed: 1,
+            store_side: 8,
+            channels: None,
+            skip_bad_images,
+        });
+    }
+}
+
+/// One entry of a `folder_scan` input.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TreeEntry {
+    Folder(String),
+    File(String, Vec<u8>),
+    /// A symbolic link at the first path to the second (relative to the link's folder).
+    Link(String, String),
+}
+
+/// `entries` as a `folder_scan` input: per entry a kind byte (`d`, `f`, `l`), a
+/// length byte and a path, then for a file a little-endian u16 length and the
+/// content, for a link a length byte and the target.
+pub fn tree_bytes(entries: &[TreeEntry]) -> Vec<u8> {
+    let mut out = Vec::new();
+    let text = |out: &mut Vec<u8>, s: &str| {
+        out.push(s.len() as u8);
+        out.extend_from_slice(s.as_bytes());
+    };
+    for entry in entries {
+        match entry {
+            TreeEntry::Folder(path) => {
+                out.push(b'd');
+                text(&mut out, path);
+            }
+            TreeEntry::File(path, content) => {
+                out.push(b'f');
+                text(&mut out, path);
+                out.extend_from_slice(&(content.len() as u16).to_le_bytes());
+                out.extend_from_slice(content);
+            }
+            TreeEntry::Link(path, target) => {
+                out.push(b'l');
+                text(&mut out, path);
+                text(&mut out, target);
+            }
+        }
+    }
+    out
+}
+
+/// Creates what `bytes` describes under `root`, skipping what it cannot read or what
+/// could leave `root` (absolute paths, `..`, links that do not descend).
+fn build_tree(root: &Path, bytes: &[u8]) {
+    let mut rest = bytes;
+    let mut take = |n: usize| -> Option<Vec<u8>> {
+        let (head, tail) = (rest.get(..n)?, rest.get(n..)?);
+        rest = tail;
+        Some(head.to_vec())
+    };
+    for _ in 0..TREE_ENTRIES {
+        let Some(kind) = take(1) else { return };
+        let Some(path) = take(1).and_then(|n| take(n[0] as usize)) else {
+            return;
+        };
+        let Some(path) = inside(&path) else { continue };
+        let path = root.join(path);
+        match kind[0] {
+            b'd' => {
+                let _ = std::fs::create_dir_all(&path);
+            }
+            b'f' => {
+                let Some(n) = take(2) else { return };
+                let n = (u16::from_le_bytes([n[0], n[1]]) as usize).min(TREE_FILE_BYTES);
+                let Some(content) = take(n) else { return };
+                if let Some(parent) = path.parent() {
+                    let _ = std::fs::create_dir_all(parent);
+                }
+                let _ = std::fs::write(&path, content);
+            }
+            b'l' => {
+                let Some(target) = take(1).and_then(|n| take(n[0] as usize)) else {
+                    return;
+                };
+                let Ok(target) = std::str::from_utf8(&target) else {
+                    continue;
+                };
+                if descends(Path::new(target)) {
+                    if let Some(parent) = path.parent() {
+                        let _ = std::fs::create_dir_all(parent);
+                    }
+                    let _ = std::os::unix::fs::symlink(target, &path);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// `path` as a relative path of plain names, or None.
+fn inside(path: &[u8]) -> Option<PathBuf> {
+    let path = Path::new(std::str::from_utf8(path).ok()?);
+    let plain = path.components().all(|c| matches!(c, Component::Normal(_)));
+    (plain && path.components().count() > 0).then(|| path.to_path_buf())
+}
+
+/// Whether a link's `target` stays below the link's folder, and so, every link made
+/// here doing the same, below the root: plain names and `.` only (`.` is enough for a
+/// loop).
+fn descends(target: &Path) -> bool {
+    target.components().count() > 0
+        && target
+            .components()
+            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
 }
 
 /// An uncompressed IDX file, read as images and as labels.
@@ -113,7 +258,8 @@ pub fn state_json(bytes: &[u8]) {
     let Ok(state) = serde_json::from_str::<RunState>(text) else {
         return;
     };
-    if state.config.validate().is_ok() {
+    if state.config.validate().is_ok() && state.data.validate().is_ok() {
+        let _ = state.config.normalization(&state.data);
         // Fashion-MNIST's 70,000 images, all of them used.
         let data = DataShape {
             images_read: 70_000,

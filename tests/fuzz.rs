@@ -12,10 +12,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use googlenet::data::DataDescription;
 use googlenet::fuzz_targets::{checkpoint_tensors_of, small_model, TARGETS};
 use googlenet::training::checkpoint;
 use googlenet::training::checkpoint::start_state;
-use googlenet::training::{preset, Preset};
+use googlenet::training::settings::Channels;
+use googlenet::training::{preset, Preset, TrainConfig};
 use googlenet::{Adam, Device, GoogLeNet, GoogLeNetConfig, Init};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -191,7 +193,11 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
         "checkpoint_tensors" | "state_json" => {
             let dir = tempfile::tempdir().unwrap();
             let params = small_model().unwrap();
-            let state = serde_json::to_string_pretty(&start_state(&preset(Preset::Quick))).unwrap();
+            let state = serde_json::to_string_pretty(&start_state(
+                &preset(Preset::Quick),
+                &DataDescription::fashion_mnist(),
+            ))
+            .unwrap();
             checkpoint::save(
                 dir.path(),
                 &params,
@@ -204,10 +210,31 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
             } else {
                 &[checkpoint::MODEL_FILE, checkpoint::OPTIMIZER_FILE]
             };
-            files
+            let mut seeds: Vec<Vec<u8>> = files
                 .iter()
                 .map(|f| std::fs::read(dir.path().join(f)).unwrap())
-                .collect()
+                .collect();
+            if target == "state_json" {
+                // A run on a folder: its settings and its data set's description.
+                let config = TrainConfig {
+                    data: "/data/leaves".parse().unwrap(),
+                    test_fraction: Some(0.1),
+                    store_size: Some(32),
+                    channels: Some(Channels::Rgb),
+                    skip_bad_images: true,
+                    ..preset(Preset::Quick)
+                };
+                let data = DataDescription {
+                    classes: vec!["oak".into(), "ash".into(), "elm".into()],
+                    channels: 3,
+                    store_side: 32,
+                    mean: vec![0.41, 0.5, 0.33],
+                    std: vec![0.2, 0.21, 0.19],
+                };
+                let state = start_state(&config, &data);
+                seeds.push(serde_json::to_vec_pretty(&state).unwrap());
+            }
+            seeds
         }
         "predict_image" => {
             // A small picture, light object on a dark ground, in the formats predict
@@ -235,6 +262,85 @@ fn seeds(target: &str) -> Vec<Vec<u8>> {
                 bytes.into_inner()
             })
             .collect()
+        }
+        "folder_image" => {
+            // The modes a folder of user images holds: grey, RGB, RGBA, 16-bit grey
+            // and RGB, as PNG; RGB as JPEG, GIF (a palette), BMP, TIFF and WebP.
+            let modes = [
+                image::DynamicImage::ImageLuma8(image::GrayImage::from_fn(9, 7, |x, y| {
+                    image::Luma([(x * 20 + y) as u8])
+                })),
+                image::DynamicImage::ImageRgb8(image::RgbImage::from_fn(9, 7, |x, y| {
+                    image::Rgb([x as u8 * 9, y as u8 * 30, 77])
+                })),
+                image::DynamicImage::ImageRgba8(image::RgbaImage::from_fn(5, 8, |x, y| {
+                    image::Rgba([x as u8, 200, y as u8, 128])
+                })),
+                image::DynamicImage::ImageLuma16(image::ImageBuffer::from_fn(6, 6, |x, y| {
+                    image::Luma([(x * 9000 + y) as u16])
+                })),
+                image::DynamicImage::ImageRgb16(image::ImageBuffer::from_fn(4, 6, |x, y| {
+                    image::Rgb([x as u16 * 999, 0, y as u16 * 4000])
+                })),
+            ];
+            let encode = |image: &image::DynamicImage, format| {
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                image.write_to(&mut bytes, format).unwrap();
+                bytes.into_inner()
+            };
+            let mut seeds: Vec<Vec<u8>> = modes
+                .iter()
+                .map(|m| encode(m, image::ImageFormat::Png))
+                .collect();
+            for format in [
+                image::ImageFormat::Jpeg,
+                image::ImageFormat::Gif,
+                image::ImageFormat::Bmp,
+                image::ImageFormat::Tiff,
+                image::ImageFormat::WebP,
+            ] {
+                seeds.push(encode(&modes[1], format));
+            }
+            seeds
+        }
+        "folder_scan" => {
+            // Trees of the layouts `--data` reads, with a loop, a file of another
+            // kind, an empty class and a link to a class folder.
+            use googlenet::fuzz_targets::{tree_bytes, TreeEntry};
+            let png = |value: u8| {
+                let mut bytes = std::io::Cursor::new(Vec::new());
+                image::DynamicImage::ImageLuma8(image::GrayImage::from_pixel(
+                    3,
+                    2,
+                    image::Luma([value]),
+                ))
+                .write_to(&mut bytes, image::ImageFormat::Png)
+                .unwrap();
+                bytes.into_inner()
+            };
+            let file = |path: &str, value| TreeEntry::File(path.to_string(), png(value));
+            let flat = vec![
+                file("a/1.png", 10),
+                file("a/2.png", 20),
+                file("a/sub/3.png", 30),
+                file("b/1.png", 40),
+                file("b/2.png", 50),
+                TreeEntry::File("b/notes.txt".to_string(), b"notes".to_vec()),
+                TreeEntry::Link("b/loop".to_string(), ".".to_string()),
+            ];
+            let split = vec![
+                file("train/a/1.png", 1),
+                file("train/a/2.png", 2),
+                file("train/b/1.png", 3),
+                file("test/b/1.png", 4),
+                TreeEntry::Folder("train/c".to_string()),
+                TreeEntry::Link("train/d".to_string(), "a".to_string()),
+            ];
+            vec![
+                tree_bytes(&flat),
+                tree_bytes(&flat[..5]),
+                tree_bytes(&split),
+            ]
         }
         other => panic!("no seeds for {other}"),
     }

@@ -17,10 +17,10 @@ use googlenet::engine::device::geometry::{
     AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry,
 };
 use googlenet::engine::device::gpu::{Driver, GpuBackend};
-use googlenet::engine::device::View;
 use googlenet::engine::device::{
     seed_words, Backend, Buffer, ConvOutput, ConvOutputGrad, CpuBackend, Precision, Words,
 };
+use googlenet::engine::device::{ImageShape, View};
 use googlenet::Normalize;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -698,13 +698,13 @@ fn correct_count_breaks_ties_like_the_cpu() -> Result<()> {
 
 /// The resize on the GPU is the CPU's bit for bit, without augmentation and with
 /// views that shift past every edge and mirror (an image of odd width, so the flip
-/// has a middle column).
+/// has a middle column), on grey and RGB images of several stored sides, normalised
+/// per channel.
 #[test]
 fn resize_is_exact() -> Result<()> {
     let (cpu, gpu) = (CpuBackend, gpu());
-    let (count, h, w) = (5, 28, 27);
+    let count = 5;
     let mut rng = StdRng::seed_from_u64(400);
-    let pixels: Vec<u8> = (0..count * h * w).map(|_| rng.gen()).collect();
     let indices = vec![3, 0, 3, 4, 1, 2];
     let identity = vec![View::IDENTITY; indices.len()];
     let shifted = [
@@ -717,40 +717,49 @@ fn resize_is_exact() -> Result<()> {
     ]
     .map(|(dy, dx, flip)| View { dy, dx, flip })
     .to_vec();
-    let images_cpu = cpu.upload_u8(pixels.clone())?;
-    let images_gpu = gpu.upload_u8(pixels)?;
-    for views in [&identity, &shifted] {
-        let words: Vec<u32> = views.iter().map(|v| v.word()).collect();
-        for size in [1, 7, 28, 32, 37] {
-            for norm in [Normalize::NONE, Normalize::FASHION_MNIST] {
-                let what = format!("resize {h}x{w} -> {size} {norm:?} {views:?}");
-                let (indices_cpu, words_cpu) = (
-                    cpu.upload_u32(indices.clone())?,
-                    cpu.upload_u32(words.clone())?,
-                );
-                let (indices_gpu, words_gpu) = (
-                    gpu.upload_u32(indices.clone())?,
-                    gpu.upload_u32(words.clone())?,
-                );
-                let expected = cpu.resize_images(
-                    &images_cpu,
-                    h,
-                    w,
-                    Words::whole(&indices_cpu),
-                    Words::whole(&words_cpu),
-                    size,
-                    norm,
-                )?;
-                let actual = gpu.resize_images(
-                    &images_gpu,
-                    h,
-                    w,
-                    Words::whole(&indices_gpu),
-                    Words::whole(&words_gpu),
-                    size,
-                    norm,
-                )?;
-                assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+    let per_channel = Normalize::per_channel(&[0.49, 0.48, 0.45], &[0.25, 0.24, 0.26])?;
+    for (channels, h, w) in [(1, 28, 27), (3, 28, 27), (3, 9, 9), (2, 40, 40)] {
+        let shape = ImageShape {
+            channels,
+            height: h,
+            width: w,
+        };
+        let pixels: Vec<u8> = (0..count * shape.image_bytes())
+            .map(|_| rng.gen())
+            .collect();
+        let images_cpu = cpu.upload_u8(pixels.clone())?;
+        let images_gpu = gpu.upload_u8(pixels)?;
+        for views in [&identity, &shifted] {
+            let words: Vec<u32> = views.iter().map(|v| v.word()).collect();
+            for size in [1, 7, 28, 32, 37] {
+                for norm in [Normalize::NONE, Normalize::FASHION_MNIST, per_channel] {
+                    let what = format!("resize {shape:?} -> {size} {norm:?} {views:?}");
+                    let (indices_cpu, words_cpu) = (
+                        cpu.upload_u32(indices.clone())?,
+                        cpu.upload_u32(words.clone())?,
+                    );
+                    let (indices_gpu, words_gpu) = (
+                        gpu.upload_u32(indices.clone())?,
+                        gpu.upload_u32(words.clone())?,
+                    );
+                    let expected = cpu.resize_images(
+                        &images_cpu,
+                        shape,
+                        Words::whole(&indices_cpu),
+                        Words::whole(&words_cpu),
+                        size,
+                        norm,
+                    )?;
+                    let actual = gpu.resize_images(
+                        &images_gpu,
+                        shape,
+                        Words::whole(&indices_gpu),
+                        Words::whole(&words_gpu),
+                        size,
+                        norm,
+                    )?;
+                    assert_same(&down(&gpu, &actual), &down(&cpu, &expected), &what);
+                }
             }
         }
     }

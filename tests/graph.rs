@@ -28,6 +28,7 @@ fn split() -> Split {
             .map(|i| ((i * 37) % 251) as u8)
             .collect(),
         labels: (0..IMAGES).map(|i| ((i * 7) % 10) as u8).collect(),
+        channels: 1,
         rows: 28,
         cols: 28,
     }
@@ -44,7 +45,7 @@ struct Run {
 }
 
 fn train(device: &Device, graphs: bool) -> Result<Run> {
-    let data = DeviceSplit::upload(device, &split(), None)?;
+    let data = DeviceSplit::upload(device, &split(), None, 10)?;
     let (net, mut params) =
         GoogLeNet::new(device, GoogLeNetConfig::default(), Init::KaimingNormal, 5)?;
     let mut adam = Adam::new(&params, 1e-3)?;

@@ -7,7 +7,7 @@ mod common;
 
 use anyhow::{Context, Result};
 use googlenet::engine::device::geometry::{ConvGeometry, PoolGeometry};
-use googlenet::engine::device::View;
+use googlenet::engine::device::{ImageShape, View};
 use googlenet::engine::ops;
 use googlenet::{
     Adam, ByteImages, Device, Gradients, Labels, Normalize, Parameters, Tape, Tensor, Var,
@@ -665,6 +665,60 @@ fn resize_gathers_indices(device: Device) -> Result<()> {
     Ok(())
 }
 
+fn resize_rgb_planes_normalised_per_channel(device: Device) -> Result<()> {
+    // Two 2x2 RGB images, planar: image 0's planes are constant 51 (0.2), constant
+    // 102 (0.4) and [[0, 255], [255, 0]]; image 1's are its planes in reverse order.
+    let pattern = [0u8, 255, 255, 0];
+    let image0: Vec<u8> = [[51u8; 4], [102; 4], pattern].concat();
+    let image1: Vec<u8> = [pattern, [102; 4], [51; 4]].concat();
+    let shape = ImageShape {
+        channels: 3,
+        height: 2,
+        width: 2,
+    };
+    let images = ByteImages::with_shape(&device, [image0, image1].concat(), 2, shape)?;
+    let norm = Normalize::per_channel(&[0.2, 0.4, 0.5], &[1.0, 0.5, 0.5])?;
+    let y = images.resize_batch_normalized(&[1, 0], 4, norm)?;
+    assert_eq!(y.shape(), [2, 3, 4, 4]);
+    // The 2x2 → 4x4 pattern of resize_bilinear_2x2_to_4x4, in [0, 1].
+    #[rustfmt::skip]
+    let bilinear = [
+        0.,   0.25,  0.75,  1.,
+        0.25, 0.375, 0.625, 0.75,
+        0.75, 0.625, 0.375, 0.25,
+        1.,   0.75,  0.25,  0.,
+    ];
+    let plane = |f: &dyn Fn(f32) -> f32| bilinear.iter().map(|&v| f(v)).collect::<Vec<f32>>();
+    let expected = [
+        // image 1: the pattern on channel 0, 0.4 on 1, 0.2 on 2; each channel's own
+        // mean and std.
+        plane(&|v| v - 0.2),
+        plane(&|_| 0.0),
+        plane(&|_| (0.2 - 0.5) / 0.5),
+        // image 0
+        plane(&|_| 0.0),
+        plane(&|_| 0.0),
+        plane(&|v| (v - 0.5) / 0.5),
+    ]
+    .concat();
+    assert_close(&y.to_vec()?, &expected, 1e-6, 0.0, "RGB planes");
+
+    let err = ByteImages::with_shape(
+        &device,
+        vec![0; 4 * 4 * 4],
+        4,
+        ImageShape {
+            channels: 4,
+            ..shape
+        },
+    )
+    .err()
+    .expect("four channels are refused")
+    .to_string();
+    assert!(err.contains("4 channels"), "{err}");
+    Ok(())
+}
+
 fn resize_through_views(device: Device) -> Result<()> {
     // The 3x3 image 1..9 at its own size, so each output pixel is one source pixel:
     // aug(y, x) = image(y + dy, x' + dx), x' mirrored when flipped, 0 outside.
@@ -822,6 +876,7 @@ device_tests!(
     resize_bilinear_2x2_to_4x4,
     resize_gathers_indices,
     resize_through_views,
+    resize_rgb_planes_normalised_per_channel,
     adam_first_steps_move_by_lr,
     adam_two_different_gradients,
 );

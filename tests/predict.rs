@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
-use googlenet::data::{self, DataOptions};
+use googlenet::data::{self, DataDescription, DataOptions};
 use googlenet::training::checkpoint;
 use googlenet::training::metrics::Record;
 use googlenet::training::predict::{
@@ -150,11 +150,12 @@ fn renditions(original: &GrayImage, i: usize) -> [(DynamicImage, ImageFormat); 3
 /// A short run on the real data: 300 steps of the quick recipe (warm-up shortened
 /// in proportion).
 fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
-    let data = data::load(&DataOptions {
+    let data: data::DataSet = data::load(&DataOptions {
         data_dir: Some(SYSTEM_DIR.into()),
         download: false,
         ..DataOptions::default()
-    })?;
+    })?
+    .into();
     let config = TrainConfig {
         train_limit: Some(4800),
         test_limit: Some(1000),
@@ -210,10 +211,15 @@ fn user_renditions_are_classified_as_the_originals() -> Result<()> {
     let originals: Vec<GrayImage> = (0..count)
         .map(|i| GrayImage::from_raw(28, 28, test.images[i * 784..(i + 1) * 784].to_vec()).unwrap())
         .collect();
-    let reference: Vec<usize> = class_probabilities(&net, &params, &config, &originals)?
-        .iter()
-        .map(|p| top_k(p, 1)[0].0)
-        .collect();
+    let fashion = DataDescription::fashion_mnist();
+    let pixels = |images: &[GrayImage]| -> Vec<Vec<u8>> {
+        images.iter().map(|i| i.as_raw().clone()).collect()
+    };
+    let reference: Vec<usize> =
+        class_probabilities(&net, &params, &config, &fashion, &pixels(&originals))?
+            .iter()
+            .map(|p| top_k(p, 1)[0].0)
+            .collect();
 
     let files = tmp.path().join("images");
     std::fs::create_dir(&files)?;
@@ -230,7 +236,7 @@ fn user_renditions_are_classified_as_the_originals() -> Result<()> {
             .iter()
             .map(|p| Ok(prepare(&load_image(p)?, Invert::Auto).0))
             .collect::<Result<_>>()?;
-        let predicted = class_probabilities(&net, &params, &config, &prepared)?;
+        let predicted = class_probabilities(&net, &params, &config, &fashion, &pixels(&prepared))?;
         let agree = predicted
             .iter()
             .zip(&reference)

@@ -32,6 +32,7 @@ fn split() -> Split {
     Split {
         images: (0..n * 28 * 28).map(|i| ((i * 37) % 251) as u8).collect(),
         labels: (0..n).map(|i| (i % 10) as u8).collect(),
+        channels: 1,
         rows: 28,
         cols: 28,
     }
@@ -40,7 +41,7 @@ fn split() -> Split {
 /// The counters of `steps` training steps, one entry each, run as the training loop
 /// runs them, with the step graph or without.
 fn count_steps(device: &Device, steps: usize, graphs: bool) -> Result<Vec<Counters>> {
-    let data = DeviceSplit::upload(device, &split(), None)?;
+    let data = DeviceSplit::upload(device, &split(), None, 10)?;
     let (net, mut params) =
         GoogLeNet::new(device, GoogLeNetConfig::default(), Init::KaimingNormal, 0)?;
     let mut adam = Adam::new(&params, 1e-3)?;

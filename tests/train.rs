@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use googlenet::data::{FashionMnist, Split};
+use googlenet::data::{DataSet, FashionMnist, Split};
 use googlenet::training::checkpoint;
 use googlenet::training::metrics::{read_records, Record};
 use googlenet::training::{self, Observer, Outcome, TrainConfig};
@@ -44,18 +44,20 @@ fn band_split(count: usize, offset: usize) -> Split {
     Split {
         images,
         labels,
+        channels: 1,
         rows: SIDE,
         cols: SIDE,
     }
 }
 
-fn tiny_data() -> FashionMnist {
+fn tiny_data() -> DataSet {
     FashionMnist {
         train: band_split(48, 0),
         test: band_split(20, 1),
         source: PathBuf::from("(crafted)"),
         found_by: "crafted in memory",
     }
+    .into()
 }
 
 /// The tiny data set as gzip'ed IDX files, for the programs.
@@ -125,7 +127,7 @@ fn run(
 }
 
 fn run_on(
-    data: &FashionMnist,
+    data: &DataSet,
     run_dir: &Path,
     resume: Option<&Path>,
     config: &TrainConfig,
@@ -274,7 +276,7 @@ fn checkpoints_written_before_typed_settings_load_and_resume() -> Result<()> {
     }
 
     // The fixture's run on crafted data of its sizes: its epoch-1 state is the fixture.
-    let data = FashionMnist {
+    let data = DataSet {
         train: band_split(64, 0),
         test: band_split(32, 1),
         ..tiny_data()

@@ -1,23 +1,26 @@
 //! `cargo run --release --bin predict -- CHECKPOINT IMAGE...`: the three most likely
-//! Fashion-MNIST classes of each image file, with their probabilities.
+//! classes of each image file (by the names the checkpoint's data set gave them), with
+//! their probabilities.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
-use googlenet::data::CLASS_NAMES;
 use googlenet::training::checkpoint;
+use googlenet::training::model::model_config;
 use googlenet::training::predict::{
-    checkpoint_config, class_probabilities, load_image, prepare, top_k, Invert,
+    checkpoint_settings, class_probabilities, load_image, prepare_as_trained, top_k, Invert,
 };
-use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init};
+use googlenet::{Device, GoogLeNet, Init};
 use serde_json::json;
 
 /// Classifies images with a trained checkpoint. Any size, colour or grey, in PNG,
-/// JPEG, BMP, GIF, WebP, PNM, TGA or ICO: each is made grey, fitted into 28x28 on a
-/// dark background (as Fashion-MNIST was made), then resized and normalised as the
-/// checkpoint's run did.
+/// JPEG, BMP, GIF, WebP, TIFF, PNM, TGA or ICO, prepared as the checkpoint's training
+/// images were: for a run on a folder (--data DIR), its channels, the shorter side
+/// resized to its stored side and the centre cropped; for a Fashion-MNIST run, made
+/// grey and fitted into 28x28 on a dark background (as Fashion-MNIST was made). Then
+/// resized and normalised as the checkpoint's run did.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
@@ -26,7 +29,8 @@ struct Args {
     /// Image files to classify.
     #[arg(required = true)]
     images: Vec<PathBuf>,
-    /// Negate intensities: auto (when the border is light) | yes | no
+    /// Fashion-MNIST checkpoints: negate intensities: auto (when the border is light)
+    /// | yes | no
     #[arg(long, default_value = "auto")]
     invert: String,
     /// Print one JSON document instead of text.
@@ -51,26 +55,36 @@ fn main() -> ExitCode {
 fn run(args: Args) -> Result<bool> {
     let invert = Invert::parse(&args.invert)?;
     let device = Device::parse(&args.device)?;
-    let config = checkpoint_config(&args.checkpoint)?;
+    let (config, data) = checkpoint_settings(&args.checkpoint)?;
     config.validate()?;
-    let (net, mut params) =
-        GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+    anyhow::ensure!(
+        config.data.is_fashion_mnist() || invert == Invert::Auto,
+        "--invert applies to Fashion-MNIST checkpoints; {} was trained on {}, whose \
+         images are prepared as its training images were",
+        args.checkpoint.display(),
+        config.data
+    );
+    let (net, mut params) = GoogLeNet::new(&device, model_config(&data), Init::PyTorchDefault, 0)?;
     checkpoint::load_weights(&args.checkpoint, &mut params)?;
 
     // Read every file first, so the model runs once over all the good ones.
     let mut prepared = Vec::new();
     let mut results = Vec::new();
     for path in &args.images {
-        match load_image(path) {
-            Ok(image) => {
-                let (grey, inverted) = prepare(&image, invert);
-                results.push(Ok((image.width(), image.height(), inverted)));
-                prepared.push(grey);
+        let prepared_image = load_image(path).and_then(|image| {
+            let ready = prepare_as_trained(&image, &config, &data, invert)?;
+            Ok((image.width(), image.height(), ready))
+        });
+        match prepared_image {
+            Ok((w, h, ready)) => {
+                results.push(Ok((w, h, ready.inverted)));
+                prepared.push(ready.pixels);
             }
             Err(err) => results.push(Err(err)),
         }
     }
-    let mut probabilities = class_probabilities(&net, &params, &config, &prepared)?.into_iter();
+    let mut probabilities =
+        class_probabilities(&net, &params, &config, &data, &prepared)?.into_iter();
 
     let mut documents = Vec::new();
     let mut all_read = true;
@@ -89,7 +103,7 @@ fn run(args: Args) -> Result<bool> {
         if args.json {
             let top: Vec<_> = top
                 .iter()
-                .map(|&(class, p)| json!({ "class": class, "name": CLASS_NAMES[class], "probability": p }))
+                .map(|&(class, p)| json!({ "class": class, "name": data.classes[class], "probability": p }))
                 .collect();
             documents.push(json!({
                 "file": name, "width": w, "height": h, "inverted": inverted, "top": top
@@ -98,7 +112,7 @@ fn run(args: Args) -> Result<bool> {
             let how = if inverted { ", inverted" } else { "" };
             println!("{name} ({w}x{h}{how}):");
             for (class, p) in top {
-                println!("  {:>6.2}%  {class} {}", 100.0 * p, CLASS_NAMES[class]);
+                println!("  {:>6.2}%  {class} {}", 100.0 * p, data.classes[class]);
             }
         }
     }

@@ -1,4 +1,5 @@
-//! `cargo run --release --bin train`: trains GoogLeNet on Fashion-MNIST.
+//! `cargo run --release --bin train`: trains GoogLeNet on Fashion-MNIST, or on a
+//! folder of class folders (`--data DIR`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -8,22 +9,28 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::Parser;
-use googlenet::data::{self, DataOptions};
+use googlenet::data::folder::Plan;
+use googlenet::data::{DataDescription, DataOptions};
 use googlenet::engine::device::kernels::VERSION;
 use googlenet::engine::nn::format_summary;
 use googlenet::training::checkpoint::{self, Leftover};
 use googlenet::training::metrics::{format_duration, plot_metrics, read_records, Record, Summary};
+use googlenet::training::model::model_config;
 use googlenet::training::recipe::ScheduleKind;
-use googlenet::training::run::{data_shape, workload};
+use googlenet::training::run::{data_set_shape, workload};
 use googlenet::training::run_dir::{checkpoints_dir, create_run_dir, metrics_path, RunLock};
-use googlenet::training::settings::{preset, resume_config, Preset, TrainConfig};
+use googlenet::training::settings::{
+    preset, resume_config, Channels, DataSource, Preset, TrainConfig,
+};
+use googlenet::training::source::{folder_options, load_for_training};
 use googlenet::training::{memory, train, Observer, Outcome};
-use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Precision};
+use googlenet::{Device, GoogLeNet, Init, Precision};
 use indicatif::{ProgressBar, ProgressStyle};
 
-/// Trains the tutorial's GoogLeNet on Fashion-MNIST. With no flags: the `recommended`
-/// preset on a GPU (PyTorch's own model does not learn from the tutorial's settings in
-/// 2,000 steps), `quick` on the CPU. Every preset setting can be overridden.
+/// Trains the tutorial's GoogLeNet on Fashion-MNIST, or on your own images (--data
+/// DIR). With no flags: the `recommended` preset on a GPU (PyTorch's own model does not
+/// learn from the tutorial's settings in 2,000 steps), `quick` on the CPU. Every preset
+/// setting can be overridden.
 #[derive(Parser, Debug)]
 #[command(version = VERSION)]
 struct Args {
@@ -85,6 +92,27 @@ struct Args {
     /// which has no other).
     #[arg(long, value_enum)]
     precision: Option<Precision>,
+    /// What to train on: fashion-mnist (the default), or a folder DIR of class
+    /// folders (DIR/<class>/*.png|jpg|...), or of DIR/train/<class>/ and
+    /// DIR/test/<class>/ (or val/) (docs/DATA.md).
+    #[arg(long, value_name = "DIR|fashion-mnist")]
+    data: Option<DataSource>,
+    /// --data DIR without a test/ folder: the fraction of each class held out for
+    /// testing, picked by --seed (default 0.1).
+    #[arg(long)]
+    test_fraction: Option<f64>,
+    /// --data DIR: the side images are decoded to and kept at in memory (default:
+    /// --image-size).
+    #[arg(long, value_name = "SIDE")]
+    store_size: Option<usize>,
+    /// --data DIR: 1 (grey) or 3 (RGB) channels (default: 3 if any training image has
+    /// colour, else 1).
+    #[arg(long, value_enum)]
+    channels: Option<Channels>,
+    /// --data DIR: leave out files that are not readable images (naming the first
+    /// few) instead of refusing the data set.
+    #[arg(long)]
+    skip_bad_images: bool,
     /// Directory with the four Fashion-MNIST files (gz or raw).
     #[arg(long)]
     data_dir: Option<PathBuf>,
@@ -129,9 +157,12 @@ fn default_preset(on_gpu: bool) -> (Preset, &'static str) {
     }
 }
 
-/// The preset with every flag the user gave laid over it.
+/// The preset with every flag the user gave laid over it, a folder's defaults filled
+/// in.
 fn config_from(args: &Args, name: Preset) -> Result<TrainConfig> {
-    overlay(args, preset(name))
+    let config = overlay(args, preset(name))?.with_folder_defaults();
+    config.validate()?;
+    Ok(config)
 }
 
 /// `c` with every flag the user gave laid over it.
@@ -155,6 +186,23 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
     c.no_graph |= args.no_graph;
     c.precision = args.precision.unwrap_or(c.precision);
+    c.data = args.data.clone().unwrap_or(c.data);
+    c.test_fraction = args.test_fraction.or(c.test_fraction);
+    c.store_size = args.store_size.or(c.store_size);
+    c.channels = args.channels.or(c.channels);
+    c.skip_bad_images |= args.skip_bad_images;
+    if !c.data.is_fashion_mnist() {
+        for (flag, given) in [
+            ("--data-dir", args.data_dir.is_some()),
+            ("--no-verify", args.no_verify),
+        ] {
+            anyhow::ensure!(
+                !given,
+                "{flag} applies to Fashion-MNIST's files, not to --data {}",
+                c.data
+            );
+        }
+    }
     c.validate()?;
     Ok(c)
 }
@@ -168,8 +216,20 @@ fn describe(c: &TrainConfig) -> String {
         ),
         ScheduleKind::Constant => format!("lr {} (constant)", c.lr),
     };
+    let data = match &c.data {
+        DataSource::FashionMnist => String::new(),
+        DataSource::Folder(dir) => format!(
+            "data {} (test fraction {} if it has no test/ folder, stored at {s}x{s}, channels {}{}), ",
+            dir.display(),
+            c.test_fraction.unwrap_or_default(),
+            c.channels
+                .map_or("from the images".to_string(), |ch| ch.count().to_string()),
+            if c.skip_bad_images { ", bad images skipped" } else { "" },
+            s = c.store_size.unwrap_or(c.image_size),
+        ),
+    };
     format!(
-        "image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
+        "{data}image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
         c.batch_size,
         c.epochs,
         limit(c.train_limit),
@@ -196,14 +256,31 @@ fn run(args: Args) -> Result<ExitCode> {
 
     if args.summary {
         let config = config_from(&args, name)?;
+        // A folder's classes and channels, from its files' names and headers.
+        let described = match folder_options(&config) {
+            None => DataDescription::fashion_mnist(),
+            Some(options) => {
+                let plan = Plan::new(&options)?;
+                DataDescription {
+                    classes: plan.classes,
+                    channels: plan.channels,
+                    store_side: plan.store_side,
+                    mean: vec![0.0; plan.channels],
+                    std: vec![1.0; plan.channels],
+                }
+            }
+        };
         let (net, params) =
-            GoogLeNet::new(&device, GoogLeNetConfig::default(), Init::PyTorchDefault, 0)?;
+            GoogLeNet::new(&device, model_config(&described), Init::PyTorchDefault, 0)?;
         let rows = net.summary(&params, config.image_size)?;
-        print!("{}", format_summary(&rows, config.image_size, 1));
+        print!(
+            "{}",
+            format_summary(&rows, config.image_size, described.channels)
+        );
         return Ok(ExitCode::SUCCESS);
     }
 
-    let (config, run_dir) = match &args.resume {
+    let (mut config, run_dir) = match &args.resume {
         Some(dir) => {
             let (state, ..) = checkpoint::resume(&device, dir)?;
             let run_dir = Some(
@@ -237,23 +314,28 @@ fn run(args: Args) -> Result<ExitCode> {
     println!("device: {}", device.name());
     println!("settings: {}", describe(&config));
 
-    let data = data::load(&DataOptions {
+    let fashion = DataOptions {
         data_dir: args.data_dir.clone(),
         verify: !args.no_verify,
         ..DataOptions::default()
+    };
+    let data = load_for_training(&device, &mut config, &fashion, &mut |line| {
+        println!("{line}")
     })?;
-    println!(
-        "data: {} ({}; {} training, {} test images, {})",
-        data.source.display(),
-        data.found_by,
-        data.train.len(),
-        data.test.len(),
-        if args.no_verify {
-            "not verified"
-        } else {
-            "verified"
-        }
-    );
+    if config.data.is_fashion_mnist() {
+        println!(
+            "data: {} ({}; {} training, {} test images, {})",
+            data.source.display(),
+            data.found_by,
+            data.train.len(),
+            data.test.len(),
+            if args.no_verify {
+                "not verified"
+            } else {
+                "verified"
+            }
+        );
+    }
     // A fresh run's directory is made only now, so a run that cannot start leaves none.
     let run_dir = match run_dir {
         Some(dir) => dir,
@@ -281,7 +363,7 @@ fn run(args: Args) -> Result<ExitCode> {
     }
     let (net, params) = GoogLeNet::new(
         &Device::cpu(),
-        GoogLeNetConfig::default(),
+        model_config(&data.description),
         Init::PyTorchDefault,
         0,
     )?;
@@ -289,7 +371,7 @@ fn run(args: Args) -> Result<ExitCode> {
         &net,
         params.scalar_count(),
         &config,
-        data_shape(&data, &config),
+        data_set_shape(&data, &config),
         device.is_gpu(),
     ))?;
     println!("memory: {}", memory::describe(&estimate));
@@ -317,7 +399,14 @@ fn run(args: Args) -> Result<ExitCode> {
         &mut observer,
     )?;
     observer.finish();
-    let plot = plot_run(&run_dir);
+    let title = match &config.data {
+        DataSource::FashionMnist => "GoogLeNet on Fashion-MNIST".to_string(),
+        DataSource::Folder(dir) => format!(
+            "GoogLeNet on {}",
+            dir.file_name().unwrap_or(dir.as_os_str()).to_string_lossy()
+        ),
+    };
+    let plot = plot_run(&run_dir, &title);
     match outcome {
         Outcome::Finished { test_accuracy } => {
             println!("finished: test accuracy {test_accuracy:.4}");
@@ -368,10 +457,10 @@ fn run_dir_of_checkpoint(checkpoint: &Path) -> PathBuf {
         .map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
-fn plot_run(run_dir: &Path) -> Result<PathBuf> {
+fn plot_run(run_dir: &Path, title: &str) -> Result<PathBuf> {
     let records = read_records(&metrics_path(run_dir))?;
     let png = run_dir.join("curves.png");
-    plot_metrics(&records, &png, "GoogLeNet on Fashion-MNIST")?;
+    plot_metrics(&records, &png, title)?;
     Ok(png)
 }
 

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use anyhow::{ensure, Context, Result};
 
 use crate::engine::device::geometry::{ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::engine::device::{seed_words, view_words, Buffer, Device, Normalize, View, Words};
+use crate::engine::device::{
+    seed_words, view_words, Buffer, Device, ImageShape, Normalize, View, Words, MAX_CHANNELS,
+};
 use crate::engine::tensor::Tensor;
 
 /// Class labels on a device, each checked to be below `classes`, as cross-entropy's
@@ -88,28 +90,46 @@ impl Labels {
     }
 }
 
-/// A set of u8 grey images `[count, h, w]` kept on a device, from which batches are cut.
+/// A set of u8 images `[count, channels, h, w]` kept on a device, from which batches
+/// are cut.
 pub struct ByteImages {
     buffer: Buffer<u8>,
     count: usize,
-    h: usize,
-    w: usize,
+    shape: ImageShape,
     device: Device,
 }
 
 impl ByteImages {
+    /// `count` grey images of `h x w`.
     pub fn new(device: &Device, pixels: Vec<u8>, count: usize, h: usize, w: usize) -> Result<Self> {
+        ByteImages::with_shape(device, pixels, count, ImageShape::grey(h, w))
+    }
+
+    /// `count` images of `shape`, each its channel planes one after the other.
+    pub fn with_shape(
+        device: &Device,
+        pixels: Vec<u8>,
+        count: usize,
+        shape: ImageShape,
+    ) -> Result<Self> {
         ensure!(
-            pixels.len() == count * h * w,
-            "{count} images of {h}x{w} need {} bytes, got {}",
-            count * h * w,
+            (1..=MAX_CHANNELS).contains(&shape.channels),
+            "images of {} channels: 1 to {MAX_CHANNELS} are supported",
+            shape.channels
+        );
+        ensure!(
+            pixels.len() == count * shape.image_bytes(),
+            "{count} images of {}x{}x{} need {} bytes, got {}",
+            shape.channels,
+            shape.height,
+            shape.width,
+            count * shape.image_bytes(),
             pixels.len()
         );
         Ok(ByteImages {
             buffer: device.backend().upload_u8(pixels)?,
             count,
-            h,
-            w,
+            shape,
             device: device.clone(),
         })
     }
@@ -118,13 +138,13 @@ impl ByteImages {
         self.count
     }
 
-    /// Images `indices`, bilinearly resized to `size x size`, as a `[B, 1, size, size]`
-    /// batch of floats in [0, 1].
+    /// Images `indices`, bilinearly resized to `size x size`, as a
+    /// `[B, channels, size, size]` batch of floats in [0, 1].
     pub fn resize_batch(&self, indices: &[u32], size: usize) -> Result<Tensor> {
         self.resize_batch_normalized(indices, size, Normalize::NONE)
     }
 
-    /// As `resize_batch`, then `(x - mean) / std` (torchvision's Normalize).
+    /// As `resize_batch`, then `(x - mean[c]) / std[c]` (torchvision's Normalize).
     pub fn resize_batch_normalized(
         &self,
         indices: &[u32],
@@ -157,8 +177,7 @@ impl ByteImages {
         let views_buffer = backend.upload_u32(words)?;
         let data = backend.resize_images(
             &self.buffer,
-            self.h,
-            self.w,
+            self.shape,
             Words::whole(&indices_buffer),
             Words::whole(&views_buffer),
             size,
@@ -166,7 +185,7 @@ impl ByteImages {
         )?;
         Ok(Tensor::from_buffer(
             &self.device,
-            &[indices.len(), 1, size, size],
+            &[indices.len(), self.shape.channels, size, size],
             data,
         ))
     }

@@ -182,8 +182,9 @@ pub fn estimate(w: &Workload) -> Result<Estimate> {
     let model = 4 * w.param_count as u64 * F32;
     let saving = 4 * w.param_count as u64 * F32;
 
-    // The files as read (image bytes and label bytes), then the splits cut to the
-    // limits and uploaded (u8 images, u32 labels), made from a copy.
+    // The data as read (image bytes and label bytes), then the splits cut to the
+    // limits and uploaded (u8 images, u32 labels): the cut copy is the CPU device's
+    // buffer, and on a GPU it is held until it is uploaded.
     let image = w.data.image_bytes as u64;
     let files = w.data.images_read as u64 * (image + 1);
     let uploaded = w.data.images_used.min(w.data.images_read) as u64 * (image + 4);
@@ -192,7 +193,7 @@ pub fn estimate(w: &Workload) -> Result<Estimate> {
         Estimate {
             host: vec![
                 ("program", PROGRAM_BYTES),
-                ("data set", files + 2 * uploaded),
+                ("data set", files + uploaded),
                 ("checkpoint writing", saving),
             ],
             device: vec![
@@ -205,7 +206,7 @@ pub fn estimate(w: &Workload) -> Result<Estimate> {
         Estimate {
             host: vec![
                 ("program", PROGRAM_BYTES),
-                ("data set", files + 2 * uploaded),
+                ("data set", files + uploaded),
                 ("parameters, gradients, Adam state", model),
                 // The phases come one after the other, but the CPU device's allocator
                 // never hands freed memory back (`cpu::keep_freed_memory`), and an
@@ -225,6 +226,50 @@ pub fn estimate(w: &Workload) -> Result<Estimate> {
             device: Vec::new(),
         }
     })
+}
+
+/// Refuses a folder data set that will not fit in memory once decoded, before it is:
+/// `check` of `w`, whose data are `w.data.images_read` images of `channels` planes of
+/// `store_side x store_side`; when it fails and a smaller store side would fit, the
+/// error names the decoded set's size and the largest `--store-size` that fits.
+pub fn check_decoded(
+    device: &Device,
+    w: &Workload,
+    channels: usize,
+    store_side: usize,
+) -> Result<Estimate> {
+    let at_side = |side: usize| Workload {
+        data: DataShape {
+            image_bytes: channels * side * side,
+            ..w.data
+        },
+        ..*w
+    };
+    let err = match check(device, &at_side(store_side)) {
+        Ok(estimate) => return Ok(estimate),
+        Err(err) => err,
+    };
+    // The largest side that fits, by bisection: the need grows with the side.
+    let (mut fits, mut fails) = (0, store_side);
+    while fails - fits > 1 {
+        let mid = (fits + fails) / 2;
+        if check(device, &at_side(mid)).is_ok() {
+            fits = mid;
+        } else {
+            fails = mid;
+        }
+    }
+    if fits == 0 {
+        return Err(err);
+    }
+    let decoded = w.data.images_read as u64 * (channels * store_side * store_side) as u64;
+    bail!(
+        "the data set cannot be decoded into memory: its {} images of {channels}x{s}x{s} \
+         take {} as decoded ({err:#}); --store-size {fits} would fit, or fewer images",
+        w.data.images_read,
+        human(decoded),
+        s = store_side
+    )
 }
 
 /// One line for the program to print: the totals and what makes them up.

@@ -1,5 +1,10 @@
-//! Classifying a user's image: turning any picture into a Fashion-MNIST-like 28x28
-//! grey image, then running a checkpoint on it.
+//! Classifying a user's image: preparing it as the checkpoint's training images were,
+//! then running the checkpoint on it.
+//!
+//! A model trained on a folder (`train --data DIR`) gets each image as the folder's
+//! were decoded: its channels, the shorter side resized to the store side, the centre
+//! cropped (data/folder/image_file.rs). A model trained on Fashion-MNIST gets a
+//! Fashion-MNIST-like 28x28 grey image:
 //!
 //! Fashion-MNIST was made from product photos on light backgrounds: trimmed to the
 //! object, its longest edge resized to 28 pixels, centred on a 28x28 canvas,
@@ -15,18 +20,21 @@
 //!      `TRIM_THRESHOLD`, that box resized (area-averaging triangle filter) so its
 //!      longest edge is 28, and centred on a black 28x28 canvas.
 //!
-//! The 28x28 result then goes through the checkpoint's own resize and normalisation,
+//! Either result then goes through the checkpoint's own resize and normalisation,
 //! exactly as test images do.
 
 use std::fs;
-use std::io::{BufRead, BufReader, Seek};
 use std::path::Path;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, Luma};
 
+use crate::data::folder::image_file;
+pub use crate::data::folder::image_file::MAX_SIDE;
+use crate::data::DataDescription;
 use crate::engine::autograd::{Parameters, Tape};
+use crate::engine::device::ImageShape;
 use crate::engine::nn::{GoogLeNet, Mode};
 use crate::engine::ops::ByteImages;
 use crate::training::checkpoint::{RunState, STATE_FILE};
@@ -34,10 +42,6 @@ use crate::training::settings::{preset, Preset, TrainConfig};
 
 /// Side of a Fashion-MNIST image.
 pub const SIDE: u32 = 28;
-
-/// Images wider or taller than this are refused from their header, before decoding
-/// (a 20000x20000 RGBA image alone would need 1.6 GB).
-pub const MAX_SIDE: u32 = 16_384;
 
 /// Pixels within this much of the background level count as background when trimming.
 pub const TRIM_THRESHOLD: u8 = 24;
@@ -63,45 +67,39 @@ impl Invert {
 }
 
 /// Decodes the image file at `path`, refusing it by its header when it is larger
-/// than `MAX_SIDE` on a side; every error names the file.
+/// than `MAX_SIDE` on a side.
 pub fn load_image(path: &Path) -> Result<DynamicImage> {
-    decode(
-        || {
-            let file = fs::File::open(path).context("cannot open it")?;
-            Ok(BufReader::new(file))
-        },
-        MAX_SIDE,
-    )
+    image_file::decode(image_file::open(path)?, MAX_SIDE)
 }
 
-/// Decodes an image from the readers `open` makes (the header is read from one, the
-/// image from a second), refusing one larger than `max_side` on a side before it
-/// allocates its pixels. `fuzz_targets::predict_image` feeds it bytes.
-pub fn decode<R: BufRead + Seek>(
-    open: impl Fn() -> Result<R>,
-    max_side: u32,
-) -> Result<DynamicImage> {
-    let reader = |r| {
-        image::io::Reader::new(r)
-            .with_guessed_format()
-            .context("cannot read it")
-    };
-    let header = reader(open()?)?;
-    if header.format().is_none() {
-        bail!("not an image in a known format (PNG, JPEG, BMP, GIF, WebP, PNM, TGA, ICO)");
+/// An image prepared for a checkpoint: its pixels, as the checkpoint's data set
+/// stores its images, and whether they were inverted (Fashion-MNIST's form only).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Prepared {
+    pub pixels: Vec<u8>,
+    pub inverted: bool,
+}
+
+/// `image` as the run of `config` on `data` read its images (see the module comment);
+/// `invert` applies to Fashion-MNIST's form. An error for an image too elongated to
+/// fit (`image_file::check_fit`).
+pub fn prepare_as_trained(
+    image: &DynamicImage,
+    config: &TrainConfig,
+    data: &DataDescription,
+    invert: Invert,
+) -> Result<Prepared> {
+    if config.data.is_fashion_mnist() {
+        let (grey, inverted) = prepare(image, invert);
+        return Ok(Prepared {
+            pixels: grey.into_raw(),
+            inverted,
+        });
     }
-    let (w, h) = header
-        .into_dimensions()
-        .context("not a readable image (its header is damaged)")?;
-    if w > max_side || h > max_side {
-        bail!("the image is {w}x{h}: larger than {max_side} pixels on a side, so it is refused");
-    }
-    if w == 0 || h == 0 {
-        bail!("the image is empty ({w}x{h})");
-    }
-    reader(open()?)?
-        .decode()
-        .context("not a readable image (its data is damaged)")
+    Ok(Prepared {
+        pixels: image_file::fit(image, data.channels, data.store_side as u32)?,
+        inverted: false,
+    })
 }
 
 /// Grey, with transparency composited onto white.
@@ -178,28 +176,35 @@ fn object_box(image: &GrayImage) -> Option<(u32, u32, u32, u32)> {
     bounds.map(|(x0, y0, x1, y1)| (x0, y0, x1 - x0 + 1, y1 - y0 + 1))
 }
 
-/// The settings a checkpoint directory's run used, or the tutorial's for a bare
-/// model file (which has no `state.json` beside it).
-pub fn checkpoint_config(checkpoint: &Path) -> Result<TrainConfig> {
+/// The settings a checkpoint directory's run used and the data set it trained on, or
+/// the tutorial's on Fashion-MNIST for a bare model file (which has no `state.json`
+/// beside it).
+pub fn checkpoint_settings(checkpoint: &Path) -> Result<(TrainConfig, DataDescription)> {
     let state_file = checkpoint.join(STATE_FILE);
     if !state_file.exists() {
-        return Ok(preset(Preset::Tutorial));
+        return Ok((preset(Preset::Tutorial), DataDescription::fashion_mnist()));
     }
     let json = fs::read_to_string(&state_file)
         .with_context(|| format!("cannot read {}", state_file.display()))?;
     let state: RunState = serde_json::from_str(&json)
         .with_context(|| format!("{} is not a run state", state_file.display()))?;
-    Ok(state.config)
+    state
+        .data
+        .validate()
+        .with_context(|| format!("{}", state_file.display()))?;
+    Ok((state.config, state.data))
 }
 
-/// Class probabilities (softmax of the logits, in evaluation mode) of 28x28 grey
-/// images, resized and normalised as `config`'s run did.
+/// Class probabilities (softmax of the logits, in evaluation mode) of `images`
+/// prepared for the checkpoint (`prepare_as_trained`), resized and normalised as
+/// `config`'s run on `data` did.
 pub fn class_probabilities(
     net: &GoogLeNet,
     params: &Parameters,
     config: &TrainConfig,
-    images: &[GrayImage],
-) -> Result<Vec<[f32; 10]>> {
+    data: &DataDescription,
+    images: &[Vec<u8>],
+) -> Result<Vec<Vec<f32>>> {
     if images.is_empty() {
         return Ok(Vec::new());
     }
@@ -208,33 +213,47 @@ pub fn class_probabilities(
         .next()
         .context("the model has no parameters")?;
     let device = device.value.device().clone();
-    let pixels: Vec<u8> = images.iter().flat_map(|i| i.as_raw().clone()).collect();
-    let set = ByteImages::new(&device, pixels, images.len(), SIDE as usize, SIDE as usize)?;
+    let shape = ImageShape {
+        channels: data.channels,
+        height: data.store_side,
+        width: data.store_side,
+    };
+    if let Some(bad) = images.iter().find(|i| i.len() != shape.image_bytes()) {
+        bail!(
+            "a prepared image of {} bytes; the checkpoint's are {}x{}x{}",
+            bad.len(),
+            shape.channels,
+            shape.height,
+            shape.width
+        );
+    }
+    let set = ByteImages::with_shape(&device, images.concat(), images.len(), shape)?;
+    let norm = config.normalization(data)?;
+    let classes = data.classes.len();
     let mut out = Vec::with_capacity(images.len());
     let order: Vec<u32> = (0..images.len() as u32).collect();
     for chunk in order.chunks(64) {
-        let x = set.resize_batch_normalized(chunk, config.image_size, config.normalization())?;
+        let x = set.resize_batch_normalized(chunk, config.image_size, norm)?;
         let logits = net.forward(&mut Tape::no_grad(), params, &x, Mode::Eval)?;
-        for row in logits.value.to_vec()?.chunks(10) {
-            out.push(softmax(row));
-        }
+        let logits = logits.value.to_vec()?;
+        ensure!(
+            logits.len() == chunk.len() * classes,
+            "the model has not the checkpoint's {classes} classes"
+        );
+        out.extend(logits.chunks(classes).map(softmax));
     }
     Ok(out)
 }
 
-fn softmax(logits: &[f32]) -> [f32; 10] {
+fn softmax(logits: &[f32]) -> Vec<f32> {
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let exp: Vec<f64> = logits.iter().map(|&z| ((z - max) as f64).exp()).collect();
     let sum: f64 = exp.iter().sum();
-    let mut p = [0.0f32; 10];
-    for (p, e) in p.iter_mut().zip(&exp) {
-        *p = (e / sum) as f32;
-    }
-    p
+    exp.iter().map(|e| (e / sum) as f32).collect()
 }
 
 /// The `k` most probable classes, most probable first (ties: the lower class).
-pub fn top_k(probabilities: &[f32; 10], k: usize) -> Vec<(usize, f32)> {
+pub fn top_k(probabilities: &[f32], k: usize) -> Vec<(usize, f32)> {
     let mut classes: Vec<(usize, f32)> = probabilities.iter().copied().enumerate().collect();
     classes.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
     classes.truncate(k);

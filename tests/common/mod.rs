@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod idx;
+pub mod images;
 pub mod runs;
 
 use anyhow::Result;

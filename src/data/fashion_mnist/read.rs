@@ -30,6 +30,7 @@ pub(crate) fn read(
     Ok(Split {
         images: images.into_data(),
         labels: labels.into_data(),
+        channels: 1,
         rows,
         cols,
     })

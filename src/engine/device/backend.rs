@@ -10,7 +10,7 @@ use super::buffer::{Buffer, Words};
 use super::geometry::{AdamStep, ChannelView, ConvGeometry, LinearGeometry, PoolGeometry};
 use super::gpu::Counters;
 use super::precision::Precision;
-use super::resize::Normalize;
+use super::resize::{ImageShape, Normalize};
 
 /// One output part of a convolution: filters `w [view.len, c_in, k, k]` and bias
 /// `b [view.len]`, whose output lands in channels `view` of `y [n, view.total, oh, ow]`.
@@ -246,16 +246,14 @@ pub trait Backend: Send + Sync {
     /// `labels[indices[i]]` for each index: a batch's labels from its split's.
     fn gather_labels(&self, labels: &Buffer<u32>, indices: Words) -> Result<Buffer<u32>>;
 
-    /// Gathers `images [count, h, w]` (u8) at `indices`, reads each through its
-    /// augmentation view (`views`, one `View::word` per index), resizes it
-    /// to `size x size` floats in [0, 1] (bilinear, align_corners=False), then
-    /// normalises them: `(x - mean) / std`.
-    #[allow(clippy::too_many_arguments)]
+    /// Gathers u8 images of `shape` (`[count, channels, h, w]`) at `indices`, reads
+    /// each through its augmentation view (`views`, one `View::word` per index),
+    /// resizes each channel plane to `size x size` floats in [0, 1] (bilinear,
+    /// align_corners=False), then normalises them: `(x - mean[c]) / std[c]`.
     fn resize_images(
         &self,
         images: &Buffer<u8>,
-        h: usize,
-        w: usize,
+        shape: ImageShape,
         indices: Words,
         views: Words,
         size: usize,

@@ -6,7 +6,7 @@
 //! `Device` (handle.rs) is the cheap, cloneable handle a tensor carries.
 //!
 //! The ops' parameters live here, below every device: `geometry` (conv, pool, linear,
-//! Adam), `resize` (normalisation and augmentation views), `dropout` (the mask every
+//! Adam), `resize` (image layout, normalisation and augmentation views), `dropout` (the mask every
 //! device draws), `precision` (the GEMMs' arithmetic).
 //!
 //! The GPU code: `kernels` (what the build embedded), `kernel_code` (what a driver
@@ -35,4 +35,4 @@ pub use dropout::{dropout_keeps, seed_words};
 pub use gpu::Counters;
 pub use handle::Device;
 pub use precision::Precision;
-pub use resize::{view_words, Normalize, View};
+pub use resize::{view_words, ImageShape, Normalize, View, MAX_CHANNELS};

@@ -1,24 +1,83 @@
-//! The resize op's parameters: how each image is read (its augmentation view: a
-//! shift and a mirror) and how the resized pixels are normalised.
+//! The resize op's parameters: the layout of the images it reads, how each image is
+//! read (its augmentation view: a shift and a mirror) and how the resized pixels are
+//! normalised.
 
-/// `x -> (x - mean) / std`, applied to freshly resized images.
+/// The most channels an image may have: RGB.
+pub const MAX_CHANNELS: usize = 3;
+
+/// The layout of a set of u8 images: image after image, each `channels` planes of
+/// `height x width` (CHW, as the tensors are), row after row.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ImageShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl ImageShape {
+    /// One-channel images of `height x width`.
+    pub fn grey(height: usize, width: usize) -> ImageShape {
+        ImageShape {
+            channels: 1,
+            height,
+            width,
+        }
+    }
+
+    /// The bytes of one plane.
+    pub fn plane(&self) -> usize {
+        self.height * self.width
+    }
+
+    /// The bytes of one image.
+    pub fn image_bytes(&self) -> usize {
+        self.channels * self.plane()
+    }
+}
+
+/// `x -> (x - mean[c]) / std[c]` on channel `c` of freshly resized images
+/// (torchvision's Normalize).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Normalize {
-    pub mean: f32,
-    pub std: f32,
+    pub mean: [f32; MAX_CHANNELS],
+    pub std: [f32; MAX_CHANNELS],
 }
 
 impl Normalize {
+    /// The same mean and std on every channel.
+    pub const fn uniform(mean: f32, std: f32) -> Normalize {
+        Normalize {
+            mean: [mean; MAX_CHANNELS],
+            std: [std; MAX_CHANNELS],
+        }
+    }
+
     /// The identity: inputs stay in [0, 1].
-    pub const NONE: Normalize = Normalize {
-        mean: 0.0,
-        std: 1.0,
-    };
+    pub const NONE: Normalize = Normalize::uniform(0.0, 1.0);
     /// Fashion-MNIST's training-set pixel mean and standard deviation.
-    pub const FASHION_MNIST: Normalize = Normalize {
-        mean: 0.2860,
-        std: 0.3530,
-    };
+    pub const FASHION_MNIST: Normalize = Normalize::uniform(0.2860, 0.3530);
+
+    /// Channel `c`'s mean and std from `mean[c]` and `std[c]` (the channels beyond
+    /// them unused): an error unless there are as many of each, at most
+    /// `MAX_CHANNELS`, every std positive and every value finite.
+    pub fn per_channel(mean: &[f32], std: &[f32]) -> anyhow::Result<Normalize> {
+        anyhow::ensure!(
+            mean.len() == std.len() && (1..=MAX_CHANNELS).contains(&mean.len()),
+            "normalisation: {} means and {} standard deviations; expected one of each per \
+             channel, 1 to {MAX_CHANNELS} channels",
+            mean.len(),
+            std.len()
+        );
+        anyhow::ensure!(
+            mean.iter().all(|m| m.is_finite()) && std.iter().all(|s| s.is_finite() && *s > 0.0),
+            "normalisation: means {mean:?} and standard deviations {std:?} must be finite, \
+             the deviations positive"
+        );
+        let mut norm = Normalize::NONE;
+        norm.mean[..mean.len()].copy_from_slice(mean);
+        norm.std[..std.len()].copy_from_slice(std);
+        Ok(norm)
+    }
 }
 
 /// How one image is moved before it is resized.

@@ -8,10 +8,12 @@ use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::files;
+use crate::data::DataDescription;
 use crate::engine::autograd::Parameters;
 use crate::engine::device::Device;
-use crate::engine::nn::{GoogLeNet, GoogLeNetConfig};
+use crate::engine::nn::GoogLeNet;
 use crate::engine::optim::Adam;
+use crate::training::model::model_config;
 use crate::training::settings::TrainConfig;
 
 /// Where a run stands; saved in every checkpoint.
@@ -29,10 +31,18 @@ pub struct RunState {
     pub epoch_seen: u64,
     /// Seconds spent in the epoch so far (before an interruption).
     pub epoch_seconds: f64,
+    /// The data set the run trains on, as the model sees it (class names, channels,
+    /// store side, mean and std). Absent for Fashion-MNIST, whose runs write the
+    /// state.json they always did, and for the runs saved before it was recorded.
+    #[serde(
+        default = "DataDescription::fashion_mnist",
+        skip_serializing_if = "DataDescription::is_fashion_mnist"
+    )]
+    pub data: DataDescription,
 }
 
-/// A fresh run's state, or a checkpoint's.
-pub fn start_state(config: &TrainConfig) -> RunState {
+/// A fresh run's state on `data`, or a checkpoint's.
+pub fn start_state(config: &TrainConfig, data: &DataDescription) -> RunState {
     RunState {
         config: config.clone(),
         epoch: 0,
@@ -42,6 +52,7 @@ pub fn start_state(config: &TrainConfig) -> RunState {
         epoch_correct: 0,
         epoch_seen: 0,
         epoch_seconds: 0.0,
+        data: data.clone(),
     }
 }
 
@@ -99,9 +110,13 @@ pub fn resume(device: &Device, dir: &Path) -> Result<(RunState, Parameters, Goog
     let state: RunState = serde_json::from_str(&json)
         .with_context(|| format!("cannot resume: {} is not a run state", state_file.display()))?;
     state.config.validate()?;
+    state
+        .data
+        .validate()
+        .with_context(|| format!("cannot resume: {}", state_file.display()))?;
     let (net, mut params) = GoogLeNet::new(
         device,
-        GoogLeNetConfig::default(),
+        model_config(&state.data),
         state.config.init,
         state.config.seed,
     )?;

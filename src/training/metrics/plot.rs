@@ -403,16 +403,17 @@ pub const CONFUSION_SIZE: (u32, u32) = (850, 800);
 
 /// Draws `confusion[true][predicted]` to the PNG file `png`: one cell per pair,
 /// shaded by the share of its true class (row) that it holds, with the count
-/// written in it; rows and columns named by `classes`.
+/// written in it (where a cell has room for it); rows and columns named by `classes`.
 pub fn plot_confusion(
-    confusion: &[[u64; 10]],
-    classes: &[&str; 10],
+    confusion: &[impl AsRef<[u64]>],
+    classes: &[impl AsRef<str>],
     png: &Path,
     title: &str,
 ) -> Result<()> {
+    let n = classes.len();
     ensure!(
-        confusion.len() == 10,
-        "a confusion matrix of {} rows, expected 10",
+        n > 0 && confusion.len() == n && confusion.iter().all(|row| row.as_ref().len() == n),
+        "a confusion matrix of {} rows, expected {n} rows of {n}",
         confusion.len()
     );
     let is_png = png
@@ -430,17 +431,21 @@ pub fn plot_confusion(
     let root = BitMapBackend::new(png, CONFUSION_SIZE).into_drawing_area();
     root.fill(&WHITE).map_err(|e| err(&e))?;
     let root = root.titled(title, (FONT_FAMILY, 24)).map_err(|e| err(&e))?;
-    // Room for the row names on the left and the column names below.
-    let (left, top, cell) = (170i32, 20i32, 64i32);
+    // Room for the row names on the left and the column names below: the classes
+    // share 640 pixels (ten get cells of 64), a cell is at most 128.
+    let (left, top) = (170i32, 20i32);
+    let cell = (640 / n).min(128) as i32;
+    let font = |size: i32| (size * cell / 64).clamp(7, size) as u32;
     let text = |size: u32, pos: Pos| TextStyle::from((FONT_FAMILY, size)).pos(pos);
     let centre = Pos::new(HPos::Center, VPos::Center);
     for (i, row) in confusion.iter().enumerate() {
+        let row = row.as_ref();
         let total = row.iter().sum::<u64>().max(1) as f64;
         let y = top + i as i32 * cell;
         root.draw(&Text::new(
-            classes[i].to_string(),
+            classes[i].as_ref().to_string(),
             (left - 10, y + cell / 2),
-            text(15, Pos::new(HPos::Right, VPos::Center)),
+            text(font(15), Pos::new(HPos::Right, VPos::Center)),
         ))
         .map_err(|e| err(&e))?;
         for (j, &count) in row.iter().enumerate() {
@@ -459,28 +464,35 @@ pub fn plot_confusion(
                 BLACK.mix(0.2),
             ))
             .map_err(|e| err(&e))?;
-            let ink = if share > 0.5 { WHITE } else { BLACK };
-            root.draw(&Text::new(
-                count.to_string(),
-                (x + cell / 2, y + cell / 2),
-                text(15, centre).color(&ink),
-            ))
-            .map_err(|e| err(&e))?;
+            if cell >= 24 {
+                let ink = if share > 0.5 { WHITE } else { BLACK };
+                root.draw(&Text::new(
+                    count.to_string(),
+                    (x + cell / 2, y + cell / 2),
+                    text(font(15), centre).color(&ink),
+                ))
+                .map_err(|e| err(&e))?;
+            }
         }
     }
-    let bottom = top + 10 * cell;
+    let bottom = top + n as i32 * cell;
     for (j, name) in classes.iter().enumerate() {
         let x = left + j as i32 * cell + cell / 2;
         // Long names alternate between two lines so they do not overlap.
         let y = bottom + 14 + (j as i32 % 2) * 18;
-        root.draw(&Text::new(name.to_string(), (x, y), text(14, centre)))
-            .map_err(|e| err(&e))?;
+        root.draw(&Text::new(
+            name.as_ref().to_string(),
+            (x, y),
+            text(font(14), centre),
+        ))
+        .map_err(|e| err(&e))?;
     }
+    let middle = left + n as i32 * cell / 2;
     let labels = [
-        ("predicted class", (left + 5 * cell, bottom + 62)),
+        ("predicted class", (middle, bottom + 62)),
         (
             "rows: true class; shade: share of the row",
-            (left + 5 * cell, bottom + 86),
+            (middle, bottom + 86),
         ),
     ];
     for (words, at) in labels {

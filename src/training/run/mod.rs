@@ -7,4 +7,4 @@ mod train;
 
 pub use evaluate::{eval_batch_size, evaluate, evaluate_split};
 pub use observer::{Observer, Outcome};
-pub use train::{data_shape, train, workload};
+pub use train::{data_set_shape, data_shape, train, workload};

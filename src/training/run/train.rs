@@ -20,17 +20,18 @@ use anyhow::{ensure, Result};
 
 use super::evaluate::{eval_batch_size, evaluate_split};
 use super::observer::{Observer, Outcome};
-use crate::data::{epoch_order, FashionMnist, IMAGE_SIDE};
+use crate::data::{epoch_order, DataDescription, DataSet};
 use crate::engine::autograd::Parameters;
-use crate::engine::device::{Device, View};
-use crate::engine::nn::{GoogLeNet, GoogLeNetConfig};
+use crate::engine::device::{Device, Normalize, View};
+use crate::engine::nn::GoogLeNet;
 use crate::engine::optim::{Adam, StepLog};
 use crate::training::checkpoint::{self, RunState};
 use crate::training::memory::{self, DataShape, Workload};
 use crate::training::metrics::{MetricsLog, Record};
+use crate::training::model::model_config;
 use crate::training::recipe::{batch_views, Schedule};
 use crate::training::run_dir::{checkpoints_dir, metrics_path};
-use crate::training::settings::{resume_config, TrainConfig};
+use crate::training::settings::{resume_config, same_data, TrainConfig};
 use crate::training::step::{BatchSettings, DeviceSplit, Stepper};
 
 /// Trains from a fresh start (`resume_from` None, with `fresh`) or from a checkpoint
@@ -38,14 +39,14 @@ use crate::training::step::{BatchSettings, DeviceSplit, Stepper};
 /// epochs, unless `stop` is raised or the loss diverges.
 pub fn train(
     device: &Device,
-    data: &FashionMnist,
+    data: &DataSet,
     run_dir: &Path,
     resume_from: Option<&Path>,
     fresh: &TrainConfig,
     stop: &AtomicBool,
     observer: &mut dyn Observer,
 ) -> Result<Outcome> {
-    let mut run = start_or_resume(device, resume_from, fresh)?;
+    let mut run = start_or_resume(device, resume_from, fresh, &data.description)?;
     check_memory(device, &run, data)?;
     let mut session = Session::open(device, data, run_dir, &run.state.config, stop, observer)?;
     while run.state.epoch < run.state.config.epochs {
@@ -85,16 +86,26 @@ pub fn workload<'a>(
     }
 }
 
-/// The shape of `data` as `config`'s run holds it: both splits read, the images
-/// within the limits uploaded.
-pub fn data_shape(data: &FashionMnist, config: &TrainConfig) -> DataShape {
+/// The shape of a data set of `train` and `test` images of `image_bytes` each as
+/// `config`'s run holds it: both splits read, the images within the limits uploaded.
+pub fn data_shape(
+    train: usize,
+    test: usize,
+    image_bytes: usize,
+    config: &TrainConfig,
+) -> DataShape {
     let used = |len: usize, limit: Option<usize>| limit.map_or(len, |l| l.min(len));
     DataShape {
-        images_read: data.train.len() + data.test.len(),
-        image_bytes: IMAGE_SIDE * IMAGE_SIDE,
-        images_used: used(data.train.len(), config.train_limit)
-            + used(data.test.len(), config.test_limit),
+        images_read: train + test,
+        image_bytes,
+        images_used: used(train, config.train_limit) + used(test, config.test_limit),
     }
+}
+
+/// `data_shape` of a data set read.
+pub fn data_set_shape(data: &DataSet, config: &TrainConfig) -> DataShape {
+    let image_bytes = data.train.shape().image_bytes();
+    data_shape(data.train.len(), data.test.len(), image_bytes, config)
 }
 
 /// A run in progress: where it stands, its model and optimizer.
@@ -108,26 +119,40 @@ struct Run {
     test_accuracy: f64,
 }
 
-/// A fresh run of `fresh`, or the one saved in `resume_from` with `fresh`'s allowed
-/// changes; on the device at the run's precision (a resumed run adopts its own).
+/// A fresh run of `fresh` on `data`, or the one saved in `resume_from` with `fresh`'s
+/// allowed changes (on the same data); on the device at the run's precision (a resumed
+/// run adopts its own).
 fn start_or_resume(
     device: &Device,
     resume_from: Option<&Path>,
     fresh: &TrainConfig,
+    data: &DataDescription,
 ) -> Result<Run> {
     let (state, params, net, adam) = match resume_from {
         Some(dir) => {
             let (mut state, params, net, adam) = checkpoint::resume(device, dir)?;
             fresh.validate()?;
             state.config = resume_config(&state.config, fresh)?.0;
+            same_data(&state.data, data)?;
             (state, params, net, adam)
         }
         None => {
             fresh.validate()?;
-            let (net, params) =
-                GoogLeNet::new(device, GoogLeNetConfig::default(), fresh.init, fresh.seed)?;
+            data.validate()?;
+            // The checkpoint names its data by `config.data` (eval and a resume read it
+            // again from there): a run that says Fashion-MNIST must train on it.
+            ensure!(
+                !fresh.data.is_fashion_mnist() || data.is_fashion_mnist(),
+                "the run's settings name Fashion-MNIST (TrainConfig::data), but the data \
+                 set has {} classes ({}), {} channel(s) and its own statistics: set \
+                 TrainConfig::data to the folder it was read from",
+                data.classes.len(),
+                data.classes.join(", "),
+                data.channels
+            );
+            let (net, params) = GoogLeNet::new(device, model_config(data), fresh.init, fresh.seed)?;
             let adam = Adam::new(&params, fresh.lr)?;
-            (checkpoint::start_state(fresh), params, net, adam)
+            (checkpoint::start_state(fresh, data), params, net, adam)
         }
     };
     device.set_precision(state.config.precision)?;
@@ -149,13 +174,13 @@ fn start_or_resume(
 
 /// Refuses a run that cannot fit in the host's (or the GPU's) memory, before anything
 /// big is allocated.
-fn check_memory(device: &Device, run: &Run, data: &FashionMnist) -> Result<()> {
+fn check_memory(device: &Device, run: &Run, data: &DataSet) -> Result<()> {
     let config = &run.state.config;
     let w = workload(
         &run.net,
         run.params.scalar_count(),
         config,
-        data_shape(data, config),
+        data_set_shape(data, config),
         device.is_gpu(),
     );
     memory::check(device, &w)?;
@@ -166,6 +191,8 @@ fn check_memory(device: &Device, run: &Run, data: &FashionMnist) -> Result<()> {
 /// and stepper, the schedule, the metrics file.
 struct Session<'a> {
     config: TrainConfig,
+    /// The inputs' normalisation: the data set's, or none.
+    norm: Normalize,
     train_set: DeviceSplit,
     test_set: DeviceSplit,
     log: StepLog,
@@ -195,25 +222,28 @@ impl<'a> Session<'a> {
     /// the steps write to.
     fn open(
         device: &Device,
-        data: &FashionMnist,
+        data: &DataSet,
         run_dir: &Path,
         config: &TrainConfig,
         stop: &'a AtomicBool,
         observer: &'a mut dyn Observer,
     ) -> Result<Session<'a>> {
-        let train_set = DeviceSplit::upload(device, &data.train, config.train_limit)?;
-        let test_set = DeviceSplit::upload(device, &data.test, config.test_limit)?;
+        let classes = data.description.classes.len();
+        let train_set = DeviceSplit::upload(device, &data.train, config.train_limit, classes)?;
+        let test_set = DeviceSplit::upload(device, &data.test, config.test_limit, classes)?;
+        let norm = config.normalization(&data.description)?;
         let batches = train_set.len().div_ceil(config.batch_size);
         // Read at least every --log-every batches and at each epoch's end.
         let log = StepLog::new(device, config.log_every.min(batches))?;
         let settings = BatchSettings {
             image_size: config.image_size,
-            norm: config.normalization(),
+            norm,
             smoothing: config.label_smoothing as f32,
         };
         let stepper = Stepper::new(device, config.batch_size, settings, !config.no_graph)?;
         Ok(Session {
             config: config.clone(),
+            norm,
             train_set,
             test_set,
             log,
@@ -349,7 +379,13 @@ impl<'a> Session<'a> {
         let state = &run.state;
         self.observer.evaluating(state.epoch + 1);
         let train_seconds = self.epoch_start.elapsed().as_secs_f64();
-        let (accuracy, _) = evaluate_split(&run.net, &run.params, &self.test_set, &self.config)?;
+        let (accuracy, _) = evaluate_split(
+            &run.net,
+            &run.params,
+            &self.test_set,
+            &self.config,
+            self.norm,
+        )?;
         run.test_accuracy = accuracy;
         let record = Record::Epoch {
             epoch: state.epoch + 1,
@@ -368,7 +404,7 @@ impl<'a> Session<'a> {
         run.state = RunState {
             epoch: run.state.epoch + 1,
             step: run.state.step,
-            ..checkpoint::start_state(&self.config)
+            ..checkpoint::start_state(&self.config, &run.state.data)
         };
         let path = self.checkpoints.join(format!("epoch-{}", run.state.epoch));
         self.save(run, &path)

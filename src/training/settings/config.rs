@@ -3,11 +3,14 @@
 //! against before a run starts.
 
 use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
 
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
+use crate::data::DataDescription;
 use crate::engine::device::{Normalize, Precision};
 use crate::engine::nn::Init;
 use crate::training::recipe::{Schedule, ScheduleKind};
@@ -66,6 +69,131 @@ pub struct TrainConfig {
     /// `bf16` or `f32`. Runs saved before the flag existed computed in f32.
     #[serde(default = "f32_precision")]
     pub precision: Precision,
+    /// `--data`: Fashion-MNIST (the default), or a folder of class folders. The fields
+    /// below are a folder's (absent for Fashion-MNIST, so its runs write the
+    /// state.json they always did): the fraction of each class held out for testing
+    /// when the folder has no test split, the side images are decoded to, their
+    /// channels, and whether bad image files are left out.
+    #[serde(default, skip_serializing_if = "DataSource::is_fashion_mnist")]
+    pub data: DataSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store_size: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<Channels>,
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_bad_images: bool,
+}
+
+/// What a run trains on: `fashion-mnist`, or a folder of class folders (its path,
+/// made absolute). In a state.json, the word or the path.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum DataSource {
+    #[default]
+    FashionMnist,
+    Folder(PathBuf),
+}
+
+impl DataSource {
+    /// The word `--data` takes for Fashion-MNIST (a folder of that name is
+    /// `./fashion-mnist`).
+    pub const FASHION_MNIST: &'static str = "fashion-mnist";
+
+    pub fn is_fashion_mnist(&self) -> bool {
+        *self == DataSource::FashionMnist
+    }
+}
+
+impl FromStr for DataSource {
+    type Err = anyhow::Error;
+
+    fn from_str(text: &str) -> Result<DataSource> {
+        if text == DataSource::FASHION_MNIST {
+            return Ok(DataSource::FashionMnist);
+        }
+        ensure!(
+            !text.is_empty(),
+            "--data takes a folder or {}",
+            DataSource::FASHION_MNIST
+        );
+        let path = PathBuf::from(text);
+        Ok(DataSource::Folder(
+            std::path::absolute(&path).unwrap_or(path),
+        ))
+    }
+}
+
+impl TryFrom<String> for DataSource {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> Result<DataSource> {
+        text.parse()
+    }
+}
+
+impl From<DataSource> for String {
+    fn from(source: DataSource) -> String {
+        source.to_string()
+    }
+}
+
+impl fmt::Display for DataSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataSource::FashionMnist => f.write_str(DataSource::FASHION_MNIST),
+            DataSource::Folder(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// `--channels`: grey (1) or RGB (3); a number in a state.json.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ValueEnum)]
+#[serde(try_from = "u8", into = "u8")]
+pub enum Channels {
+    #[value(name = "1")]
+    Grey,
+    #[value(name = "3")]
+    Rgb,
+}
+
+impl Channels {
+    pub fn count(self) -> usize {
+        match self {
+            Channels::Grey => 1,
+            Channels::Rgb => 3,
+        }
+    }
+
+    pub fn from_count(count: usize) -> Result<Channels> {
+        match count {
+            1 => Ok(Channels::Grey),
+            3 => Ok(Channels::Rgb),
+            other => bail!("{other} channels: 1 (grey) or 3 (RGB) are supported"),
+        }
+    }
+}
+
+impl TryFrom<u8> for Channels {
+    type Error = anyhow::Error;
+
+    fn try_from(count: u8) -> Result<Channels> {
+        Channels::from_count(count as usize)
+    }
+}
+
+impl From<Channels> for u8 {
+    fn from(channels: Channels) -> u8 {
+        channels.count() as u8
+    }
+}
+
+/// A folder's test fraction when `--test-fraction` is not given.
+pub const DEFAULT_TEST_FRACTION: f64 = 0.1;
+
+fn is_false(value: &bool) -> bool {
+    !value
 }
 
 /// The named configurations (presets.rs).
@@ -101,12 +229,23 @@ fn f32_precision() -> Precision {
 }
 
 impl TrainConfig {
-    pub fn normalization(&self) -> Normalize {
+    /// The inputs' normalisation on `data`: its per-channel mean and std, or none.
+    pub fn normalization(&self, data: &DataDescription) -> Result<Normalize> {
         if self.normalize {
-            Normalize::FASHION_MNIST
+            data.normalization()
         } else {
-            Normalize::NONE
+            Ok(Normalize::NONE)
         }
+    }
+
+    /// A fresh run's folder settings with their defaults filled in: the test
+    /// fraction, and the store side (the image size). Fashion-MNIST's have none.
+    pub fn with_folder_defaults(mut self) -> TrainConfig {
+        if !self.data.is_fashion_mnist() {
+            self.test_fraction.get_or_insert(DEFAULT_TEST_FRACTION);
+            self.store_size.get_or_insert(self.image_size);
+        }
+        self
     }
 
     pub fn schedule(&self) -> Result<Schedule> {
@@ -163,6 +302,37 @@ impl TrainConfig {
             self.label_smoothing
         );
         self.schedule()?;
+        self.validate_data()
+    }
+
+    fn validate_data(&self) -> Result<()> {
+        if self.data.is_fashion_mnist() {
+            for (flag, given) in [
+                ("--test-fraction", self.test_fraction.is_some()),
+                ("--store-size", self.store_size.is_some()),
+                ("--channels", self.channels.is_some()),
+                ("--skip-bad-images", self.skip_bad_images),
+            ] {
+                ensure!(
+                    !given,
+                    "{flag} applies to --data DIR (a folder of class folders) only; \
+                     Fashion-MNIST has its own test split, 28x28 grey images and checked files"
+                );
+            }
+            return Ok(());
+        }
+        if let Some(fraction) = self.test_fraction {
+            ensure!(
+                fraction > 0.0 && fraction < 1.0,
+                "--test-fraction must be between 0 and 1 (exclusive), got {fraction}"
+            );
+        }
+        if let Some(side) = self.store_size {
+            ensure!(
+                (1..=MAX_IMAGE_SIZE).contains(&side),
+                "--store-size must be from 1 to {MAX_IMAGE_SIZE}, got {side}"
+            );
+        }
         Ok(())
     }
 }

@@ -6,7 +6,8 @@ mod presets;
 mod resume;
 
 pub use config::{
-    Preset, TrainConfig, MAX_BATCH_SIZE, MAX_EPOCHS, MAX_IMAGES, MAX_IMAGE_SIZE, MAX_LR, MAX_STEPS,
+    Channels, DataSource, Preset, TrainConfig, DEFAULT_TEST_FRACTION, MAX_BATCH_SIZE, MAX_EPOCHS,
+    MAX_IMAGES, MAX_IMAGE_SIZE, MAX_LR, MAX_STEPS,
 };
 pub use presets::preset;
-pub use resume::resume_config;
+pub use resume::{resume_config, same_data};

@@ -1,6 +1,6 @@
 //! The named training configurations `train --preset` offers.
 
-use super::config::{Preset, TrainConfig};
+use super::config::{DataSource, Preset, TrainConfig};
 use crate::engine::device::Precision;
 use crate::engine::nn::Init;
 use crate::training::recipe::ScheduleKind;
@@ -38,6 +38,11 @@ pub fn preset(name: Preset) -> TrainConfig {
         no_graph: false,
         // The CPU's; `train` records the device's (tf32 on a GPU) or --precision's.
         precision: Precision::F32,
+        data: DataSource::FashionMnist,
+        test_fraction: None,
+        store_size: None,
+        channels: None,
+        skip_bad_images: false,
     };
     match name {
         Preset::Tutorial => tutorial,

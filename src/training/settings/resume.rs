@@ -5,11 +5,15 @@
 //! including fields added to `TrainConfig` later. Allowed: a larger `epochs` (the run
 //! is extended), and `log_every` / `save_every`, which only change what is reported and
 //! checkpointed, not what is computed. Any other difference is refused, named.
+//!
+//! The data set read now must be the one the run started on, as a model sees it
+//! (`same_data`): a folder whose classes or images changed since is refused.
 
 use anyhow::{bail, Result};
 use serde_json::Value;
 
 use super::config::TrainConfig;
+use crate::data::DataDescription;
 
 /// Fields a resumed run may change, and why.
 const CHANGEABLE: [(&str, &str); 3] = [
@@ -76,4 +80,40 @@ pub fn resume_config(
         );
     }
     Ok((requested.clone(), notes))
+}
+
+/// Fails, naming what differs, unless the data set read now (`now`) is the one the
+/// checkpoint's run trained on (`saved`): its classes, channels, store side and
+/// per-channel statistics.
+pub fn same_data(saved: &DataDescription, now: &DataDescription) -> Result<()> {
+    let mut differences = Vec::new();
+    if saved.classes != now.classes {
+        differences.push(format!(
+            "classes {:?} (the checkpoint has {:?})",
+            now.classes, saved.classes
+        ));
+    }
+    if (saved.channels, saved.store_side) != (now.channels, now.store_side) {
+        differences.push(format!(
+            "{} channel(s) at {s}x{s} (the checkpoint has {} at {t}x{t})",
+            now.channels,
+            saved.channels,
+            s = now.store_side,
+            t = saved.store_side
+        ));
+    }
+    if (&saved.mean, &saved.std) != (&now.mean, &now.std) {
+        differences.push(format!(
+            "pixel means {:?} and deviations {:?} (the checkpoint has {:?} and {:?}: the \
+             training images changed)",
+            now.mean, now.std, saved.mean, saved.std
+        ));
+    }
+    if !differences.is_empty() {
+        bail!(
+            "--resume: the data set is not the one the run trained on: {}",
+            differences.join("; ")
+        );
+    }
+    Ok(())
 }

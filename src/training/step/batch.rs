@@ -9,44 +9,60 @@ use anyhow::{bail, ensure, Result};
 
 use super::params::StepParams;
 use crate::data::Split;
-use crate::engine::device::{view_words, Buffer, Device, Normalize, View, Words};
+use crate::engine::device::{view_words, Buffer, Device, ImageShape, Normalize, View, Words};
 use crate::engine::ops::Labels;
 use crate::engine::tensor::Tensor;
-
-/// Fashion-MNIST's classes.
-const CLASSES: usize = 10;
 
 pub struct DeviceSplit {
     device: Device,
     images: Buffer<u8>,
-    rows: usize,
-    cols: usize,
+    shape: ImageShape,
+    classes: usize,
     labels: Vec<u32>,
     device_labels: Buffer<u32>,
 }
 
 impl DeviceSplit {
-    /// The first `limit` samples of `split` (all without a limit), on `device`.
-    pub fn upload(device: &Device, split: &Split, limit: Option<usize>) -> Result<DeviceSplit> {
+    /// The first `limit` samples of `split` (all without a limit), of `classes`
+    /// classes, on `device`.
+    pub fn upload(
+        device: &Device,
+        split: &Split,
+        limit: Option<usize>,
+        classes: usize,
+    ) -> Result<DeviceSplit> {
         let split = split.truncated(limit.unwrap_or(usize::MAX));
         let labels: Vec<u32> = split.labels.iter().map(|&l| l as u32).collect();
         // Every label is checked once, here, so that gathered batches need no check.
         if let Some((i, bad)) = labels
             .iter()
             .enumerate()
-            .find(|(_, &l)| l as usize >= CLASSES)
+            .find(|(_, &l)| l as usize >= classes)
         {
-            bail!("label {bad} of sample {i} is out of range: there are {CLASSES} classes");
+            bail!("label {bad} of sample {i} is out of range: there are {classes} classes");
         }
+        ensure!(
+            split.images.len() == split.len() * split.shape().image_bytes(),
+            "a split of {} images of {:?} holds {} bytes",
+            split.len(),
+            split.shape(),
+            split.images.len()
+        );
         let backend = device.backend();
+        let shape = split.shape();
         Ok(DeviceSplit {
             device: device.clone(),
-            images: backend.upload_u8(split.images.clone())?,
-            rows: split.rows,
-            cols: split.cols,
+            // The cut copy itself: on the CPU it is the device's buffer, no third copy.
+            images: backend.upload_u8(split.images)?,
+            shape,
+            classes,
             device_labels: backend.upload_u32(labels.clone())?,
             labels,
         })
+    }
+
+    pub fn classes(&self) -> usize {
+        self.classes
     }
 
     pub fn len(&self) -> usize {
@@ -123,18 +139,11 @@ impl DeviceSplit {
     ) -> Result<(Tensor, Labels)> {
         ensure!(size > 0, "image size must be positive");
         let backend = self.device.backend();
-        let images = backend.resize_images(
-            &self.images,
-            self.rows,
-            self.cols,
-            indices,
-            views,
-            size,
-            norm,
-        )?;
-        let images = Tensor::from_buffer(&self.device, &[indices.len, 1, size, size], images);
+        let images = backend.resize_images(&self.images, self.shape, indices, views, size, norm)?;
+        let shape = [indices.len, self.shape.channels, size, size];
+        let images = Tensor::from_buffer(&self.device, &shape, images);
         let labels = backend.gather_labels(&self.device_labels, indices)?;
-        Labels::from_device(labels, CLASSES)
+        Labels::from_device(labels, self.classes)
             .smoothed(smoothing)
             .map(|labels| (images, labels))
     }

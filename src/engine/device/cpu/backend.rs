@@ -6,7 +6,9 @@ use super::{adam, conv, elementwise, fresh, linear, loss, pool, resize};
 use crate::engine::device::geometry::{
     AdamScalars, AdamStep, ConvGeometry, LinearGeometry, PoolGeometry,
 };
-use crate::engine::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Normalize, Words};
+use crate::engine::device::{
+    Backend, Buffer, ConvOutput, ConvOutputGrad, ImageShape, Normalize, Words,
+};
 
 pub struct CpuBackend;
 
@@ -347,8 +349,7 @@ impl Backend for CpuBackend {
     fn resize_images(
         &self,
         images: &Buffer<u8>,
-        h: usize,
-        w: usize,
+        shape: ImageShape,
         indices: Words,
         views: Words,
         size: usize,
@@ -363,8 +364,7 @@ impl Backend for CpuBackend {
         );
         Ok(Buffer::Host(resize::resize(
             host(images)?,
-            h,
-            w,
+            shape,
             indices,
             views,
             size,

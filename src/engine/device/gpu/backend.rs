@@ -10,8 +10,8 @@ use super::runtime::Graph;
 use super::{adam, conv, elementwise, linear, loss, pool, resize};
 use super::{Counters, Driver, Runtime};
 use crate::engine::device::geometry::{AdamStep, ConvGeometry, LinearGeometry, PoolGeometry};
-use crate::engine::device::Normalize;
 use crate::engine::device::{Backend, Buffer, ConvOutput, ConvOutputGrad, Precision, Words};
+use crate::engine::device::{ImageShape, Normalize};
 
 /// The op set on a GPU driver, counting its launches.
 pub struct GpuBackend<D: Driver> {
@@ -300,14 +300,13 @@ impl<D: Driver> Backend for GpuBackend<D> {
     fn resize_images(
         &self,
         images: &Buffer<u8>,
-        h: usize,
-        w: usize,
+        shape: ImageShape,
         indices: Words,
         views: Words,
         size: usize,
         norm: Normalize,
     ) -> Result<Buffer<f32>> {
-        resize::resize(&self.driver, images, h, w, indices, views, size, norm)
+        resize::resize(&self.driver, images, shape, indices, views, size, norm)
     }
 
     fn adam_step(

@@ -1,5 +1,6 @@
-//! Batch assembly: gather u8 images by index, apply each one's augmentation view,
-//! bilinear resize, normalise (kernels/resize.cu), one thread per output pixel. The
+//! Batch assembly: gather u8 images (1 to 3 channel planes each) by index, apply each
+//! one's augmentation view, bilinear resize, normalise per channel (kernels/resize.cu),
+//! one thread per output pixel of each plane. The
 //! indices and views are read from device memory (`Words`: in training, the step
 //! parameters), so a replayed step gathers the batch written for it.
 
@@ -7,27 +8,29 @@ use anyhow::{ensure, Result};
 
 use super::launch::{int, per_element};
 use super::{Arg, Driver};
-use crate::engine::device::Normalize;
-use crate::engine::device::{Buffer, Words};
+use crate::engine::device::{Buffer, ImageShape, Normalize, Words, MAX_CHANNELS};
 
-#[allow(clippy::too_many_arguments)]
 pub(super) fn resize<D: Driver>(
     d: &D,
     images: &Buffer<u8>,
-    h: usize,
-    w: usize,
+    shape: ImageShape,
     indices: Words,
     views: Words,
     size: usize,
     norm: Normalize,
 ) -> Result<Buffer<f32>> {
+    let (channels, h, w) = (shape.channels, shape.height, shape.width);
     ensure!(
         h > 0 && w > 0 && size > 0,
         "resize: empty images ({h}x{w}) or size {size}"
     );
     ensure!(
-        images.len().is_multiple_of(h * w),
-        "resize: {} bytes are not whole {h}x{w} images",
+        (1..=MAX_CHANNELS).contains(&channels),
+        "resize: {channels} channels; the kernel takes 1 to {MAX_CHANNELS}"
+    );
+    ensure!(
+        images.len().is_multiple_of(shape.image_bytes()),
+        "resize: {} bytes are not whole {channels}x{h}x{w} images",
         images.len()
     );
     let batch = indices.len;
@@ -36,12 +39,14 @@ pub(super) fn resize<D: Driver>(
         "resize: {} views for {batch} images",
         views.len
     );
-    let len = batch * size * size;
+    let len = batch * channels * size * size;
     int(h * w, "image size")?;
     int(len, "resized batch length")?;
     let mut out = d.alloc_f32(len)?;
     if len > 0 {
         // Indices are checked against the image count by the caller (ops::ByteImages).
+        let [m0, m1, m2] = norm.mean;
+        let [s0, s1, s2] = norm.std;
         d.launch(
             "resize_fwd_f32",
             per_element(len),
@@ -51,11 +56,16 @@ pub(super) fn resize<D: Driver>(
                 Arg::words(views, "resize views")?,
                 Arg::OutF32(&mut out),
                 Arg::I32(int(batch, "batch")?),
+                Arg::I32(int(channels, "channels")?),
                 Arg::I32(int(h, "image height")?),
                 Arg::I32(int(w, "image width")?),
                 Arg::I32(int(size, "output size")?),
-                Arg::Float(norm.mean),
-                Arg::Float(norm.std),
+                Arg::Float(m0),
+                Arg::Float(m1),
+                Arg::Float(m2),
+                Arg::Float(s0),
+                Arg::Float(s1),
+                Arg::Float(s2),
             ],
         )?;
     }
