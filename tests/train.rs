@@ -542,11 +542,11 @@ fn summary_prints_stage_shapes() {
 /// on one machine); a bad value is refused by name before anything runs.
 #[test]
 fn a_bad_cpu_matrix_multiply_is_named() {
-    let (ok, text) = output_of(
-        program("train")
-            .env("GOOGLENET_CPU_GEMM", "blas")
-            .args(["--device", "cpu", "--summary"]),
-    );
+    let (ok, text) = output_of(program("train").env("GOOGLENET_CPU_GEMM", "blas").args([
+        "--device",
+        "cpu",
+        "--summary",
+    ]));
     assert!(
         !ok && text.contains("GOOGLENET_CPU_GEMM=\"blas\" is unknown"),
         "{text}"
