@@ -214,6 +214,70 @@ fn partial_last_batch_counts_per_sample() -> Result<()> {
     Ok(())
 }
 
+/// A run with a time budget times its first steps, plans its length, keeps the plan in
+/// every checkpoint and ends on it, with an evaluation and a checkpoint (mid-epoch if
+/// the plan falls there); a run resumed after the plan was made keeps it. What the plan
+/// is depends on the machine's speed; that it is kept does not.
+#[test]
+fn a_time_budget_plans_the_run_and_a_resume_keeps_the_plan() -> Result<()> {
+    let config = TrainConfig {
+        epochs: 16,
+        warmup_steps: 40,
+        save_every: Some(45),
+        // The plan reserves 2 s for each epoch's checkpoint: 16 epochs' do not fit in
+        // half a minute, so the budget, not the epochs, ends the run (after about 80
+        // steps, mid-epoch as a rule); the steps themselves take a few seconds.
+        time_budget_minutes: Some(0.5),
+        ..tiny_config()
+    };
+    let planned = |checkpoint: &Path| -> Result<(u64, Option<u64>)> {
+        let text = std::fs::read_to_string(checkpoint.join(checkpoint::STATE_FILE))?;
+        let state: checkpoint::RunState = serde_json::from_str(&text)?;
+        Ok((state.step, state.planned_steps))
+    };
+    let last = |run_dir: &Path| -> Result<PathBuf> {
+        common::runs::checkpoints(run_dir)
+            .into_iter()
+            .filter(|c| {
+                c.file_name()
+                    .unwrap()
+                    .to_string_lossy()
+                    .starts_with("epoch-")
+            })
+            .max_by_key(|c| planned(c).map(|(step, _)| step).unwrap_or(0))
+            .ok_or_else(|| anyhow::anyhow!("no epoch checkpoint"))
+    };
+
+    let whole = tempfile::tempdir()?;
+    let (outcome, records) = run(whole.path(), None, &config, None)?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    let (step, plan) = planned(&last(whole.path())?)?;
+    let plan = plan.expect("the plan is saved");
+    // 48 images in batches of 8: 6 steps an epoch, 96 at most; the plan is made after
+    // step 40 and keeps those.
+    assert!((40..=96).contains(&plan), "{plan}");
+    assert_eq!(step, plan);
+    let Some(Record::Epoch { step, .. }) = records.last() else {
+        panic!("the run ended without an epoch record")
+    };
+    assert_eq!(*step, plan);
+
+    let parts = tempfile::tempdir()?;
+    let (outcome, _) = run(parts.path(), None, &config, Some(46))?;
+    let Outcome::Interrupted { checkpoint } = outcome else {
+        panic!("expected an interruption, got {outcome:?}")
+    };
+    let (_, saved_plan) = planned(&checkpoint)?;
+    let saved_plan = saved_plan.expect("the plan is saved in the interrupted run's checkpoint");
+    let (outcome, _) = run(parts.path(), Some(&checkpoint), &config, None)?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    assert_eq!(
+        planned(&last(parts.path())?)?,
+        (saved_plan, Some(saved_plan))
+    );
+    Ok(())
+}
+
 #[test]
 fn interrupted_and_resumed_run_ends_bit_identical() -> Result<()> {
     let config = tiny_config();
@@ -578,6 +642,14 @@ fn bad_flags_are_named() {
         (
             vec!["--label-smoothing", "1"],
             "--label-smoothing must be in [0, 1)",
+        ),
+        (
+            vec!["--time-budget", "0"],
+            "--time-budget must be more than 0",
+        ),
+        (
+            vec!["--time-budget", "5", "--warmup-steps", "10"],
+            "needs --warmup-steps of at least 40 (got 10)",
         ),
     ] {
         let (ok, text) = output_of(program("train").args(&flags).arg("--summary"));

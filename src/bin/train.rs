@@ -81,6 +81,10 @@ struct Args {
     /// Train against (1 - ε)·onehot + ε/10 targets (0: the plain labels).
     #[arg(long, value_name = "ε")]
     label_smoothing: Option<f64>,
+    /// Train for as many steps as fit in this many minutes (at most --epochs): the run
+    /// times its first steps, then plans its length (and the learning-rate schedule's).
+    #[arg(long, value_name = "MINUTES")]
+    time_budget: Option<f64>,
     /// Launch every op of every step, instead of recording each batch size's step once
     /// and replaying it (a CUDA graph; the results are the same).
     #[arg(long)]
@@ -184,6 +188,7 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
+    c.time_budget_minutes = args.time_budget.or(c.time_budget_minutes);
     c.no_graph |= args.no_graph;
     c.precision = args.precision.unwrap_or(c.precision);
     c.data = args.data.clone().unwrap_or(c.data);
@@ -228,10 +233,16 @@ fn describe(c: &TrainConfig) -> String {
             s = c.store_size.unwrap_or(c.image_size),
         ),
     };
+    let epochs = match c.time_budget_minutes {
+        Some(minutes) => format!(
+            "as many steps as fit in {minutes} minutes, at most {} epoch(s)",
+            c.epochs
+        ),
+        None => format!("{} epoch(s)", c.epochs),
+    };
     format!(
-        "{data}image {s}x{s}, batch {}, {lr}, {} epoch(s), train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
+        "{data}image {s}x{s}, batch {}, {lr}, {epochs}, train images {}, test images {}, init {}, inputs {}, augmentation {}, label smoothing {}, seed {}, precision {}, step graph {}",
         c.batch_size,
-        c.epochs,
         limit(c.train_limit),
         limit(c.test_limit),
         c.init,
@@ -513,6 +524,13 @@ impl Observer for Console {
         if let Some(loss) = loss {
             bar.set_message(format!("loss {loss:.4}"));
         }
+    }
+
+    fn planned(&mut self, steps: u64, step_seconds: f64) {
+        self.line(&format!(
+            "time budget: {steps} steps in all ({:.0} ms a step, as timed)",
+            step_seconds * 1e3
+        ));
     }
 
     fn evaluating(&mut self, epoch: usize) {

@@ -39,6 +39,17 @@ pub struct RunState {
         skip_serializing_if = "DataDescription::is_fashion_mnist"
     )]
     pub data: DataDescription,
+    /// A run with a time budget: the steps it takes in all, fixed once its step time
+    /// was measured (recipe/budget.rs); a resumed run keeps them. Absent otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub planned_steps: Option<u64>,
+}
+
+impl RunState {
+    /// Whether the run has taken all its steps: its epochs, or its planned steps.
+    pub fn finished(&self) -> bool {
+        self.epoch >= self.config.epochs || self.planned_steps.is_some_and(|p| self.step >= p)
+    }
 }
 
 /// A fresh run's state on `data`, or a checkpoint's.
@@ -53,6 +64,7 @@ pub fn start_state(config: &TrainConfig, data: &DataDescription) -> RunState {
         epoch_seen: 0,
         epoch_seconds: 0.0,
         data: data.clone(),
+        planned_steps: None,
     }
 }
 

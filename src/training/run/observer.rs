@@ -9,6 +9,9 @@ pub trait Observer {
     /// After every step, with the loss of the latest step the host has read back
     /// from the device (every `--log-every` steps; `None` before the first).
     fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: Option<f64>) {}
+    /// A run with a time budget planned `steps` in all, its steps taking
+    /// `step_seconds` each as timed.
+    fn planned(&mut self, _steps: u64, _step_seconds: f64) {}
     /// Before evaluating on the test set.
     fn evaluating(&mut self, _epoch: usize) {}
     fn record(&mut self, record: &Record);

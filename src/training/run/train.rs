@@ -2,6 +2,8 @@
 //!
 //! `train` reads as its phases: start (or resume) the run, check its memory, upload
 //! the data, then per epoch its steps, the evaluation and the checkpoint; then finish.
+//! A run with a time budget plans its length after timing its first steps, and ends
+//! with its planned steps (recipe/budget.rs).
 //!
 //! One step: cut a batch of indices from the epoch's shuffled order, resize those
 //! images on the device, forward, cross-entropy, backward, Adam. Every `log_every`
@@ -29,7 +31,9 @@ use crate::training::checkpoint::{self, RunState};
 use crate::training::memory::{self, DataShape, Workload};
 use crate::training::metrics::{MetricsLog, Record};
 use crate::training::model::model_config;
-use crate::training::recipe::{batch_views, Schedule};
+use crate::training::recipe::{
+    batch_views, planned_steps, PlanInputs, Schedule, CALIBRATION_END, CALIBRATION_START,
+};
 use crate::training::run_dir::{checkpoints_dir, metrics_path};
 use crate::training::settings::{resume_config, same_data, TrainConfig};
 use crate::training::step::{BatchSettings, DeviceSplit, Stepper};
@@ -48,14 +52,14 @@ pub fn train(
 ) -> Result<Outcome> {
     let mut run = start_or_resume(device, resume_from, fresh, &data.description)?;
     check_memory(device, &run, data)?;
-    let mut session = Session::open(device, data, run_dir, &run.state.config, stop, observer)?;
-    while run.state.epoch < run.state.config.epochs {
+    let mut session = Session::open(device, data, run_dir, &run.state, stop, observer)?;
+    while !run.state.finished() {
         if let Some(outcome) = session.train_epoch(&mut run)? {
             return Ok(outcome);
         }
         session.evaluate_epoch(&mut run)?;
         session.save_epoch(&mut run)?;
-        if stop.load(Ordering::SeqCst) && run.state.epoch < run.state.config.epochs {
+        if stop.load(Ordering::SeqCst) && !run.state.finished() {
             return Ok(Outcome::Interrupted {
                 checkpoint: run.last_checkpoint.expect("the epoch was just saved"),
             });
@@ -162,6 +166,11 @@ fn start_or_resume(
          --epochs to extend it)",
         state.config.epochs
     );
+    ensure!(
+        !state.finished(),
+        "this run already took the {} steps its time budget planned; nothing to resume",
+        state.step
+    );
     Ok(Run {
         state,
         params,
@@ -190,6 +199,7 @@ fn check_memory(device: &Device, run: &Run, data: &DataSet) -> Result<()> {
 /// What the steps of a run use, made once: the splits on the device, the step log
 /// and stepper, the schedule, the metrics file.
 struct Session<'a> {
+    device: Device,
     config: TrainConfig,
     /// The inputs' normalisation: the data set's, or none.
     norm: Normalize,
@@ -198,8 +208,11 @@ struct Session<'a> {
     log: StepLog,
     stepper: Stepper,
     schedule: Schedule,
+    /// The steps the schedule spans: the epochs', or the time budget's plan.
     total_steps: u64,
     batches: usize,
+    /// Where the time budget's calibration stands (None without a budget).
+    budget: Option<Budget>,
     /// When the epoch in progress started (moved back by the time it ran before an
     /// interruption).
     epoch_start: Instant,
@@ -207,6 +220,14 @@ struct Session<'a> {
     checkpoints: PathBuf,
     stop: &'a AtomicBool,
     observer: &'a mut dyn Observer,
+}
+
+/// A time budget and how far its calibration is.
+struct Budget {
+    seconds: f64,
+    /// When the run started, and when the timed steps did.
+    started: Instant,
+    timed_from: Option<Instant>,
 }
 
 /// Sums over the steps since the last log line.
@@ -224,10 +245,11 @@ impl<'a> Session<'a> {
         device: &Device,
         data: &DataSet,
         run_dir: &Path,
-        config: &TrainConfig,
+        state: &RunState,
         stop: &'a AtomicBool,
         observer: &'a mut dyn Observer,
     ) -> Result<Session<'a>> {
+        let config = &state.config;
         let classes = data.description.classes.len();
         let train_set = DeviceSplit::upload(device, &data.train, config.train_limit, classes)?;
         let test_set = DeviceSplit::upload(device, &data.test, config.test_limit, classes)?;
@@ -242,6 +264,7 @@ impl<'a> Session<'a> {
         };
         let stepper = Stepper::new(device, config.batch_size, settings, !config.no_graph)?;
         Ok(Session {
+            device: device.clone(),
             config: config.clone(),
             norm,
             train_set,
@@ -249,8 +272,15 @@ impl<'a> Session<'a> {
             log,
             stepper,
             schedule: config.schedule()?,
-            total_steps: (batches * config.epochs) as u64,
+            total_steps: state
+                .planned_steps
+                .unwrap_or((batches * config.epochs) as u64),
             batches,
+            budget: config.time_budget_minutes.map(|minutes| Budget {
+                seconds: minutes * 60.0,
+                started: Instant::now(),
+                timed_from: None,
+            }),
             epoch_start: Instant::now(),
             metrics: MetricsLog::append(&metrics_path(run_dir))?,
             checkpoints: checkpoints_dir(run_dir),
@@ -269,6 +299,9 @@ impl<'a> Session<'a> {
         let mut latest_loss = None;
         for indices in order.chunks(config.batch_size).skip(run.state.batch) {
             self.step(run, indices)?;
+            self.calibrate(run)?;
+            let done = run.state.step + self.log.pending() as u64;
+            let planned_end = run.state.planned_steps == Some(done);
             let batch = run.state.batch + self.log.pending();
             run.state.epoch_seconds = self.epoch_start.elapsed().as_secs_f64();
             self.observer
@@ -282,7 +315,8 @@ impl<'a> Session<'a> {
             });
             let checkpointing = (interrupted || periodic) && batch < self.batches;
             let logging = batch.is_multiple_of(config.log_every);
-            if !(logging || checkpointing || batch == self.batches || self.log.is_full()) {
+            let epoch_end = batch == self.batches || planned_end;
+            if !(logging || checkpointing || epoch_end || self.log.is_full()) {
                 continue;
             }
             if let Some(diverged) = self.read_log(run, &mut window, &mut latest_loss)? {
@@ -298,8 +332,52 @@ impl<'a> Session<'a> {
                     return Ok(Some(Outcome::Interrupted { checkpoint: path }));
                 }
             }
+            if planned_end {
+                break;
+            }
         }
         Ok(None)
+    }
+
+    /// With a time budget: times the steps from `CALIBRATION_START` to
+    /// `CALIBRATION_END`, then fixes the run's length (and the schedule's).
+    fn calibrate(&mut self, run: &mut Run) -> Result<()> {
+        let Some(budget) = &mut self.budget else {
+            return Ok(());
+        };
+        if run.state.planned_steps.is_some() {
+            return Ok(());
+        }
+        let done = run.state.step + self.log.pending() as u64;
+        if done != CALIBRATION_START && done != CALIBRATION_END {
+            return Ok(());
+        }
+        // A GPU runs behind the host: wait for it at both ends (two host waits a run).
+        self.device.synchronize()?;
+        if done == CALIBRATION_START {
+            budget.timed_from = Some(Instant::now());
+            return Ok(());
+        }
+        let Some(from) = budget.timed_from else {
+            // Resumed between the two: time the next run's steps instead.
+            return Ok(());
+        };
+        let step_seconds =
+            from.elapsed().as_secs_f64() / (CALIBRATION_END - CALIBRATION_START) as f64;
+        let planned = planned_steps(&PlanInputs {
+            budget_seconds: budget.seconds,
+            elapsed_seconds: budget.started.elapsed().as_secs_f64(),
+            steps_done: done,
+            step_seconds,
+            batch_size: self.config.batch_size,
+            batches_per_epoch: self.batches as u64,
+            max_steps: (self.batches * self.config.epochs) as u64,
+            test_images: self.test_set.len(),
+        });
+        run.state.planned_steps = Some(planned);
+        self.total_steps = planned;
+        self.observer.planned(planned, step_seconds);
+        Ok(())
     }
 
     /// One optimizer step on the batch at `indices`: its augmentation views, the
@@ -404,6 +482,7 @@ impl<'a> Session<'a> {
         run.state = RunState {
             epoch: run.state.epoch + 1,
             step: run.state.step,
+            planned_steps: run.state.planned_steps,
             ..checkpoint::start_state(&self.config, &run.state.data)
         };
         let path = self.checkpoints.join(format!("epoch-{}", run.state.epoch));

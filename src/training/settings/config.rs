@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::data::DataDescription;
 use crate::engine::device::{Normalize, Precision};
 use crate::engine::nn::Init;
-use crate::training::recipe::{Schedule, ScheduleKind};
+use crate::training::recipe::{Schedule, ScheduleKind, CALIBRATION_END};
 
 /// Upper bounds of the numeric settings: far beyond any useful run (the source images
 /// are 28x28; a GPU fits a few thousand 224x224 images), low enough that every size
@@ -24,6 +24,8 @@ pub const MAX_IMAGE_SIZE: usize = 1024;
 pub const MAX_IMAGES: usize = 100_000_000;
 pub const MAX_STEPS: usize = 1_000_000_000;
 pub const MAX_LR: f64 = 10.0;
+/// A week.
+pub const MAX_MINUTES: f64 = 10_080.0;
 
 /// Everything that decides what a run computes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -69,6 +71,11 @@ pub struct TrainConfig {
     /// `bf16` or `f32`. Runs saved before the flag existed computed in f32.
     #[serde(default = "f32_precision")]
     pub precision: Precision,
+    /// `--time-budget`: train for as many steps as fit in this many minutes (at most
+    /// `epochs`), planned once the step time is measured (run/budget.rs). None: all
+    /// the epochs. Absent from the state.json of runs without one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub time_budget_minutes: Option<f64>,
     /// `--data`: Fashion-MNIST (the default), or a folder of class folders. The fields
     /// below are a folder's (absent for Fashion-MNIST, so its runs write the
     /// state.json they always did): the fraction of each class held out for testing
@@ -302,7 +309,28 @@ impl TrainConfig {
             self.label_smoothing
         );
         self.schedule()?;
+        self.validate_time_budget()?;
         self.validate_data()
+    }
+
+    fn validate_time_budget(&self) -> Result<()> {
+        let Some(minutes) = self.time_budget_minutes else {
+            return Ok(());
+        };
+        ensure!(
+            minutes > 0.0 && minutes <= MAX_MINUTES,
+            "--time-budget must be more than 0 and at most {MAX_MINUTES} minutes, got {minutes}"
+        );
+        // A cosine schedule's steps after its warm-up depend on the run's length, which
+        // the plan fixes only after the step time is measured.
+        ensure!(
+            self.schedule == ScheduleKind::Constant || self.warmup_steps >= CALIBRATION_END,
+            "--time-budget plans the run's length after timing its first {CALIBRATION_END} \
+             steps, so a cosine schedule needs --warmup-steps of at least {CALIBRATION_END} \
+             (got {}) or --schedule constant",
+            self.warmup_steps
+        );
+        Ok(())
     }
 
     fn validate_data(&self) -> Result<()> {

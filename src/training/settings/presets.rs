@@ -38,6 +38,7 @@ pub fn preset(name: Preset) -> TrainConfig {
         no_graph: false,
         // The CPU's; `train` records the device's (tf32 on a GPU) or --precision's.
         precision: Precision::F32,
+        time_budget_minutes: None,
         data: DataSource::FashionMnist,
         test_fraction: None,
         store_size: None,
