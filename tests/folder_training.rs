@@ -276,6 +276,8 @@ fn folder_config(dir: &Path, channels: Option<Channels>) -> TrainConfig {
         batch_size: 16,
         log_every: 100,
         warmup_steps: 3,
+        lr: 0.001,
+        time_budget_minutes: None,
         data: DataSource::Folder(dir.to_path_buf()),
         channels,
         ..preset(Preset::Quick)

@@ -161,6 +161,10 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
         test_limit: Some(1000),
         epochs: 1,
         warmup_steps: 30,
+        // The batch and rate the quick recipe had before its time budget: 300 steps.
+        batch_size: 16,
+        lr: 0.001,
+        time_budget_minutes: None,
         ..preset(Preset::Quick)
     };
     let outcome = training::train(

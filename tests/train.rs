@@ -91,6 +91,10 @@ fn tiny_config() -> TrainConfig {
         // The whole recipe, so resuming is checked with the schedule past its
         // warm-up and with augmentation.
         warmup_steps: 2,
+        // The rate and budget these tests were written for (quick's before it took
+        // batches of 64 at 3e-3 for 9.5 minutes).
+        lr: 0.001,
+        time_budget_minutes: None,
         augment: true,
         ..preset(Preset::Quick)
     }
@@ -275,6 +279,74 @@ fn a_time_budget_plans_the_run_and_a_resume_keeps_the_plan() -> Result<()> {
         planned(&last(parts.path())?)?,
         (saved_plan, Some(saved_plan))
     );
+    Ok(())
+}
+
+/// Makes every step after the plan slow (as a machine that slows down mid-run), and
+/// notes what the run says of its budget.
+#[derive(Default)]
+struct SlowAfterPlan {
+    planned: Option<u64>,
+    out_of_time: Option<(u64, u64)>,
+    records: Vec<Record>,
+}
+
+impl Observer for SlowAfterPlan {
+    fn step(&mut self, _epoch: usize, _batch: usize, _batches: usize, _loss: Option<f64>) {
+        if self.planned.is_some() {
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+
+    fn planned(&mut self, steps: u64, _step_seconds: f64) {
+        self.planned = Some(steps);
+    }
+
+    fn out_of_time(&mut self, step: u64, planned: u64) {
+        self.out_of_time = Some((step, planned));
+    }
+
+    fn record(&mut self, record: &Record) {
+        self.records.push(record.clone());
+    }
+}
+
+/// Steps that turn slower than those timed do not make the run overrun its budget: it
+/// ends at its deadline, before its planned steps, says so, and evaluates and saves
+/// there as at a planned end.
+#[test]
+fn a_run_whose_steps_slow_down_ends_within_its_budget() -> Result<()> {
+    let config = TrainConfig {
+        // 24 steps an epoch, 72 at most: all of them fit in the plan, made after
+        // step 40. The 32 after it take at least 16 s once slowed, past the deadline
+        // (15 s less the last evaluation and checkpoint, 2 s of them).
+        batch_size: 2,
+        epochs: 3,
+        warmup_steps: 40,
+        time_budget_minutes: Some(0.25),
+        ..tiny_config()
+    };
+    let run_dir = tempfile::tempdir()?;
+    let stop = AtomicBool::new(false);
+    let mut observer = SlowAfterPlan::default();
+    let outcome = training::train(
+        &Device::cpu(),
+        &tiny_data(),
+        run_dir.path(),
+        None,
+        &config,
+        &stop,
+        &mut observer,
+    )?;
+    assert!(matches!(outcome, Outcome::Finished { .. }), "{outcome:?}");
+    let planned = observer.planned.expect("the run made a plan");
+    let (step, of) = observer.out_of_time.expect("the run ran out of time");
+    assert_eq!(of, planned);
+    assert!(step < planned, "{step} of {planned}");
+    let Some(Record::Epoch { step: last, .. }) = observer.records.last() else {
+        panic!("the run ended without an epoch record")
+    };
+    assert_eq!(*last, step);
     Ok(())
 }
 

@@ -37,6 +37,8 @@ struct Args {
     /// The named configuration (default: recommended on a GPU, quick on the CPU).
     #[arg(long, value_enum)]
     preset: Option<Preset>,
+    /// Epochs to train (with a preset's time budget, the most it may take; given
+    /// alone, it replaces that budget: the run takes exactly these epochs).
     #[arg(long)]
     epochs: Option<usize>,
     #[arg(long)]
@@ -83,8 +85,9 @@ struct Args {
     label_smoothing: Option<f64>,
     /// Train for as many steps as fit in this many minutes (at most --epochs): the run
     /// times its first steps, then plans its length (and the learning-rate schedule's).
-    #[arg(long, value_name = "MINUTES")]
-    time_budget: Option<f64>,
+    /// `off`: no budget, all --epochs (quick's default is 9.5).
+    #[arg(long, value_name = "MINUTES|off", value_parser = parse_time_budget)]
+    time_budget: Option<TimeBudget>,
     /// Launch every op of every step, instead of recording each batch size's step once
     /// and replaying it (a CUDA graph; the results are the same).
     #[arg(long)]
@@ -144,6 +147,22 @@ fn main() -> ExitCode {
     }
 }
 
+/// `--time-budget`'s value.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum TimeBudget {
+    Off,
+    Minutes(f64),
+}
+
+fn parse_time_budget(text: &str) -> Result<TimeBudget, String> {
+    if text == "off" {
+        return Ok(TimeBudget::Off);
+    }
+    text.parse()
+        .map(TimeBudget::Minutes)
+        .map_err(|_| format!("expected a number of minutes or `off`, got `{text}`"))
+}
+
 /// The preset a run without `--preset` takes, and why.
 fn default_preset(on_gpu: bool) -> (Preset, &'static str) {
     if on_gpu {
@@ -164,7 +183,11 @@ fn default_preset(on_gpu: bool) -> (Preset, &'static str) {
 /// The preset with every flag the user gave laid over it, a folder's defaults filled
 /// in.
 fn config_from(args: &Args, name: Preset) -> Result<TrainConfig> {
-    let config = overlay(args, preset(name))?.with_folder_defaults();
+    let mut config = overlay(args, preset(name))?.with_folder_defaults();
+    // `--epochs N` alone asks for N epochs, not for a preset's budget capped at N.
+    if args.epochs.is_some() && args.time_budget.is_none() {
+        config.time_budget_minutes = None;
+    }
     config.validate()?;
     Ok(config)
 }
@@ -188,7 +211,11 @@ fn overlay(args: &Args, mut c: TrainConfig) -> Result<TrainConfig> {
     c.min_lr_fraction = args.min_lr_fraction.unwrap_or(c.min_lr_fraction);
     c.augment = args.augment.unwrap_or(c.augment);
     c.label_smoothing = args.label_smoothing.unwrap_or(c.label_smoothing);
-    c.time_budget_minutes = args.time_budget.or(c.time_budget_minutes);
+    c.time_budget_minutes = match args.time_budget {
+        Some(TimeBudget::Off) => None,
+        Some(TimeBudget::Minutes(minutes)) => Some(minutes),
+        None => c.time_budget_minutes,
+    };
     c.no_graph |= args.no_graph;
     c.precision = args.precision.unwrap_or(c.precision);
     c.data = args.data.clone().unwrap_or(c.data);
@@ -533,6 +560,13 @@ impl Observer for Console {
         ));
     }
 
+    fn out_of_time(&mut self, step: u64, planned: u64) {
+        self.line(&format!(
+            "time budget: spent at step {step} of the {planned} planned (the steps ran \
+             slower than timed); ending here"
+        ));
+    }
+
     fn evaluating(&mut self, epoch: usize) {
         self.finish();
         println!("epoch {epoch}: evaluating on the test set...");
@@ -566,5 +600,32 @@ mod tests {
         assert_eq!(preset, Preset::Recommended);
         assert!(why.contains("--preset tutorial"), "{why}");
         assert_eq!(default_preset(false).0, Preset::Quick);
+    }
+
+    fn quick_with(flags: &[&str]) -> TrainConfig {
+        let args =
+            Args::try_parse_from(std::iter::once("train").chain(flags.iter().copied())).unwrap();
+        config_from(&args, Preset::Quick).unwrap()
+    }
+
+    #[test]
+    fn quick_keeps_its_time_budget_unless_epochs_or_off_replace_it() {
+        let quick = preset(Preset::Quick).time_budget_minutes;
+        assert!(quick.is_some());
+        assert_eq!(quick_with(&[]).time_budget_minutes, quick);
+        assert_eq!(
+            quick_with(&["--batch-size", "32"]).time_budget_minutes,
+            quick
+        );
+        let epochs = quick_with(&["--epochs", "4"]);
+        assert_eq!((epochs.epochs, epochs.time_budget_minutes), (4, None));
+        let both = quick_with(&["--epochs", "4", "--time-budget", "3"]);
+        assert_eq!((both.epochs, both.time_budget_minutes), (4, Some(3.0)));
+        assert_eq!(
+            quick_with(&["--time-budget", "off"]).time_budget_minutes,
+            None
+        );
+        let err = Args::try_parse_from(["train", "--time-budget", "soon"]).unwrap_err();
+        assert!(err.to_string().contains("`off`, got `soon`"), "{err}");
     }
 }

@@ -8,6 +8,12 @@
 //! schedule spans the planned steps, and the run ends after the last of them with an
 //! evaluation and a checkpoint, mid-epoch if it falls there.
 //!
+//! Steps can run slower than those timed (a shared machine's speed drifts by a fifth
+//! within minutes), so the plan also sets a deadline: the moment the budget, less the
+//! last evaluation and checkpoint, runs out. A run that reaches it before its planned
+//! steps ends there, cutting the schedule's tail (where the rate is near its floor)
+//! rather than overrunning the budget.
+//!
 //! The schedule must not need the run's length before the plan exists: a cosine
 //! schedule's warm-up (which does not) must last until `CALIBRATION_END`.
 
@@ -52,11 +58,9 @@ pub struct PlanInputs {
 /// last perhaps partial). The right side only falls as the steps grow, so the steps
 /// that fit are those up to one point, found by bisection.
 pub fn planned_steps(p: &PlanInputs) -> u64 {
-    let per_image = p.step_seconds / p.batch_size.max(1) as f64;
-    let eval_seconds = p.test_images as f64 * per_image * EVAL_COST;
     let fits = |steps: u64| {
         let epoch_ends = steps.div_ceil(p.batches_per_epoch.max(1));
-        let reserve = epoch_ends as f64 * (eval_seconds + SAVE_SECONDS);
+        let reserve = epoch_ends as f64 * epoch_end_seconds(p);
         let left = p.budget_seconds * SAFETY - p.elapsed_seconds - reserve;
         (steps - p.steps_done) as f64 * p.step_seconds <= left
     };
@@ -71,6 +75,18 @@ pub fn planned_steps(p: &PlanInputs) -> u64 {
         }
     }
     low
+}
+
+/// Seconds since the run started after which it must end (evaluate, save, stop) to
+/// stay within its budget.
+pub fn deadline_seconds(p: &PlanInputs) -> f64 {
+    p.budget_seconds - epoch_end_seconds(p)
+}
+
+/// What an epoch's end costs: the evaluation and the checkpoint.
+fn epoch_end_seconds(p: &PlanInputs) -> f64 {
+    let per_image = p.step_seconds / p.batch_size.max(1) as f64;
+    p.test_images as f64 * per_image * EVAL_COST + SAVE_SECONDS
 }
 
 #[cfg(test)]
@@ -111,5 +127,11 @@ mod tests {
             ..inputs()
         };
         assert_eq!(planned_steps(&spent), 40);
+    }
+
+    #[test]
+    fn the_deadline_leaves_the_last_evaluation_and_checkpoint() {
+        // 600 s, less 8 s of evaluation and 2 s of saving.
+        assert!((deadline_seconds(&inputs()) - 590.0).abs() < 1e-9);
     }
 }

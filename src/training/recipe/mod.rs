@@ -6,5 +6,5 @@ mod budget;
 mod schedule;
 
 pub use augment::{batch_views, PAD};
-pub use budget::{planned_steps, PlanInputs, CALIBRATION_END, CALIBRATION_START};
+pub use budget::{deadline_seconds, planned_steps, PlanInputs, CALIBRATION_END, CALIBRATION_START};
 pub use schedule::{Schedule, ScheduleKind};

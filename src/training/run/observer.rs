@@ -12,6 +12,9 @@ pub trait Observer {
     /// A run with a time budget planned `steps` in all, its steps taking
     /// `step_seconds` each as timed.
     fn planned(&mut self, _steps: u64, _step_seconds: f64) {}
+    /// Its budget ran out after `step` of the `planned` steps (they ran slower than
+    /// timed): the run ends there.
+    fn out_of_time(&mut self, _step: u64, _planned: u64) {}
     /// Before evaluating on the test set.
     fn evaluating(&mut self, _epoch: usize) {}
     fn record(&mut self, record: &Record);

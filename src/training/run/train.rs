@@ -32,7 +32,8 @@ use crate::training::memory::{self, DataShape, Workload};
 use crate::training::metrics::{MetricsLog, Record};
 use crate::training::model::model_config;
 use crate::training::recipe::{
-    batch_views, planned_steps, PlanInputs, Schedule, CALIBRATION_END, CALIBRATION_START,
+    batch_views, deadline_seconds, planned_steps, PlanInputs, Schedule, CALIBRATION_END,
+    CALIBRATION_START,
 };
 use crate::training::run_dir::{checkpoints_dir, metrics_path};
 use crate::training::settings::{resume_config, same_data, TrainConfig};
@@ -228,6 +229,10 @@ struct Budget {
     /// When the run started, and when the timed steps did.
     started: Instant,
     timed_from: Option<Instant>,
+    /// Seconds after `started` at which the run ends, planned steps taken or not; set
+    /// by the plan (a resumed run, whose start is not this process's, takes its
+    /// planned steps).
+    deadline: Option<f64>,
 }
 
 /// Sums over the steps since the last log line.
@@ -280,6 +285,7 @@ impl<'a> Session<'a> {
                 seconds: minutes * 60.0,
                 started: Instant::now(),
                 timed_from: None,
+                deadline: None,
             }),
             epoch_start: Instant::now(),
             metrics: MetricsLog::append(&metrics_path(run_dir))?,
@@ -301,6 +307,13 @@ impl<'a> Session<'a> {
             self.step(run, indices)?;
             self.calibrate(run)?;
             let done = run.state.step + self.log.pending() as u64;
+            if let Some(planned) = run.state.planned_steps.filter(|&p| p > done) {
+                if self.past_deadline() {
+                    // Slower steps than those timed: end here, within the budget.
+                    self.observer.out_of_time(done, planned);
+                    run.state.planned_steps = Some(done);
+                }
+            }
             let planned_end = run.state.planned_steps == Some(done);
             let batch = run.state.batch + self.log.pending();
             run.state.epoch_seconds = self.epoch_start.elapsed().as_secs_f64();
@@ -364,7 +377,7 @@ impl<'a> Session<'a> {
         };
         let step_seconds =
             from.elapsed().as_secs_f64() / (CALIBRATION_END - CALIBRATION_START) as f64;
-        let planned = planned_steps(&PlanInputs {
+        let inputs = PlanInputs {
             budget_seconds: budget.seconds,
             elapsed_seconds: budget.started.elapsed().as_secs_f64(),
             steps_done: done,
@@ -373,11 +386,22 @@ impl<'a> Session<'a> {
             batches_per_epoch: self.batches as u64,
             max_steps: (self.batches * self.config.epochs) as u64,
             test_images: self.test_set.len(),
-        });
+        };
+        let planned = planned_steps(&inputs);
+        budget.deadline = Some(deadline_seconds(&inputs));
         run.state.planned_steps = Some(planned);
         self.total_steps = planned;
         self.observer.planned(planned, step_seconds);
         Ok(())
+    }
+
+    /// Whether a planned run has used its budget up to the last evaluation and save.
+    fn past_deadline(&self) -> bool {
+        self.budget.as_ref().is_some_and(|budget| {
+            budget
+                .deadline
+                .is_some_and(|deadline| budget.started.elapsed().as_secs_f64() >= deadline)
+        })
     }
 
     /// One optimizer step on the batch at `indices`: its augmentation views, the
