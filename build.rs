@@ -56,18 +56,14 @@ fn kernel_sources() -> Vec<PathBuf> {
 /// GOOGLENET_EMU_CHECK=race run the copy. The headers next to the kernels are copied
 /// too, so that a copy's `#include "x.cuh"` finds the copy of x.cuh.
 ///
-/// `GOOGLENET_EMU_ASAN=1` builds it with AddressSanitizer, so a kernel that reads or
-/// writes outside its buffers aborts the test with a report naming the kernel's line
-/// (src/engine/device/emu/driver.rs then hands kernels malloc'd copies of the buffers, which ASan
-/// watches). No ASAN_OPTIONS are needed. Use a target directory of its own, or every
-/// switch rebuilds everything:
-/// `GOOGLENET_EMU_ASAN=1 CARGO_TARGET_DIR=target/asan cargo test --release`.
+/// The C++ compiler's path goes to the crate as GOOGLENET_EMU_CXX: with
+/// GOOGLENET_EMU_ASAN=1 (a run-time switch, src/engine/device/emu/asan.rs), a process
+/// compiles this unit again with AddressSanitizer, into a shared library it loads.
 fn build_emulator(sources: &[PathBuf]) {
     let kernels =
         PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("set by cargo")).join("kernels");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("set by cargo"));
     println!("cargo:rerun-if-changed=kernels");
-    println!("cargo:rerun-if-env-changed=GOOGLENET_EMU_ASAN");
 
     let mut sources = sources.to_vec();
     sources.push(kernels.join("emu/selftest.cu"));
@@ -113,17 +109,6 @@ fn build_emulator(sources: &[PathBuf]) {
         .extra_warnings(true)
         .include(&kernels)
         .file(&unit_path);
-    if env::var_os("GOOGLENET_EMU_ASAN").is_some_and(|v| v == "1") {
-        build
-            .flag("-fsanitize=address")
-            .flag("-fno-omit-frame-pointer");
-        // The runtime, named explicitly: rustc links with -nodefaultlibs, so gcc's
-        // -fsanitize=address at link time would not add it. Printed before cc adds
-        // libstdc++, it comes first among the binary's libraries, as ASan requires (it
-        // must interpose malloc ahead of libc; if it ever came later, every test binary
-        // would stop at start with "ASan runtime does not come first").
-        println!("cargo:rustc-link-lib=dylib=asan");
-    }
     let compiler = build.get_compiler();
     if std::process::Command::new(compiler.path())
         .arg("--version")
@@ -136,6 +121,10 @@ fn build_emulator(sources: &[PathBuf]) {
             compiler.path().display()
         );
     }
+    println!(
+        "cargo:rustc-env=GOOGLENET_EMU_CXX={}",
+        compiler.path().display()
+    );
     build.compile("googlenet_emu");
 }
 

@@ -653,8 +653,10 @@ fn out_of_bounds_read() {
 
 #[test]
 fn address_sanitizer_catches_out_of_bounds() {
-    if !EmuDriver::address_sanitizer() {
-        println!("skipped: the emulator was built without GOOGLENET_EMU_ASAN=1");
+    // An error (this test fails) where GOOGLENET_EMU_ASAN=1 asks for it and it cannot
+    // be had.
+    if !EmuDriver::address_sanitizer().unwrap() {
+        println!("skipped: the emulator runs without AddressSanitizer (GOOGLENET_EMU_ASAN=1 runs it with)");
         return;
     }
     let output = std::process::Command::new(std::env::current_exe().unwrap())

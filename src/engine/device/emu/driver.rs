@@ -127,8 +127,10 @@ impl EmuDriver {
         }
     }
 
-    /// Whether the kernels were built with AddressSanitizer (GOOGLENET_EMU_ASAN=1).
-    pub fn address_sanitizer() -> bool {
+    /// Whether the kernels run under AddressSanitizer (GOOGLENET_EMU_ASAN=1); an error
+    /// when it was asked for and cannot be had (the runtime not loaded first, no
+    /// compiler).
+    pub fn address_sanitizer() -> Result<bool> {
         launch::address_sanitizer()
     }
 

@@ -4,8 +4,11 @@
 
 use std::ffi::{c_char, c_int, c_long, c_uint, c_void, CStr};
 use std::ptr;
+use std::sync::OnceLock;
 
 use anyhow::{anyhow, bail, Result};
+
+use super::asan;
 
 use crate::engine::device::gpu::{Arg, Launch};
 use crate::engine::device::Buffer;
@@ -32,7 +35,7 @@ extern "C" {
         out: *mut c_char,
         out_len: usize,
     ) -> c_long;
-    /// Whether the emulator was built with AddressSanitizer (GOOGLENET_EMU_ASAN=1).
+    /// Whether the emulator was built with AddressSanitizer (asan.rs).
     pub(super) fn emu_address_sanitizer() -> c_int;
 
     // The C allocator, for the copies AddressSanitizer watches (see `Staged`).
@@ -54,10 +57,80 @@ pub(super) const POISON: u32 = 0x7fff_ffff;
 
 /// One launch: the kernel and its arguments, with buffers as indices into the launch's
 /// regions.
-/// Whether the kernels were built with AddressSanitizer (GOOGLENET_EMU_ASAN=1).
-pub(super) fn address_sanitizer() -> bool {
-    // SAFETY: no arguments, returns a constant.
-    unsafe { emu_address_sanitizer() != 0 }
+type LaunchFn = unsafe extern "C" fn(
+    *const c_char,
+    *const c_uint,
+    *const c_uint,
+    *mut *mut c_void,
+    c_uint,
+    u64,
+    *mut c_char,
+    usize,
+) -> c_int;
+type ParametersFn = unsafe extern "C" fn(*const c_char, *mut c_char, usize) -> c_long;
+type FlagFn = unsafe extern "C" fn() -> c_int;
+
+/// The emulator's entry points: those linked in, or the sanitized build's
+/// (GOOGLENET_EMU_ASAN=1, asan.rs).
+struct EntryPoints {
+    launch: LaunchFn,
+    kernel_parameters: ParametersFn,
+    address_sanitizer: bool,
+    /// Keeps the sanitized build loaded.
+    _library: Option<asan::Library>,
+}
+
+/// The entry points this process uses, chosen at its first launch; the error of a
+/// sanitized build that could not be had.
+fn entry_points() -> Result<&'static EntryPoints> {
+    static CHOSEN: OnceLock<Result<EntryPoints, String>> = OnceLock::new();
+    CHOSEN
+        .get_or_init(|| choose_entry_points().map_err(|e| format!("{e:#}")))
+        .as_ref()
+        .map_err(|e| anyhow!("emu: {e}"))
+}
+
+fn choose_entry_points() -> Result<EntryPoints> {
+    let flag = |f: FlagFn| {
+        // SAFETY: no arguments, returns a constant.
+        unsafe { f() != 0 }
+    };
+    if !asan::requested()? {
+        return Ok(EntryPoints {
+            launch: emu_launch,
+            kernel_parameters: emu_kernel_parameters,
+            address_sanitizer: flag(emu_address_sanitizer),
+            _library: None,
+        });
+    }
+    let library = asan::Library::load()?;
+    // SAFETY: the library is the emulator compiled from the same unit as the one linked
+    // in, so each symbol has the type of its extern declaration above.
+    let entry_points = unsafe {
+        EntryPoints {
+            launch: std::mem::transmute::<*mut c_void, LaunchFn>(library.symbol(c"emu_launch")?),
+            kernel_parameters: std::mem::transmute::<*mut c_void, ParametersFn>(
+                library.symbol(c"emu_kernel_parameters")?,
+            ),
+            address_sanitizer: flag(std::mem::transmute::<*mut c_void, FlagFn>(
+                library.symbol(c"emu_address_sanitizer")?,
+            )),
+            _library: Some(library),
+        }
+    };
+    if !entry_points.address_sanitizer {
+        bail!(
+            "{}=1: the library loaded was not built with AddressSanitizer",
+            asan::SWITCH
+        );
+    }
+    Ok(entry_points)
+}
+
+/// Whether the kernels run under AddressSanitizer (GOOGLENET_EMU_ASAN=1, asan.rs); an
+/// error when it was asked for and cannot be had.
+pub(super) fn address_sanitizer() -> Result<bool> {
+    Ok(entry_points()?.address_sanitizer)
 }
 
 pub(super) struct Kernel<'a> {
@@ -193,7 +266,7 @@ pub(super) fn writable<T>(
 /// Runs the launch on its buffers themselves (under AddressSanitizer, on exact-size
 /// copies that go back after it, see `CopyOf`).
 pub(super) fn in_place(kernel: &Kernel, regions: &[Region], mode: c_uint) -> Result<()> {
-    if !address_sanitizer() {
+    if !address_sanitizer()? {
         let pointers: Vec<*mut c_void> = regions.iter().map(|r| r.pointer.cast()).collect();
         return run(kernel, &pointers, mode, 0);
     }
@@ -217,7 +290,7 @@ pub(super) fn run(
 ) -> Result<()> {
     // The arrays of pointers that `Table` arguments point to: malloc'd copies under
     // AddressSanitizer, like the buffers.
-    let watched = address_sanitizer();
+    let watched = address_sanitizer()?;
     let mut tables = Vec::new();
     let mut values = Vec::with_capacity(kernel.params.len());
     for param in kernel.params {
@@ -250,8 +323,9 @@ pub(super) fn run(
     // live memory of the lengths the launch code sized (the buffers, which `args`
     // borrows for the whole call, or copies of them), and the kernel writes only
     // through those passed as Out* (non-const parameters).
+    let launch = entry_points()?.launch;
     let status = unsafe {
-        emu_launch(
+        launch(
             kernel.name.as_ptr(),
             kernel.launch.grid.as_ptr(),
             kernel.launch.block.as_ptr(),
@@ -302,12 +376,14 @@ pub(super) fn parameter_type(arg: &Arg) -> &'static str {
 /// The parameter types the emulator registered for the kernel `name`; `None` for a
 /// kernel it does not have.
 pub(super) fn kernel_parameters(name: &CStr) -> Option<Vec<String>> {
+    // Without entry points, the launch reports why.
+    let parameters = entry_points().ok()?.kernel_parameters;
     // SAFETY: a null buffer of length 0 only asks for the length.
-    let len = unsafe { emu_kernel_parameters(name.as_ptr(), ptr::null_mut(), 0) };
+    let len = unsafe { parameters(name.as_ptr(), ptr::null_mut(), 0) };
     let len = usize::try_from(len).ok()?;
     let mut text = vec![0u8; len + 1];
     // SAFETY: `text` has room for the `len` bytes and the terminating NUL.
-    unsafe { emu_kernel_parameters(name.as_ptr(), text.as_mut_ptr().cast(), text.len()) };
+    unsafe { parameters(name.as_ptr(), text.as_mut_ptr().cast(), text.len()) };
     let text = CStr::from_bytes_until_nul(&text).ok()?.to_str().ok()?;
     Some(
         text.split(',')
