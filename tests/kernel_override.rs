@@ -17,25 +17,12 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::kernels::has_kernels;
 use googlenet::engine::device::emu::EmuDriver;
 use googlenet::engine::device::kernel_code::{
     embedded, from_directory, Interface, KernelCode, ModuleCode, Target, KERNELS_VARIABLE,
 };
-use googlenet::engine::device::kernels::{self, MODULES, RESOURCES};
-
-/// Whether this build has GPU code; fails in CI when it has none.
-fn has_kernels(test: &str) -> bool {
-    if !MODULES.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI builds must embed the GPU kernels, but this one has {}",
-        kernels::GPU_CODE
-    );
-    eprintln!("{test}: skipped, this build has {}", kernels::GPU_CODE);
-    false
-}
+use googlenet::engine::device::kernels::{MODULES, RESOURCES};
 
 fn script() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/gpu-kernels.sh")

@@ -8,7 +8,10 @@
 use std::path::Path;
 use std::process::Command;
 
+use common::kernels::has_kernels;
 use googlenet::engine::device::kernels::{self, MODULES, RESOURCES};
+
+mod common;
 
 #[path = "../build/ptxas_report.rs"]
 mod ptxas_report;
@@ -17,20 +20,6 @@ mod ptxas_report;
 #[allow(dead_code)]
 #[path = "../build/nvcc.rs"]
 mod nvcc;
-
-/// Whether this build has GPU code; fails in CI when it has none.
-fn has_kernels(test: &str) -> bool {
-    if !MODULES.is_empty() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "CI builds must embed the GPU kernels, but this one has {}",
-        kernels::GPU_CODE
-    );
-    eprintln!("{test}: skipped, this build has {}", kernels::GPU_CODE);
-    false
-}
 
 #[test]
 fn version_names_the_gpu_code() {

@@ -4,6 +4,7 @@
 
 pub mod idx;
 pub mod images;
+pub mod kernels;
 pub mod runs;
 
 use anyhow::Result;

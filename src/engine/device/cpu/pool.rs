@@ -111,9 +111,9 @@ fn max_forward_wide(x: &[f32], g: &PoolGeometry) -> (Vec<f32>, Vec<u32>) {
 type Running = (Vec<f32>, Vec<u32>);
 
 /// One plane of `max_forward_wide`, with its scratch: the phase planes and two running
-/// (best, won) buffers. Compiled for AVX2 too (with the passes it inlines), picked at
-/// run time where the CPU has it; the results do not depend on which.
-#[multiversion(targets("x86_64+avx2+fma"))]
+/// (best, won) buffers. Compiled for AVX-512 and AVX2 too (with the passes it inlines),
+/// picked at run time by what the CPU has; the results do not depend on which.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn max_plane(
     x_p: &[f32],
     (y_p, arg_p): (&mut [f32], &mut [u32]),

@@ -171,9 +171,9 @@ impl Tiles {
 /// The four phase planes of `plane` (`h x w`) shifted by `shift`, each `phase_len` long
 /// with rows `cols` apart: `out[ry·2 + rx][a·cols + b] = plane[2a + ry - shift,
 /// 2b + rx - shift]`, zero outside. So element `(2a + i, 2b + j)` of the shifted plane
-/// is at `(a + i/2)·cols + b + j/2` of phase `(i % 2)·2 + j % 2`. Compiled for AVX2
-/// too, picked at run time where the CPU has it.
-#[multiversion(targets("x86_64+avx2+fma"))]
+/// is at `(a + i/2)·cols + b + j/2` of phase `(i % 2)·2 + j % 2`. Compiled for AVX-512
+/// and AVX2 too, picked at run time by what the CPU has.
+#[multiversion(targets("x86_64+avx512f+avx512bw+avx512vl+avx2+fma", "x86_64+avx2+fma"))]
 fn phases(plane: &[f32], h: usize, w: usize, shift: usize, cols: usize, out: &mut [f32]) {
     let phase_len = out.len() / 4;
     for (ph, out) in out.chunks_mut(phase_len).enumerate() {
