@@ -9,13 +9,12 @@ use std::io::{BufRead, BufReader, Write};
 mod common;
 
 use common::idx::{gz, header, images_idx, labels_idx, write_set};
+use common::system_data::{self, SYSTEM_DIR};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use googlenet::data::{epoch_order, load, load_dir, DataOptions, CLASS_NAMES, FILES};
-
-const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 // ---------------------------------------------------------------- crafted files
 
@@ -254,24 +253,10 @@ fn split_truncated() {
     assert_eq!(train.truncated(100), train);
 }
 
-/// Whether Debian's dataset-fashion-mnist is installed; says SKIPPED when not.
-/// CI installs the package: there, its absence is a broken set-up, not a skip.
-fn system_data_present() -> bool {
-    if Path::new(SYSTEM_DIR).is_dir() {
-        return true;
-    }
-    assert!(
-        std::env::var_os("CI").is_none(),
-        "{SYSTEM_DIR} is missing in CI"
-    );
-    eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
-    false
-}
-
 /// The real data set, where the Debian package is installed (CI installs it).
 #[test]
 fn real_files_load_and_verify() {
-    if !system_data_present() {
+    if !system_data::present() {
         return;
     }
     let data = load(&DataOptions {
@@ -411,7 +396,7 @@ fn download_good_files() {
 
 #[test]
 fn download_real_files_and_verify() {
-    if !system_data_present() {
+    if !system_data::present() {
         return;
     }
     let routes = FILES

@@ -16,6 +16,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use anyhow::Result;
 use common::images;
 use common::runs::output_of;
+use common::system_data::{self, SYSTEM_DIR};
 use googlenet::data::folder::Plan;
 use googlenet::data::{self, epoch_order, DataSet, Split, CLASS_NAMES};
 use googlenet::engine::device::View;
@@ -29,8 +30,6 @@ use googlenet::training::{self, preset, Observer, Outcome, Preset, TrainConfig};
 use googlenet::{Device, Precision};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-
-const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// Keeps the records of a run; raises `stop` after step `stop_after`.
 struct Records<'a> {
@@ -137,12 +136,7 @@ fn in_folder_order(split: &Split, n: usize, rank: &[u8; 10]) -> Split {
 /// for bit the IDX images' in that order.
 #[test]
 fn fashion_mnist_as_pngs_trains_bit_identically_to_its_idx_files() -> Result<()> {
-    if !Path::new(SYSTEM_DIR).is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{SYSTEM_DIR} is missing in CI"
-        );
-        eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
+    if !system_data::present() {
         return Ok(());
     }
     let idx = data::load_dir(Path::new(SYSTEM_DIR), true)?;

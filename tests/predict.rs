@@ -5,11 +5,14 @@
 //! (larger, off-centre, inverted, in colour, as PNG, JPEG and BMP) and checks that
 //! they are mostly classified as their 28x28 originals are.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
 use anyhow::Result;
+use common::system_data::{self, SYSTEM_DIR};
 use googlenet::data::{self, DataDescription, DataOptions};
 use googlenet::training::checkpoint;
 use googlenet::training::metrics::Record;
@@ -21,8 +24,6 @@ use googlenet::training::{preset, Preset};
 use googlenet::{Device, GoogLeNet, GoogLeNetConfig, Init, Parameters};
 use image::imageops::FilterType;
 use image::{DynamicImage, GrayImage, ImageFormat, Luma, Rgb, RgbImage};
-
-const SYSTEM_DIR: &str = "/usr/share/datasets/fashion-mnist";
 
 /// A dark 20x10 bar on a light 60x40 photo, left of centre.
 fn bar_on_white() -> DynamicImage {
@@ -190,12 +191,7 @@ fn short_trained_checkpoint(dir: &Path) -> Result<(PathBuf, TrainConfig)> {
 
 #[test]
 fn user_renditions_are_classified_as_the_originals() -> Result<()> {
-    if !Path::new(SYSTEM_DIR).is_dir() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{SYSTEM_DIR} is missing in CI"
-        );
-        eprintln!("SKIPPED: {SYSTEM_DIR} does not exist (apt-get install dataset-fashion-mnist)");
+    if !system_data::present() {
         return Ok(());
     }
     let tmp = tempfile::tempdir()?;

@@ -6,6 +6,7 @@ pub mod idx;
 pub mod images;
 pub mod kernels;
 pub mod runs;
+pub mod system_data;
 
 use anyhow::Result;
 use googlenet::{Device, Tensor};
