@@ -119,6 +119,24 @@ pub fn build(sources: &[PathBuf]) {
             )
         }
     };
+    embed(&out_dir, modules, resources, &summary);
+}
+
+/// The crate's view of a build without GPU code: empty tables, and `summary` as what
+/// `train --version` says.
+pub fn none(summary: &str) {
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
+    embed(
+        &out_dir,
+        String::from("pub const MODULES: &[Module] = &[\n"),
+        String::from("pub const RESOURCES: &[KernelResources] = &[\n"),
+        summary,
+    );
+}
+
+/// Closes the two tables, writes them where src/engine/device/kernels.rs includes them,
+/// and hands the summary to the crate.
+fn embed(out_dir: &Path, mut modules: String, mut resources: String, summary: &str) {
     modules.push_str("];\n");
     resources.push_str("];\n");
     fs::write(out_dir.join("kernels_embedded.rs"), modules + &resources)

@@ -159,10 +159,11 @@ result() {
 printf '%s\n' "${header[@]}"
 summary "starting"
 
-# tests GROUP [list]: the runs of GROUP in gpu-check-tests.txt, "cuda" made "emu" in the
-# rehearsal; each launch checked (GOOGLENET_CUDA_SYNC=1), so a fault names its kernel.
-# With `list`, each selection is listed instead (the rehearsal's cuda group: cargo test
-# runs those tests on the emulator).
+# tests GROUP [list|first]: the runs of GROUP in gpu-check-tests.txt, "cuda" made "emu"
+# in the rehearsal; each launch checked (GOOGLENET_CUDA_SYNC=1), so a fault names its
+# kernel. With `list`, each selection is listed instead (the rehearsal's cuda group:
+# cargo test runs those tests on the emulator); with `first`, the first line runs and
+# the others are listed (the rehearsal's smoke group: one run shows the path works).
 tests() {
     local group=$1 how=${2:-run} g name cap exe args path rc log passed failures first
     while read -r g name cap exe args <&3; do
@@ -174,7 +175,9 @@ tests() {
             row "$group: $name" "not run (no $path: rebuild with scripts/gpu-prepare.sh)" ""
             continue
         fi
-        if [ "$how" = list ]; then
+        if [ "$how" = first ]; then
+            how=list
+        elif [ "$how" = list ]; then
             passed=$("$path" --list "${argv[@]}" 2> /dev/null | grep -c ': test$')
             if [ "$passed" -gt 0 ]; then
                 row "$group: $name" "skipped (rehearsal: cargo test runs these)" "$exe ${argv[*]}: $passed tests selected"
@@ -231,8 +234,9 @@ train() {
     row "$name" "$(result "$rc")" "${figures:-no step logged: see train.log}${accuracy:+; test accuracy $accuracy}"
 }
 
-# 1. Smoke: what shows at once whether anything works at all.
-tests smoke
+# 1. Smoke: what shows at once whether anything works at all (the rehearsal runs the
+# first line: cargo test ran all of them on the emulator).
+if [ "$device" = cuda ]; then tests smoke; else tests smoke first; fi
 train "smoke: train $smoke_steps steps ($device, graph)" 35 --preset tutorial "${smoke_sizes[@]}"
 
 # 2. Every other cuda variant (the rehearsal lists them: cargo test ran their emu twins).

@@ -263,7 +263,7 @@ pub fn par_product(a: Mat, b: Mat) -> Vec<f32> {
         // SAFETY: one product into the m x n output, beta 0.
         return unsafe {
             written_by(m * n, |c| {
-                gemm_crate(a, b, c, n, 0.0, gemm::Parallelism::Rayon(threads))
+                gemm_crate(a, b, c, n, 0.0, gemm_common::Parallelism::Rayon(threads))
             })
         };
     }
@@ -328,7 +328,7 @@ unsafe fn gemm_into(a: Mat, b: Mat, c: *mut f32, c_row_stride: usize, beta: f32)
     }
     if CpuGemm::active() == CpuGemm::GemmCrate {
         // SAFETY: as below.
-        return unsafe { gemm_crate(a, b, c, c_row_stride, beta, gemm::Parallelism::None) };
+        return unsafe { gemm_crate(a, b, c, c_row_stride, beta, gemm_common::Parallelism::None) };
     }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
@@ -363,7 +363,7 @@ unsafe fn gemm_crate(
     c: *mut f32,
     c_row_stride: usize,
     beta: f32,
-    parallelism: gemm::Parallelism,
+    parallelism: gemm_common::Parallelism,
 ) {
     let (m, k) = a.dims();
     let n = b.dims().1;
@@ -380,29 +380,61 @@ unsafe fn gemm_crate(
     }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
+    let (a, b) = (a.data.as_ptr(), b.data.as_ptr());
+    let read_c = beta != 0.0;
+    let kernels = gemm_f32::gemm::f32::get_gemm_fn();
     // SAFETY: every element of a and b lies inside their slices (`fits`), c is the
     // caller's.
     unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c,
-            1,
-            c_row_stride as isize,
-            beta != 0.0,
-            a.data.as_ptr(),
-            csa,
-            rsa,
-            b.data.as_ptr(),
-            csb,
-            rsb,
-            beta,
-            1.0,
-            false,
-            false,
-            false,
-            parallelism,
-        )
+        // The kernels prefer a destination stored column by column; a row-major C with
+        // rows apart is given to them as its transpose, Cᵀ = Bᵀ·Aᵀ, every stride
+        // swapped: what the gemm crate's generic entry point does before it dispatches
+        // to these f32 kernels (called directly, the build skips its c32, c64 and f64
+        // ones).
+        if c_row_stride > 1 {
+            kernels(
+                n,
+                m,
+                k,
+                c,
+                c_row_stride as isize,
+                1,
+                read_c,
+                b,
+                rsb,
+                csb,
+                a,
+                rsa,
+                csa,
+                beta,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        } else {
+            kernels(
+                m,
+                n,
+                k,
+                c,
+                1,
+                c_row_stride as isize,
+                read_c,
+                a,
+                csa,
+                rsa,
+                b,
+                csb,
+                rsb,
+                beta,
+                1.0,
+                false,
+                false,
+                false,
+                parallelism,
+            )
+        }
     }
 }
