@@ -17,22 +17,24 @@ cd "$(dirname "$0")/.."
 ./scripts/install-nvcc.sh > /dev/null
 rm -rf device-bin && mkdir -p device-bin/tests device-bin/benches device-bin/data
 
-# Each executable of `kind` (bin, test or bench) that the cargo command builds, copied
-# into `dir` under its target's name; prints the names. A bin's own unit tests (a test
-# build of it) are not the program.
+# Each executable of `kind` (bin, test or bench) named in `names` (comma-separated;
+# empty: all) that the cargo command builds, copied into `dir` under its target's name;
+# prints the names. A bin's own unit tests (a test build of it) are not the program.
 copy_executables() {
-    local kind=$1 dir=$2
-    shift 2
+    local kind=$1 dir=$2 names=$3
+    shift 3
     cargo "$@" --message-format=json 2> /dev/null | python3 -c '
 import json, shutil, sys
-kind, dir = sys.argv[1], sys.argv[2]
+kind, dir, names = sys.argv[1], sys.argv[2], sys.argv[3]
 for line in sys.stdin:
     msg = json.loads(line)
+    name = msg.get("target", {}).get("name")
     if (msg.get("reason") == "compiler-artifact" and msg.get("executable")
-            and msg["target"]["kind"] == [kind] and not (kind == "bin" and msg["profile"]["test"])):
-        shutil.copy(msg["executable"], dir + "/" + msg["target"]["name"])
-        print(msg["target"]["name"])
-' "$kind" "$dir"
+            and msg["target"]["kind"] == [kind] and not (kind == "bin" and msg["profile"]["test"])
+            and (not names or name in names.split(","))):
+        shutil.copy(msg["executable"], dir + "/" + name)
+        print(name)
+' "$kind" "$dir" "$names"
 }
 # The test executables the check runs, and nothing else: the carried archive must stay
 # well under the device tool's 64 MiB.
@@ -43,15 +45,15 @@ for name in "${wanted[@]}"; do
 done
 # The programs as `cargo test` builds them for the tests that run them: a plain `cargo
 # build` would compile the whole crate again, without the dev-dependencies' features.
-copy_executables test device-bin/tests test --release --no-run "${test_args[@]}" > /dev/null
-copy_executables bin device-bin test --release --no-run "${test_args[@]}" > /dev/null
+copy_executables test device-bin/tests "" test --release --no-run "${test_args[@]}" > /dev/null
+copy_executables bin device-bin train,eval test --release --no-run "${test_args[@]}" > /dev/null
 for program in train eval; do
     if [ ! -x "device-bin/$program" ]; then
         echo "error: cargo test built no $program program" >&2
         exit 1
     fi
 done
-copy_executables bench device-bin/benches build --release --bench kernels --bench train_step > /dev/null
+copy_executables bench device-bin/benches "" build --release --bench kernels --bench train_step > /dev/null
 for name in "${wanted[@]}"; do
     if [ ! -x "device-bin/tests/$name" ]; then
         echo "error: scripts/gpu-check-tests.txt names tests/$name.rs, which did not build" >&2

@@ -69,65 +69,84 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     let curves = Curves::from_records(records);
     let write_err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", png.display());
 
-    let root = BitMapBackend::new(png, SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| write_err(&e))?;
-    let root = root
-        .titled(title, (FONT_FAMILY, 26))
+    let mut pixels = blank(SIZE);
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| write_err(&e))?;
+        let root = root
+            .titled(title, (FONT_FAMILY, 26))
+            .map_err(|e| write_err(&e))?;
+        let (left, rest) = root.split_horizontally(SIZE.0 / 3);
+        let (middle, right) = rest.split_horizontally(SIZE.0 / 3);
+
+        let steps = step_range(&curves);
+        draw_panel(
+            &left,
+            "Training loss",
+            "loss",
+            steps.clone(),
+            value_range(curves.loss_values(), false),
+            SeriesLabelPosition::UpperRight,
+            &[
+                Series::Line("train loss (running mean)", &curves.log_loss),
+                Series::Dots(
+                    "train loss (epoch mean)",
+                    &curves.epoch_loss,
+                    TRAIN_MARK_COLOR,
+                ),
+            ],
+        )
         .map_err(|e| write_err(&e))?;
-    let (left, rest) = root.split_horizontally(SIZE.0 / 3);
-    let (middle, right) = rest.split_horizontally(SIZE.0 / 3);
+        draw_panel(
+            &middle,
+            "Accuracy",
+            "accuracy (%)",
+            steps,
+            value_range(curves.accuracy_values(), true),
+            SeriesLabelPosition::LowerRight,
+            &[
+                Series::Line("train accuracy (running mean)", &curves.log_accuracy),
+                Series::Dots(
+                    "train accuracy (epoch)",
+                    &curves.epoch_train_accuracy,
+                    TRAIN_MARK_COLOR,
+                ),
+                Series::Triangles("test accuracy (epoch)", &curves.epoch_test_accuracy),
+            ],
+        )
+        .map_err(|e| write_err(&e))?;
+        let lr_values = curves.lr.iter().flatten().map(|&(_, y)| y);
+        draw_panel(
+            &right,
+            "Learning rate",
+            "learning rate",
+            step_range(&curves),
+            value_range(lr_values, false),
+            SeriesLabelPosition::UpperRight,
+            &[Series::Line("learning rate", &curves.lr)],
+        )
+        .map_err(|e| write_err(&e))?;
 
-    let steps = step_range(&curves);
-    draw_panel(
-        &left,
-        "Training loss",
-        "loss",
-        steps.clone(),
-        value_range(curves.loss_values(), false),
-        SeriesLabelPosition::UpperRight,
-        &[
-            Series::Line("train loss (running mean)", &curves.log_loss),
-            Series::Dots(
-                "train loss (epoch mean)",
-                &curves.epoch_loss,
-                TRAIN_MARK_COLOR,
-            ),
-        ],
-    )
-    .map_err(|e| write_err(&e))?;
-    draw_panel(
-        &middle,
-        "Accuracy",
-        "accuracy (%)",
-        steps,
-        value_range(curves.accuracy_values(), true),
-        SeriesLabelPosition::LowerRight,
-        &[
-            Series::Line("train accuracy (running mean)", &curves.log_accuracy),
-            Series::Dots(
-                "train accuracy (epoch)",
-                &curves.epoch_train_accuracy,
-                TRAIN_MARK_COLOR,
-            ),
-            Series::Triangles("test accuracy (epoch)", &curves.epoch_test_accuracy),
-        ],
-    )
-    .map_err(|e| write_err(&e))?;
-    let lr_values = curves.lr.iter().flatten().map(|&(_, y)| y);
-    draw_panel(
-        &right,
-        "Learning rate",
-        "learning rate",
-        step_range(&curves),
-        value_range(lr_values, false),
-        SeriesLabelPosition::UpperRight,
-        &[Series::Line("learning rate", &curves.lr)],
-    )
-    .map_err(|e| write_err(&e))?;
+        root.present()
+            .with_context(|| format!("cannot draw {}", png.display()))?;
+    }
+    write_png(png, SIZE, pixels)
+}
 
-    root.present()
-        .with_context(|| format!("cannot write {}", png.display()))?;
-    Ok(())
+/// A white `size` RGB picture for plotters to draw into.
+fn blank(size: (u32, u32)) -> Vec<u8> {
+    vec![255; size.0 as usize * size.1 as usize * 3]
+}
+
+/// Writes the RGB `pixels` of a `size` picture to `png`, encoded by the image crate
+/// (which decodes the data sets' images too: plotters' own PNG writer would build a
+/// second, older image crate).
+fn write_png(png: &Path, size: (u32, u32), pixels: Vec<u8>) -> Result<()> {
+    let picture =
+        image::RgbImage::from_raw(size.0, size.1, pixels).context("a picture of the wrong size")?;
+    picture
+        .save_with_format(png, image::ImageFormat::Png)
+        .with_context(|| format!("cannot write {}", png.display()))
 }
 
 /// Registers the embedded font with `plotters` once per process.
@@ -428,78 +447,81 @@ pub fn plot_confusion(
     register_embedded_font()?;
     let err = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", png.display());
 
-    let root = BitMapBackend::new(png, CONFUSION_SIZE).into_drawing_area();
-    root.fill(&WHITE).map_err(|e| err(&e))?;
-    let root = root.titled(title, (FONT_FAMILY, 24)).map_err(|e| err(&e))?;
-    // Room for the row names on the left and the column names below: the classes
-    // share 640 pixels (ten get cells of 64), a cell is at most 128.
-    let (left, top) = (170i32, 20i32);
-    let cell = (640 / n).min(128) as i32;
-    let font = |size: i32| (size * cell / 64).clamp(7, size) as u32;
-    let text = |size: u32, pos: Pos| TextStyle::from((FONT_FAMILY, size)).pos(pos);
-    let centre = Pos::new(HPos::Center, VPos::Center);
-    for (i, row) in confusion.iter().enumerate() {
-        let row = row.as_ref();
-        let total = row.iter().sum::<u64>().max(1) as f64;
-        let y = top + i as i32 * cell;
-        root.draw(&Text::new(
-            classes[i].as_ref().to_string(),
-            (left - 10, y + cell / 2),
-            text(font(15), Pos::new(HPos::Right, VPos::Center)),
-        ))
-        .map_err(|e| err(&e))?;
-        for (j, &count) in row.iter().enumerate() {
-            let share = count as f64 / total;
-            let x = left + j as i32 * cell;
-            // White to the line colour as the share grows.
-            let mix = |c: u8| (255.0 - (255.0 - c as f64) * share).round() as u8;
-            let fill = RGBColor(mix(LINE_COLOR.0), mix(LINE_COLOR.1), mix(LINE_COLOR.2));
-            root.draw(&Rectangle::new(
-                [(x, y), (x + cell, y + cell)],
-                fill.filled(),
+    let mut pixels = blank(CONFUSION_SIZE);
+    {
+        let root = BitMapBackend::with_buffer(&mut pixels, CONFUSION_SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(|e| err(&e))?;
+        let root = root.titled(title, (FONT_FAMILY, 24)).map_err(|e| err(&e))?;
+        // Room for the row names on the left and the column names below: the classes
+        // share 640 pixels (ten get cells of 64), a cell is at most 128.
+        let (left, top) = (170i32, 20i32);
+        let cell = (640 / n).min(128) as i32;
+        let font = |size: i32| (size * cell / 64).clamp(7, size) as u32;
+        let text = |size: u32, pos: Pos| TextStyle::from((FONT_FAMILY, size)).pos(pos);
+        let centre = Pos::new(HPos::Center, VPos::Center);
+        for (i, row) in confusion.iter().enumerate() {
+            let row = row.as_ref();
+            let total = row.iter().sum::<u64>().max(1) as f64;
+            let y = top + i as i32 * cell;
+            root.draw(&Text::new(
+                classes[i].as_ref().to_string(),
+                (left - 10, y + cell / 2),
+                text(font(15), Pos::new(HPos::Right, VPos::Center)),
             ))
             .map_err(|e| err(&e))?;
-            root.draw(&Rectangle::new(
-                [(x, y), (x + cell, y + cell)],
-                BLACK.mix(0.2),
-            ))
-            .map_err(|e| err(&e))?;
-            if cell >= 24 {
-                let ink = if share > 0.5 { WHITE } else { BLACK };
-                root.draw(&Text::new(
-                    count.to_string(),
-                    (x + cell / 2, y + cell / 2),
-                    text(font(15), centre).color(&ink),
+            for (j, &count) in row.iter().enumerate() {
+                let share = count as f64 / total;
+                let x = left + j as i32 * cell;
+                // White to the line colour as the share grows.
+                let mix = |c: u8| (255.0 - (255.0 - c as f64) * share).round() as u8;
+                let fill = RGBColor(mix(LINE_COLOR.0), mix(LINE_COLOR.1), mix(LINE_COLOR.2));
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    fill.filled(),
                 ))
                 .map_err(|e| err(&e))?;
+                root.draw(&Rectangle::new(
+                    [(x, y), (x + cell, y + cell)],
+                    BLACK.mix(0.2),
+                ))
+                .map_err(|e| err(&e))?;
+                if cell >= 24 {
+                    let ink = if share > 0.5 { WHITE } else { BLACK };
+                    root.draw(&Text::new(
+                        count.to_string(),
+                        (x + cell / 2, y + cell / 2),
+                        text(font(15), centre).color(&ink),
+                    ))
+                    .map_err(|e| err(&e))?;
+                }
             }
         }
-    }
-    let bottom = top + n as i32 * cell;
-    for (j, name) in classes.iter().enumerate() {
-        let x = left + j as i32 * cell + cell / 2;
-        // Long names alternate between two lines so they do not overlap.
-        let y = bottom + 14 + (j as i32 % 2) * 18;
-        root.draw(&Text::new(
-            name.as_ref().to_string(),
-            (x, y),
-            text(font(14), centre),
-        ))
-        .map_err(|e| err(&e))?;
-    }
-    let middle = left + n as i32 * cell / 2;
-    let labels = [
-        ("predicted class", (middle, bottom + 62)),
-        (
-            "rows: true class; shade: share of the row",
-            (middle, bottom + 86),
-        ),
-    ];
-    for (words, at) in labels {
-        root.draw(&Text::new(words, at, text(16, centre)))
+        let bottom = top + n as i32 * cell;
+        for (j, name) in classes.iter().enumerate() {
+            let x = left + j as i32 * cell + cell / 2;
+            // Long names alternate between two lines so they do not overlap.
+            let y = bottom + 14 + (j as i32 % 2) * 18;
+            root.draw(&Text::new(
+                name.as_ref().to_string(),
+                (x, y),
+                text(font(14), centre),
+            ))
             .map_err(|e| err(&e))?;
+        }
+        let middle = left + n as i32 * cell / 2;
+        let labels = [
+            ("predicted class", (middle, bottom + 62)),
+            (
+                "rows: true class; shade: share of the row",
+                (middle, bottom + 86),
+            ),
+        ];
+        for (words, at) in labels {
+            root.draw(&Text::new(words, at, text(16, centre)))
+                .map_err(|e| err(&e))?;
+        }
+        root.present()
+            .with_context(|| format!("cannot draw {}", png.display()))?;
     }
-    root.present()
-        .with_context(|| format!("cannot write {}", png.display()))?;
-    Ok(())
+    write_png(png, CONFUSION_SIZE, pixels)
 }
