@@ -133,9 +133,9 @@ pub fn plot_metrics(records: &[Record], png: &Path, title: &str) -> Result<()> {
     write_png(png, SIZE, pixels)
 }
 
-/// A white `size` RGB picture for plotters to draw into.
+/// The RGB buffer of a `size` picture, for plotters to draw into (it fills it first).
 fn blank(size: (u32, u32)) -> Vec<u8> {
-    vec![255; size.0 as usize * size.1 as usize * 3]
+    vec![0; size.0 as usize * size.1 as usize * 3]
 }
 
 /// Writes the RGB `pixels` of a `size` picture to `png`, encoded by the image crate

@@ -10,6 +10,7 @@
 use std::sync::atomic::{AtomicU8, Ordering};
 
 use anyhow::{bail, Result};
+use gemm_common::Parallelism;
 use rayon::prelude::*;
 
 /// The environment variable that picks the matrix multiply (`CpuGemm`), to compare the
@@ -263,7 +264,7 @@ pub fn par_product(a: Mat, b: Mat) -> Vec<f32> {
         // SAFETY: one product into the m x n output, beta 0.
         return unsafe {
             written_by(m * n, |c| {
-                gemm_crate(a, b, c, n, 0.0, gemm_common::Parallelism::Rayon(threads))
+                gemm_crate(a, b, c, n, 0.0, Parallelism::Rayon(threads))
             })
         };
     }
@@ -328,7 +329,7 @@ unsafe fn gemm_into(a: Mat, b: Mat, c: *mut f32, c_row_stride: usize, beta: f32)
     }
     if CpuGemm::active() == CpuGemm::GemmCrate {
         // SAFETY: as below.
-        return unsafe { gemm_crate(a, b, c, c_row_stride, beta, gemm_common::Parallelism::None) };
+        return unsafe { gemm_crate(a, b, c, c_row_stride, beta, Parallelism::None) };
     }
     let (rsa, csa) = a.strides();
     let (rsb, csb) = b.strides();
@@ -363,7 +364,7 @@ unsafe fn gemm_crate(
     c: *mut f32,
     c_row_stride: usize,
     beta: f32,
-    parallelism: gemm_common::Parallelism,
+    parallelism: Parallelism,
 ) {
     let (m, k) = a.dims();
     let n = b.dims().1;
@@ -383,58 +384,38 @@ unsafe fn gemm_crate(
     let (a, b) = (a.data.as_ptr(), b.data.as_ptr());
     let read_c = beta != 0.0;
     let kernels = gemm_f32::gemm::f32::get_gemm_fn();
+    // The kernels prefer a destination stored column by column; a row-major C with rows
+    // apart is given to them as its transpose, Cᵀ = Bᵀ·Aᵀ, every stride swapped: what
+    // the gemm crate's generic entry point does before it dispatches to these f32
+    // kernels (called directly, the build skips its c32, c64 and f64 ones).
+    let (rows, cols, c_cs, c_rs, lhs, lhs_cs, lhs_rs, rhs, rhs_cs, rhs_rs) = if c_row_stride > 1 {
+        (n, m, c_row_stride as isize, 1, b, rsb, csb, a, rsa, csa)
+    } else {
+        (m, n, 1, c_row_stride as isize, a, csa, rsa, b, csb, rsb)
+    };
     // SAFETY: every element of a and b lies inside their slices (`fits`), c is the
     // caller's.
     unsafe {
-        // The kernels prefer a destination stored column by column; a row-major C with
-        // rows apart is given to them as its transpose, Cᵀ = Bᵀ·Aᵀ, every stride
-        // swapped: what the gemm crate's generic entry point does before it dispatches
-        // to these f32 kernels (called directly, the build skips its c32, c64 and f64
-        // ones).
-        if c_row_stride > 1 {
-            kernels(
-                n,
-                m,
-                k,
-                c,
-                c_row_stride as isize,
-                1,
-                read_c,
-                b,
-                rsb,
-                csb,
-                a,
-                rsa,
-                csa,
-                beta,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        } else {
-            kernels(
-                m,
-                n,
-                k,
-                c,
-                1,
-                c_row_stride as isize,
-                read_c,
-                a,
-                csa,
-                rsa,
-                b,
-                csb,
-                rsb,
-                beta,
-                1.0,
-                false,
-                false,
-                false,
-                parallelism,
-            )
-        }
+        kernels(
+            rows,
+            cols,
+            k,
+            c,
+            c_cs,
+            c_rs,
+            read_c,
+            lhs,
+            lhs_cs,
+            lhs_rs,
+            rhs,
+            rhs_cs,
+            rhs_rs,
+            beta,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
     }
 }
